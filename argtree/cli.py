@@ -1,0 +1,55 @@
+"""The ``argtree`` command.
+
+Each subcommand lives in ``argtree/commands/<name>.py`` and is registered here
+lazily, so ``argtree --help`` and ``argtree infer`` never import torch,
+sqlalchemy or streamlit.  Errors a user can fix are ``click.ClickException``
+subclasses (exit status 2 for bad input) with one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+# command name -> (module under argtree.commands, attribute, one-line help for the listing)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "infer": ("core", "infer", "Exact belief of every node given the evidence in an argtree/1 file."),
+    "voi": ("core", "voi", "Rank the unlabeled nodes of a tree by value of information."),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"argtree.commands.{module}"), attr)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="argtree")
+def main() -> None:
+    """argtree: grow Bayesian argument trees with a language model, ask people the
+    questions that matter most (value of information), and train the model on
+    their answers.
+
+    Trees are argtree/1 JSON files (see DESIGN.md) or live in the database
+    (ARGTREE_DATABASE_URL, default a SQLite file under ARGTREE_HOME).
+    Every command takes --help; most take --json for scripts.
+    """
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -17,6 +17,7 @@ import click
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "infer": ("core", "infer", "Exact belief of every node given the evidence in an argtree/1 file."),
     "voi": ("core", "voi", "Rank the unlabeled nodes of a tree by value of information."),
+    "export": ("export", "export", "Export labeled trees as a fine-tuning dataset (TRL / OpenAI JSONL) with a card."),
 }
 
 

@@ -1,0 +1,92 @@
+"""``argtree export``: labeled trees -> a fine-tuning dataset (JSONL) and its card."""
+
+from __future__ import annotations
+
+import click
+
+from . import InputError, console, print_json
+
+KIND_HELP = ("facts: premise -> oracle truth; cruxes: question -> the premises that proved most valuable; "
+             "posteriors: question -> the tree's final belief; uncertainty: question -> how much the labels "
+             "moved it (low/medium/high).")
+FORMAT_HELP = ("TRL: text (language modeling), prompt-completion, conversational (messages), preference "
+               "(chosen/rejected), unpaired-preference (boolean label), stepwise (facts/cruxes only); "
+               "OpenAI: openai-chat, openai-dpo.")
+
+
+def load_labeled_trees(files: tuple[str, ...], database: str | None = None):
+    """Labeled trees from argtree/1 files, or from the store when no file is given."""
+    from ..datasets import from_files
+    from ..tree import TreeError
+
+    if files:
+        try:
+            return from_files(files)
+        except TreeError as err:
+            raise InputError(str(err)) from None
+    try:
+        from ..store import load_tree  # noqa: F401
+    except ImportError:
+        raise InputError("the tree store is not available in this install; pass argtree/1 files with --from-files") from None
+    return _from_store(database)
+
+
+def _from_store(database: str | None):
+    raise InputError("reading labeled trees from the database is not wired yet; pass --from-files")
+
+
+@click.command()
+@click.option("--kind", type=click.Choice(["facts", "cruxes", "posteriors", "uncertainty"]), required=True,
+              help=KIND_HELP)
+@click.option("--format", "fmt", type=click.Choice(["text", "prompt-completion", "conversational", "preference",
+                                                    "unpaired-preference", "stepwise", "openai-chat",
+                                                    "openai-dpo"]),
+              default="prompt-completion", show_default=True, help=FORMAT_HELP)
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="Output JSONL. With --split, writes OUT's stem .train.jsonl and .eval.jsonl; always a .card.json.")
+@click.option("--split", type=float, default=None,
+              help="Train share, e.g. 0.9: split by proposition (hash of its text), nothing of eval in train.")
+@click.option("--from-files", "files", multiple=True, type=click.Path(dir_okay=False),
+              help="Read labeled trees from argtree/1 files (repeatable) instead of the database.")
+@click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
+@click.option("--json", "as_json", is_flag=True, help="Print the dataset card as JSON.")
+def export(kind: str, fmt: str, out: str, split: float | None, files: tuple[str, ...], database: str | None,
+           as_json: bool) -> None:
+    """Export labeled trees as a fine-tuning dataset in a documented format.
+
+    Records are deterministic: the same trees give byte-identical files.  A
+    card (counts, sources, model versions, sha256 of each file) is written
+    beside the data.
+    """
+    from ..datasets import DatasetError
+    from ..datasets import export as do_export
+
+    if split is not None and not 0.0 < split < 1.0:
+        raise InputError(f"--split must be strictly between 0 and 1, got {split}")
+    trees = load_labeled_trees(files, database)
+    try:
+        card = do_export(trees, kind, fmt, out, split)
+    except DatasetError as err:
+        raise InputError(str(err)) from None
+    except OSError as err:
+        raise InputError(f"cannot write {out!r}: {err.strerror}") from None
+    if as_json:
+        print_json(card)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{kind} as {fmt}: {card['examples']} examples from {card['trees']} trees")
+    for col in ("split", "records", "file", "sha256"):
+        table.add_column(col)
+    for name, info in card["files"].items():
+        table.add_row(name, str(info["records"]), info["path"], info["sha256"][:16] + "…")
+    out_console = console()
+    out_console.print(table)
+    notes = []
+    if card["dropped_for_leakage"]:
+        notes.append(f"{card['dropped_for_leakage']} train examples dropped: they share a proposition with eval")
+    if card["skipped_for_format"]:
+        notes.append(f"{card['skipped_for_format']} examples have no wrong answer / steps for this format")
+    for note in notes:
+        out_console.print(f"[dim]{note}[/]")
+    out_console.print(f"card: {card['card_path']}")

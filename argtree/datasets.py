@@ -3,7 +3,8 @@
 Four kinds of example, each one prompt with a right answer (and, where the
 tree gives one honestly, a wrong answer for preference formats):
 
-``facts``        premise -> its oracle truth ("true" / "false").  The truth of a
+``facts``        premise -> its oracle truth ("Yes" / "No": the answer a yes/no
+                 scorer reads P(true) from).  The truth of a
                  proposition is the sign of its labels' summed weight of evidence
                  (log r/(1-r) per label; a hard label wins); ties are skipped.
 ``cruxes``       question -> the premises that proved most valuable: labeled
@@ -86,7 +87,7 @@ class Prompts:
     """Prompt templates: one place, so an adapter is trained on the prompts it will serve."""
 
     fact: Callable[[str], str] = lambda text: (
-        f"Is this statement true or false?\nStatement: {text}\nAnswer with one word: true or false.")
+        f"Is this statement true?\nStatement: {text}\nAnswer yes or no.")
     cruxes: Callable[[str], str] = lambda q: (
         f"Question: {q}\nList the facts that would settle this question, one per line.")
     posterior: Callable[[str], str] = lambda q: (
@@ -160,7 +161,7 @@ def _facts(lt: LabeledTree, prompts: Prompts) -> list[Example]:
             continue
         text = lt.tree[nid].text
         key = normalize(text)
-        answer, wrong = ("true", "false") if value else ("false", "true")
+        answer, wrong = ("Yes", "No") if value else ("No", "Yes")
         out.append(Example("facts", key, frozenset([key]), prompts.fact(text), answer, wrong,
                            source=lt.source, model=lt.model))
     return out

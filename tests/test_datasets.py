@@ -91,8 +91,8 @@ def test_every_format_matches_its_documented_schema(kind, fmt):
 def test_facts_say_what_the_oracle_said():
     recs = build(TREES, "facts", "prompt-completion")["splits"]["all"]
     answers = {r["prompt"].split("Statement: ")[1].split("\n")[0]: r["completion"] for r in recs}
-    assert answers["Air scatters blue light."] == "true"
-    assert answers["The sky is green."] == "false"
+    assert answers["Air scatters blue light."] == "Yes"
+    assert answers["The sky is green."] == "No"
     assert "Clouds exist." not in answers  # unlabeled: no truth to teach
     assert len(recs) == 7
 

@@ -5,12 +5,11 @@ contiguous slice; every pass is then a handful of numpy operations per level
 (``np.bincount`` gathers children's messages into parents).  Cost is O(n) per
 pass whatever the evidence.
 
-Numerics.  Messages are kept in the log domain and normalized per node, so deep
-chains neither underflow nor overflow and wide fans (10,000 children) just sum
-logs.  CPT entries of exactly 0 or 1 and hard labels make some messages exactly
-zero; to take one child's message *out* of its parent's product (the downward
-pass) we keep, per node and value, the sum of the finite log-messages and a
-count of the zero ones, so we never compute ``-inf - -inf``.
+Numerics.  Upward messages are summed in the log domain and each node's
+likelihood is normalized, so deep chains neither underflow nor overflow and
+wide fans (10,000 children) just add logs; exact zeros (CPT entries of 0 or 1,
+hard labels) are plain ``-inf`` terms.  The downward pass never divides a
+message back out, so there is no ``0/0`` to guard against (see Propagation).
 """
 
 from __future__ import annotations
@@ -114,37 +113,42 @@ def compile_tree(tree: ArgumentTree) -> CompiledTree:
 class Propagation:
     """One upward (evidence) pass; downward passes are then cheap to repeat.
 
-    ``down(root_state)`` returns P(node = true | evidence, root clamped) for
-    every node; ``root_state`` None means the root is not clamped.
+    Upward, each node gets lam = P(evidence at and below it | node), normalized,
+    and sends its parent the message m(u) = P(evidence below | parent = u).
+    The same numbers give T(u) = P(node | parent = u, evidence below the node).
+    In a tree the parent separates a node's subtree from everything else, so
+    P(x | e) = T(0) + (T(1) - T(0)) · P(parent | e): the downward pass is one
+    multiply-add per node, and clamping the root is just starting it at 1 or 0.
+
+    ``down(root_state)`` returns P(node = true | evidence [, root = root_state])
+    in BFS order; ``root_state`` None means the root is not clamped.
     """
 
     def __init__(self, ct: CompiledTree, loglik: np.ndarray):
         self.ct = ct
         self.le = loglik
         n = ct.n
-        self.S = np.zeros((n, 2))                 # sum of finite log-messages from children
-        self.Z = np.zeros((n, 2), dtype=np.int64)  # number of zero messages from children
-        self.lam = np.empty((n, 2))               # normalized likelihood of evidence below and at the node
-        self.logm = np.empty((n, 2))              # log message node -> parent, indexed by parent value
-        self.log_scale = 0.0                      # sum of normalizers: log P(e) = log_scale + log(prior . lam_root)
-        self._up()
+        self.T0 = np.zeros(n)  # P(node | parent false, evidence below)
+        self.T1 = np.zeros(n)  # P(node | parent true, evidence below)
+        self.lam = np.empty((n, 2))
+        self.log_scale = self._up()
         prior = np.array([1.0 - ct.prior, ct.prior])
         z = float(prior @ self.lam[0])
         if z <= 0.0:
-            raise TreeError("the evidence is contradictory: it has probability zero under the tree",
+            raise TreeError("the evidence on the root contradicts its prior (probability zero)",
                             ct.ids[ct.order[0]], "evidence")
+        # log P(e) = sum of per-node normalizers + log of the root's normalizer.
         self.log_evidence = self.log_scale + float(np.log(z))
-        self.root_belief = prior[1] * self.lam[0, 1] / z
+        self.root_belief = float(prior[1] * self.lam[0, 1] / z)
 
-    def _up(self) -> None:
-        ct, le, S, Z, lam, logm = self.ct, self.le, self.S, self.Z, self.lam, self.logm
-        lv = ct.levels
+    def _up(self) -> float:
+        ct, lv = self.ct, self.ct.levels
+        S = np.zeros((ct.n, 2))  # sum of log-messages from children (-inf where one is zero)
         scale = 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
             for d in range(len(lv) - 2, -1, -1):
                 s = slice(lv[d], lv[d + 1])
-                L = le[s] + S[s]
-                L[Z[s] > 0] = NEG_INF
+                L = self.le[s] + S[s]
                 mx = L.max(axis=1)
                 bad = np.flatnonzero(mx == NEG_INF)
                 if len(bad):
@@ -152,60 +156,38 @@ class Propagation:
                     raise TreeError("the evidence at or below this node is contradictory "
                                     "(it has probability zero)", node, "evidence")
                 scale += float(mx.sum())
-                ls = np.exp(L - mx[:, None])
-                lam[s] = ls
+                lam = np.exp(L - mx[:, None])
+                self.lam[s] = lam
                 if d == 0:
                     break
                 p1, p0 = ct.p1[s], ct.p0[s]
-                m = np.empty_like(ls)
-                m[:, 1] = p1 * ls[:, 1] + (1.0 - p1) * ls[:, 0]
-                m[:, 0] = p0 * ls[:, 1] + (1.0 - p0) * ls[:, 0]
-                lm = np.log(m)
-                logm[s] = lm
-                ps = slice(lv[d - 1], lv[d])
+                t1, t0 = p1 * lam[:, 1], p0 * lam[:, 1]
+                m1 = t1 + (1.0 - p1) * lam[:, 0]
+                m0 = t0 + (1.0 - p0) * lam[:, 0]
+                impossible = np.flatnonzero((m1 == 0) & (m0 == 0))
+                if len(impossible):  # this node's evidence rules out both values of its parent
+                    node = ct.ids[ct.order[lv[d] + impossible[0]]]
+                    raise TreeError("the evidence at or below this node is impossible under its "
+                                    "p_if_true/p_if_false (probability zero)", node, "evidence")
+                # A parent value whose message is zero gets probability zero, so T there is moot.
+                self.T1[s] = np.where(m1 > 0, t1 / m1, 0.0)
+                self.T0[s] = np.where(m0 > 0, t0 / m0, 0.0)
                 idx = ct.parent[s] - lv[d - 1]
                 width = lv[d] - lv[d - 1]
-                zero = lm == NEG_INF
-                for v in (0, 1):
-                    if zero[:, v].any():
-                        S[ps, v] += np.bincount(idx, weights=np.where(zero[:, v], 0.0, lm[:, v]), minlength=width)
-                        Z[ps, v] += np.bincount(idx, weights=zero[:, v], minlength=width).astype(np.int64)
-                    else:
-                        S[ps, v] += np.bincount(idx, weights=lm[:, v], minlength=width)
-        self.log_scale = scale
+                ps = slice(lv[d - 1], lv[d])
+                S[ps, 1] += np.bincount(idx, weights=np.log(m1), minlength=width)
+                S[ps, 0] += np.bincount(idx, weights=np.log(m0), minlength=width)
+        return scale
 
     def down(self, root_state: bool | None = None) -> np.ndarray:
         """P(node = true | e [, root = root_state]) for every node, in BFS order."""
-        ct, le, S, Z, lam, logm = self.ct, self.le, self.S, self.Z, self.lam, self.logm
-        lv = ct.levels
-        n = ct.n
-        bel = np.empty(n)
-        total = np.empty((n, 2))  # log pi + log evidence + log children messages (zeros masked later)
-        if root_state is None:
-            pi = np.array([1.0 - ct.prior, ct.prior])
-        else:
-            pi = np.array([0.0, 1.0]) if root_state else np.array([1.0, 0.0])
-        b = pi * lam[0]
-        bel[0] = b[1] / b.sum()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total[0] = np.log(pi) + le[0] + S[0]
-            for d in range(1, len(lv) - 1):
-                s = slice(lv[d], lv[d + 1])
-                par = ct.parent[s]
-                own = logm[s]
-                own_zero = own == NEG_INF
-                ex = total[par] - np.where(own_zero, 0.0, own)
-                ex[(Z[par] - own_zero) > 0] = NEG_INF
-                mx = ex.max(axis=1)
-                q = np.exp(ex - mx[:, None])
-                q /= q.sum(axis=1, keepdims=True)
-                p1, p0 = ct.p1[s], ct.p0[s]
-                pis = np.empty_like(q)
-                pis[:, 1] = q[:, 1] * p1 + q[:, 0] * p0
-                pis[:, 0] = q[:, 1] * (1.0 - p1) + q[:, 0] * (1.0 - p0)
-                bs = pis * lam[s]
-                bel[s] = bs[:, 1] / bs.sum(axis=1)
-                total[s] = np.log(pis) + le[s] + S[s]
+        ct, lv = self.ct, self.ct.levels
+        bel = np.empty(ct.n)
+        bel[0] = self.root_belief if root_state is None else float(root_state)
+        slope = self.T1 - self.T0
+        for d in range(1, len(lv) - 1):
+            s = slice(lv[d], lv[d + 1])
+            bel[s] = self.T0[s] + slope[s] * bel[ct.parent[s]]
         return bel
 
 

@@ -169,6 +169,9 @@ class ArgumentTree:
         cycle = path[path.index(at):]
         raise TreeError("cycle through parents: " + " -> ".join(cycle + [at]), at, "parent")
 
+    def __repr__(self) -> str:
+        return f"ArgumentTree({list(self.nodes.values())!r})"
+
     # -- structure -------------------------------------------------------
     def __len__(self) -> int:
         return len(self.nodes)

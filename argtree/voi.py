@@ -32,11 +32,26 @@ METRICS: tuple[str, ...] = ("shift", "decision", "info")
 MAX_BATCH = 12
 
 
-def _xlog2(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """x * log2(x / y), with 0 log 0 = 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = x * (np.log2(x) - np.log2(y))
-    return np.where(x > 0, out, 0.0)
+def _log(x):
+    with np.errstate(divide="ignore"):
+        return np.log(x)
+
+
+def _mutual_information(R: float, a: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """I(r; x) in bits from the 2x2 joint R·a, R·(1-a), (1-R)·c, (1-R)·(1-c).
+
+    Marginals of x are formed in the log domain (logaddexp) so a root
+    probability near 0 or 1 cannot underflow them to zero and give inf.
+    """
+    lR, lnR = np.log(R), np.log1p(-R)
+    total = np.zeros_like(a)
+    for pa, pc in ((a, c), (1.0 - a, 1.0 - c)):
+        la, lc = _log(pa), _log(pc)
+        lb = np.logaddexp(lR + la, lnR + lc)  # log P(x = v)
+        with np.errstate(invalid="ignore"):
+            total += np.where(pa > 0, R * pa * (la - lb), 0.0)
+            total += np.where(pc > 0, (1.0 - R) * pc * (lc - lb), 0.0)
+    return total / np.log(2.0)
 
 
 def metric_from_table(R: float, a: np.ndarray, c: np.ndarray, metric: str) -> np.ndarray:
@@ -48,10 +63,7 @@ def metric_from_table(R: float, a: np.ndarray, c: np.ndarray, metric: str) -> np
                 - max(R, 1.0 - R))
         return np.maximum(gain, 0.0)
     if metric == "info":
-        b = R * a + (1 - R) * c
-        mi = (R * (_xlog2(a, b) + _xlog2(1 - a, 1 - b))
-              + (1 - R) * (_xlog2(c, b) + _xlog2(1 - c, 1 - b)))
-        return np.maximum(mi, 0.0)
+        return np.maximum(_mutual_information(R, a, c), 0.0)
     raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
 
 

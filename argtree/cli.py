@@ -17,6 +17,10 @@ import click
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "infer": ("core", "infer", "Exact belief of every node given the evidence in an argtree/1 file."),
     "voi": ("core", "voi", "Rank the unlabeled nodes of a tree by value of information."),
+    "db": ("db", "db", "Create, migrate (upgrade) and inspect (current) the database."),
+    "import": ("db", "import_", "Store argtree/1 files in the database; their evidence becomes labels."),
+    "dump": ("db", "dump", "Write a stored tree as argtree/1 JSON, labels as evidence."),
+    "users": ("db", "users", "Manage annotator accounts: users add NAME [--admin], users list."),
     "export": ("export", "export", "Export labeled trees as a fine-tuning dataset (TRL / OpenAI JSONL) with a card."),
 }
 

@@ -1,0 +1,213 @@
+"""``argtree db``, ``argtree import``, ``argtree dump``, ``argtree users``: the database from the shell."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from . import InputError, console, print_json
+
+
+def _store_errors(fn):
+    """Turn the store's user-facing errors into one-line CLI errors (exit status 2)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..store.db import SchemaError
+        from ..store.errors import StoreError
+        from ..tree import TreeError
+
+        try:
+            return fn(*args, **kwargs)
+        except (SchemaError, StoreError, TreeError) as err:
+            raise InputError(str(err)) from None
+        except ImportError as err:
+            raise InputError(f"{err}; install the storage extra: pip install 'argtree[store]'") from None
+        except Exception as err:  # a database that is down or refuses us: say so, no traceback
+            from sqlalchemy.exc import OperationalError
+
+            if isinstance(err, OperationalError):
+                raise InputError(f"database error: {str(err.orig).splitlines()[0] if err.orig else err}") from None
+            raise
+
+    return wrapper
+
+
+@click.group()
+def db() -> None:
+    """Create, migrate and inspect the database.
+
+    The database is ARGTREE_DATABASE_URL (e.g. postgresql+psycopg://user@host/db)
+    or, by default, a SQLite file argtree.db under ARGTREE_HOME (default: your
+    user data directory).  Run `argtree db upgrade` once after installing or
+    upgrading argtree.
+    """
+
+
+@db.command()
+@click.argument("revision", default="head")
+@_store_errors
+def upgrade(revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest), creating it if needed."""
+    from ..store.db import database_url, get_engine, redact, schema_status, upgrade as do_upgrade
+
+    url = database_url()
+    do_upgrade(url, revision)
+    current, head, _ = schema_status(get_engine(url, check=False))
+    click.echo(f"{redact(url)}: at schema revision {current} (head {head})")
+
+
+@db.command()
+@click.argument("revision")
+@_store_errors
+def downgrade(revision: str) -> None:
+    """Migrate the database down to REVISION ('base' removes every argtree table: data is lost)."""
+    from ..store.db import database_url, downgrade as do_downgrade, redact
+
+    url = database_url()
+    do_downgrade(url, revision)
+    click.echo(f"{redact(url)}: downgraded to {revision}")
+
+
+@db.command()
+@click.option("--json", "as_json", is_flag=True, help='Print {"url", "current", "head", "up_to_date"}.')
+@_store_errors
+def current(as_json: bool) -> None:
+    """Show the database URL and its schema revision against the newest this argtree knows."""
+    from ..store.db import database_url, get_engine, redact, schema_status
+
+    url = database_url()
+    cur, head, known = schema_status(get_engine(url, check=False))
+    if as_json:
+        print_json({"url": redact(url), "current": cur, "head": head, "up_to_date": cur == head})
+        return
+    state = ("up to date" if cur == head else "not migrated: run `argtree db upgrade`" if cur is None
+             else "behind: run `argtree db upgrade`" if known else "newer than this argtree")
+    click.echo(f"{redact(url)}\nrevision {cur or '(none)'}, head {head}: {state}")
+
+
+@click.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--priority", type=float, default=1.0, show_default=True,
+              help="Weight of these trees in the forest-wide VoI of the queue.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"trees": {file: tree_id}}.')
+@_store_errors
+def import_(files: tuple[str, ...], priority: float, as_json: bool) -> None:
+    """Store argtree/1 files in the database (all or none: one bad file stops the import).
+
+    Each file's evidence becomes labels; beliefs and the question queue update.
+    A file already imported with the same content is not stored twice.
+    """
+    from sqlalchemy import select
+
+    from ..io import load
+    from ..store import Tree, save_tree, session_scope
+    from ..store.trees import content_hash
+    from ..tree import TreeError
+
+    loaded = []
+    for path in files:
+        try:
+            loaded.append((path, *load(path)))
+        except TreeError as err:
+            raise InputError(f"{path}: {err}") from None
+    out: dict[str, int] = {}
+    new = 0
+    with session_scope() as s:
+        for path, tree, evidence in loaded:
+            old = s.scalar(select(Tree.id).where(Tree.content_hash == content_hash(tree, evidence)).limit(1))
+            if old is not None:
+                out[path] = old
+                continue
+            try:
+                out[path] = save_tree(s, tree, evidence, priority=priority)
+            except (TreeError, ValueError) as err:
+                raise InputError(f"{path}: {err} (nothing was imported)") from None
+            new += 1
+    if as_json:
+        print_json({"trees": out})
+        return
+    for path, tid in out.items():
+        click.echo(f"{path}: tree {tid}")
+    click.echo(f"{new} imported, {len(out) - new} already present")
+
+
+@click.command()
+@click.argument("tree_id", type=int)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (atomically) instead of stdout.")
+@_store_errors
+def dump(tree_id: int, out: str | None) -> None:
+    """Write stored tree TREE_ID as argtree/1 JSON, with its labels as evidence."""
+    from ..io import dump as write, dumps
+    from ..store import load_tree, session_scope
+
+    with session_scope(readonly=True) as s:
+        tree, evidence = load_tree(s, tree_id)
+    if out:
+        write(tree, evidence, out)
+        click.echo(f"tree {tree_id} -> {out}", err=True)
+    else:
+        sys.stdout.write(dumps(tree, evidence) + "\n")
+
+
+@click.group()
+def users() -> None:
+    """Manage annotator accounts (for the oracle web app)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Admins also manage users and see all trees, runs and exports.")
+@click.option("--reliability", type=float, default=0.9, show_default=True,
+              help="How far to trust this person's labels: P(label is right), in (0.5, 1).")
+@click.password_option("--password", prompt="Password", confirmation_prompt=True,
+                       help="Prompted for (hidden) when not given; at least 8 characters.")
+@_store_errors
+def users_add(name: str, admin: bool, reliability: float, password: str) -> None:
+    """Add annotator NAME (password prompted, stored as an argon2id hash)."""
+    from ..store import add_annotator, session_scope
+
+    with session_scope() as s:
+        row = add_annotator(s, name, password, admin, reliability=reliability)
+    click.echo(f"added {row.role} {row.name!r} (id {row.id})")
+
+
+@users.command("passwd")
+@click.argument("name")
+@click.password_option("--password", prompt="New password", confirmation_prompt=True)
+@_store_errors
+def users_passwd(name: str, password: str) -> None:
+    """Set NAME's password."""
+    from ..store import session_scope, set_password
+
+    with session_scope() as s:
+        set_password(s, name, password)
+    click.echo(f"password of {name!r} changed")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of accounts.")
+@_store_errors
+def users_list(as_json: bool) -> None:
+    """List accounts with their role, reliability and answers."""
+    from sqlalchemy import func, select
+
+    from ..store import Label, list_annotators, session_scope
+
+    with session_scope(readonly=True) as s:
+        rows = [(a, s.scalar(select(func.count()).where(Label.annotator_id == a.id, Label.retracted_at.is_(None))))
+                for a in list_annotators(s)]
+    if as_json:
+        print_json([{"id": a.id, "name": a.name, "role": a.role, "reliability": a.reliability, "active": a.active,
+                     "labels": n} for a, n in rows])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("id", "name", "role", "reliability", "active", "labels"):
+        table.add_column(col)
+    for a, n in rows:
+        table.add_row(str(a.id), a.name, a.role, f"{a.reliability:g}", "yes" if a.active else "no", str(n))
+    console().print(table)

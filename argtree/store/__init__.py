@@ -1,0 +1,92 @@
+"""Storage and the oracle queue (SQLAlchemy 2.0; SQLite by default, PostgreSQL for teams).
+
+Public API (everything below is importable from ``argtree.store``)::
+
+    # connecting (db.py)
+    session_scope(url=None, readonly=False)     # with session_scope() as s: ...  commits on success
+    open_session(url=None, readonly=False)      # a Session you commit/close yourself
+    database_url()                              # ARGTREE_DATABASE_URL or sqlite under ARGTREE_HOME
+    upgrade(url=None, revision="head"), downgrade(url, revision)   # Alembic, = `argtree db upgrade`
+    SchemaError                                 # unmigrated/newer schema; message names the command
+
+    # trees (trees.py)
+    save_tree(s, tree, evidence=(), *, question=None, model_version=None, priority=1.0,
+              status="active", meta=None) -> tree_id
+    load_tree(s, tree_id) -> (ArgumentTree, tuple[Evidence])   # evidence = live labels
+    list_trees(s, search=None, *, status=None, limit=50, offset=0) -> [TreeSummary]
+    tree_nodes(s, tree_id) -> [NodeInfo]         # numbers of every node, for graphs
+    get_tree(s, tree_id) -> Tree;  set_tree(s, tree_id, priority=..., status=...)
+    update_node(s, node_id, prior=/p_if_true=/p_if_false=)   # edit numbers, recompute
+    recompute_all(s)
+
+    # the queue (queue.py)
+    next_question(s, annotator_id, *, lease_seconds=None) -> Question | None
+    submit_label(s, annotator_id, proposition_id, value=None, *, probability=None,
+                 dont_know=False, ill_posed=False, rewrite=None, comment=None,
+                 seconds=None, request_id=None) -> Label
+    undo_last_label(s, annotator_id) -> Label | None   # and re-leases that question
+    release_lease(s, annotator_id)
+    root_history(s, tree_id) -> [RootPoint]
+    annotator_stats(s, annotator_id, since=None) -> AnnotatorStats
+    labels_for(s, proposition_id=None, annotator_id=None, include_retracted=False)
+    get_queue_settings(s), set_queue_settings(s, overlap=, lease_seconds=, metric=)
+
+    # accounts (accounts.py)
+    add_annotator(s, name, password, admin=False, *, reliability=0.9) -> Annotator
+    verify_password(s, name, password) -> Annotator | None
+    get_annotator(s, name_or_id), list_annotators(s), set_password(s, who, pw),
+    set_annotator(s, who, admin=, active=, reliability=)
+
+    # model versions and loop runs (registry.py)
+    register_model_version(s, name, path=None, base=None, *, kind="lora", parent=None, meta=None)
+    get_model_version(s, name="latest"), list_model_versions(s)
+    start_loop_run(s, config), unfinished_loop_run(s), heartbeat_loop_run(s, run_id, stats),
+    finish_loop_run(s, run_id, status), add_loop_tasks(s, run_id, tasks),
+    claim_loop_task(s, run_id, worker, kinds=None, stale_after=600), finish_loop_task(s, task_id, status, result)
+
+Conventions:
+
+* Every query function takes a Session and runs in the caller's transaction;
+  nothing is durable until it commits (``session_scope`` does that on exit).
+  Bad input raises ``StoreError`` (a ValueError naming the field) or
+  ``NotFound`` before anything is written; tree problems raise ``TreeError``.
+* Node extra keys ``credence``, ``rationale`` and ``model_output`` (what the model
+  said) are stored in their own columns (``Node.model_credence`` ...) and handed
+  back in ``Node.extra`` by ``load_tree``.  Human answers live only in ``labels``.
+* A label becomes evidence weighted by the annotator's ``reliability`` (default
+  0.9); imported argtree/1 evidence keeps its own reliability (system annotator
+  ``imported``).  Timestamps are naive UTC.
+* The queue serves a proposition to at most ``queue.overlap`` people (answers plus
+  live leases); "don't know" does not count as an answer, "ill-posed" does.
+
+Tests and other tools get a migrated throw-away database from
+``argtree.store.testing`` (SQLite file or a PostgreSQL schema of its own).
+"""
+
+from .accounts import add_annotator, get_annotator, list_annotators, set_annotator, set_password, verify_password
+from .db import SchemaError, database_url, downgrade, get_engine, open_session, session_scope, upgrade
+from .errors import NotFound, StoreError
+from .models import (Annotator, Label, Lease, LoopRun, LoopTask, ModelVersion, Node, Proposition, RootBelief, Tree,
+                     utcnow)
+from .queue import (AnnotatorStats, ChainLink, Question, RootPoint, annotator_stats, get_queue_settings, labels_for,
+                    next_question, release_lease, root_history, set_queue_settings, submit_label, undo_last_label)
+from .registry import (add_loop_tasks, claim_loop_task, finish_loop_run, finish_loop_task, get_loop_run,
+                       get_model_version, heartbeat_loop_run, list_model_versions, loop_task_counts,
+                       register_model_version, start_loop_run, unfinished_loop_run)
+from .trees import (NodeInfo, TreeSummary, get_tree, list_trees, load_tree, recompute_all, save_tree, set_tree,
+                    tree_nodes, update_node)
+
+__all__ = [
+    "SchemaError", "StoreError", "NotFound", "database_url", "get_engine", "open_session", "session_scope",
+    "upgrade", "downgrade",
+    "Annotator", "Label", "Lease", "LoopRun", "LoopTask", "ModelVersion", "Node", "Proposition", "RootBelief", "Tree",
+    "utcnow",
+    "save_tree", "load_tree", "list_trees", "tree_nodes", "get_tree", "set_tree", "update_node", "recompute_all",
+    "TreeSummary", "NodeInfo",
+    "next_question", "submit_label", "undo_last_label", "release_lease", "root_history", "annotator_stats",
+    "labels_for", "get_queue_settings", "set_queue_settings", "Question", "ChainLink", "RootPoint", "AnnotatorStats",
+    "add_annotator", "verify_password", "get_annotator", "list_annotators", "set_password", "set_annotator",
+    "register_model_version", "get_model_version", "list_model_versions", "start_loop_run", "get_loop_run",
+    "unfinished_loop_run", "heartbeat_loop_run", "finish_loop_run", "add_loop_tasks", "claim_loop_task",
+    "finish_loop_task", "loop_task_counts",
+]

@@ -1,0 +1,124 @@
+"""Annotator accounts: names, roles, argon2id password hashes, reliability."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import NotFound, StoreError
+from .models import Annotator
+
+__all__ = ["add_annotator", "get_annotator", "list_annotators", "verify_password", "set_password",
+           "set_annotator", "MIN_PASSWORD"]
+
+MIN_PASSWORD = 8
+_NAME = re.compile(r"^[\w.@+-]{1,64}$")
+
+
+def _hasher():
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def _check_password(password: Any) -> str:
+    if not isinstance(password, str):
+        raise StoreError(f"must be text, got {type(password).__name__}", "password")
+    if len(password) < MIN_PASSWORD:
+        raise StoreError(f"must be at least {MIN_PASSWORD} characters", "password")
+    if len(password) > 1024:
+        raise StoreError("must be at most 1024 characters", "password")
+    return password
+
+
+def _check_reliability(reliability: Any) -> float:
+    if isinstance(reliability, bool) or not isinstance(reliability, (int, float)) or not math.isfinite(reliability) \
+            or not 0.5 < reliability < 1.0:
+        raise StoreError(f"must be a number in (0.5, 1), got {reliability!r}", "reliability")
+    return float(reliability)
+
+
+def add_annotator(session: Session, name: str, password: str, admin: bool = False, *,
+                  reliability: float = 0.9) -> Annotator:
+    """A new annotator (or admin).  Names: 1-64 letters, digits or ``._@+-``; passwords: 8+ characters."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise StoreError(f"must be 1-64 letters, digits or ._@+- (no spaces), got {name!r:.80}", "name")
+    password = _check_password(password)
+    reliability = _check_reliability(reliability)
+    if session.scalar(select(Annotator.id).where(Annotator.name == name)) is not None:
+        raise StoreError(f"an annotator named {name!r} already exists", "name")
+    row = Annotator(name=name, role="admin" if admin else "annotator", password_hash=_hasher().hash(password),
+                    reliability=reliability)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get_annotator(session: Session, name_or_id: str | int) -> Annotator:
+    if isinstance(name_or_id, str):
+        row = session.scalar(select(Annotator).where(Annotator.name == name_or_id))
+    elif isinstance(name_or_id, int) and not isinstance(name_or_id, bool):
+        row = session.get(Annotator, name_or_id)
+    else:
+        raise StoreError(f"must be a name or an id, got {name_or_id!r}", "annotator")
+    if row is None:
+        raise NotFound(f"no annotator {name_or_id!r}", "annotator")
+    return row
+
+
+def list_annotators(session: Session, *, include_system: bool = False) -> list[Annotator]:
+    q = select(Annotator).order_by(Annotator.name)
+    if not include_system:
+        q = q.where(Annotator.role != "system")
+    return list(session.scalars(q))
+
+
+def verify_password(session: Session, name: str, password: str) -> Annotator | None:
+    """The active annotator if the password is right, else None (the same for a missing account)."""
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    if not isinstance(name, str) or not isinstance(password, str):
+        return None
+    row = session.scalar(select(Annotator).where(Annotator.name == name))
+    hasher = _hasher()
+    if row is None or not row.password_hash or not row.active:
+        try:  # spend the same time as a real check, so timing does not reveal which names exist
+            hasher.verify("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA$"
+                          "0sF4S1Q0uAnw2lqD4cVnCmU2fjXpBVVvKG0zOgN6rYM", password)
+        except (VerificationError, InvalidHashError):
+            pass
+        return None
+    try:
+        hasher.verify(row.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if hasher.check_needs_rehash(row.password_hash):
+        row.password_hash = hasher.hash(password)
+        session.flush()
+    return row
+
+
+def set_password(session: Session, name_or_id: str | int, password: str) -> None:
+    row = get_annotator(session, name_or_id)
+    row.password_hash = _hasher().hash(_check_password(password))
+    session.flush()
+
+
+def set_annotator(session: Session, name_or_id: str | int, *, admin: bool | None = None,
+                  active: bool | None = None, reliability: float | None = None) -> Annotator:
+    """Change role, activity or reliability (labels already given are re-weighted on the next recompute)."""
+    row = get_annotator(session, name_or_id)
+    if row.role == "system":
+        raise StoreError("system annotators cannot be changed", "annotator")
+    if admin is not None:
+        row.role = "admin" if admin else "annotator"
+    if active is not None:
+        row.active = bool(active)
+    if reliability is not None:
+        row.reliability = _check_reliability(reliability)
+    session.flush()
+    return row

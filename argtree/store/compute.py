@@ -1,0 +1,198 @@
+"""Beliefs, VoI and what-if root beliefs of stored trees, recomputed from labels.
+
+Labels become soft evidence (DESIGN.md): a label with reliability ``a`` saying
+``value`` multiplies the node's likelihood by ``a`` for ``value`` and ``1 - a``
+for the other.  A probability ``p`` from an annotator of reliability ``a`` is the
+same channel applied to a graded report: likelihoods ``a p + (1-a)(1-p)`` for
+true and ``a (1-p) + (1-a) p`` for false.  Several labels multiply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from ..inference import CompiledTree, Propagation
+from ..tree import Evidence
+from ..voi import voi_arrays
+from .models import Annotator, Label, Node, Proposition, RootBelief, Setting, Tree, utcnow
+
+__all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "refresh_propositions",
+           "queue_settings", "lock_trees", "DEFAULTS"]
+
+DEFAULTS = {"queue.overlap": 1, "queue.lease_seconds": 900, "queue.metric": "shift"}
+EPS = 1e-12
+CHUNK = 500
+
+
+def label_evidence(value: bool | None, probability: float | None, reliability: float) -> tuple[bool, float] | None:
+    """(value, reliability) of the soft evidence a label gives, or None when it says nothing."""
+    if value is not None:
+        return bool(value), float(reliability)
+    if probability is None:
+        return None
+    a, p = float(reliability), float(probability)
+    lt = a * p + (1 - a) * (1 - p)
+    lf = a * (1 - p) + (1 - a) * p
+    if abs(lt - lf) < 1e-12:
+        return None
+    return (True, lt / (lt + lf)) if lt > lf else (False, lf / (lt + lf))
+
+
+def queue_settings(session: Session) -> dict:
+    out = dict(DEFAULTS)
+    for key, value in session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(DEFAULTS))):
+        out[key] = value
+    return out
+
+
+def lock_trees(session: Session, tree_ids: Iterable[int]) -> None:
+    """Serialize recomputation per tree on PostgreSQL (SQLite already runs one writer at a time)."""
+    ids = sorted(set(tree_ids))
+    if ids and session.get_bind().dialect.name == "postgresql":
+        for i in range(0, len(ids), CHUNK):
+            session.execute(select(Tree.id).where(Tree.id.in_(ids[i:i + CHUNK])).order_by(Tree.id).with_for_update())
+
+
+@dataclass
+class TreeState:
+    """One stored tree as arrays (caller order = the rows' order) plus its labels' evidence."""
+
+    node_ids: list[int]
+    proposition_ids: list[int]
+    parent: np.ndarray
+    p1: np.ndarray
+    p0: np.ndarray
+    prior: float
+    evidence: list[Evidence]
+
+
+def compute_tree(state: TreeState, metric: str = "shift") -> dict[str, np.ndarray | float]:
+    """belief, voi, root_if_true, root_if_false (caller order; NaN where undefined) and root_belief."""
+    ids = [str(i) for i in state.node_ids]
+    ct = CompiledTree.from_arrays(state.parent, state.p1, state.p0, state.prior, ids)
+    prop = Propagation(ct, ct.loglik(state.evidence))
+    bel = prop.down()
+    voi, askable = voi_arrays(ct, prop.le, metric, prop)
+    R = float(prop.root_belief)
+    if 0.0 < R < 1.0:
+        a, c = prop.down(True), prop.down(False)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rt = R * a / (R * a + (1 - R) * c)
+            rf = R * (1 - a) / (R * (1 - a) + (1 - R) * (1 - c))
+    else:
+        rt = np.full(ct.n, R)
+        rf = np.full(ct.n, R)
+    rt = np.where(askable, rt, np.nan)
+    rf = np.where(askable, rf, np.nan)
+    return {"belief": ct.to_caller(bel), "voi": ct.to_caller(voi), "root_if_true": ct.to_caller(rt),
+            "root_if_false": ct.to_caller(rf), "root_belief": R}
+
+
+def evidence_for(session: Session, proposition_ids: Sequence[int],
+                 where_nodes: dict[int, list[int]]) -> list[Evidence]:
+    """Evidence on node ids (as strings) from the live labels of ``proposition_ids``."""
+    out: list[Evidence] = []
+    uniq = sorted(set(proposition_ids))
+    for i in range(0, len(uniq), CHUNK):
+        rows = session.execute(
+            select(Label.proposition_id, Label.value, Label.probability, Label.reliability, Annotator.reliability)
+            .join(Annotator, Annotator.id == Label.annotator_id)
+            .where(Label.proposition_id.in_(uniq[i:i + CHUNK]), Label.retracted_at.is_(None),
+                   (Label.value.is_not(None)) | (Label.probability.is_not(None)))
+            .order_by(Label.id))
+        for pid, value, probability, own, annot in rows:
+            ev = label_evidence(value, probability, own if own is not None else annot)
+            if ev is None:
+                continue
+            for node_id in where_nodes.get(pid, ()):
+                out.append(Evidence(str(node_id), ev[0], ev[1]))
+    return out
+
+
+def load_state(session: Session, tree_id: int) -> tuple[TreeState, list[tuple]]:
+    rows = session.execute(
+        select(Node.id, Node.parent_id, Node.proposition_id, Node.prior, Node.p_if_true, Node.p_if_false,
+               Node.belief, Node.voi, Node.root_if_true, Node.root_if_false)
+        .where(Node.tree_id == tree_id).order_by(Node.id)).all()
+    index = {r[0]: i for i, r in enumerate(rows)}
+    parent = np.array([index[r[1]] if r[1] is not None else -1 for r in rows], dtype=np.int64)
+    p1 = np.array([r[4] if r[4] is not None else 0.0 for r in rows])
+    p0 = np.array([r[5] if r[5] is not None else 0.0 for r in rows])
+    prior = next(r[3] for r in rows if r[1] is None)
+    where: dict[int, list[int]] = {}
+    for r in rows:
+        where.setdefault(r[2], []).append(r[0])
+    state = TreeState([r[0] for r in rows], [r[2] for r in rows], parent, p1, p0, float(prior),
+                      evidence_for(session, list(where), where))
+    return state, rows
+
+
+def _changed(old, new) -> bool:
+    if old is None:
+        return not np.isnan(new)
+    return np.isnan(new) or abs(old - new) > EPS
+
+
+def _opt(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "label",
+                    label_id: int | None = None, metric: str | None = None) -> set[int]:
+    """Recompute and store beliefs/VoI of ``tree_ids`` (already locked by the caller on PostgreSQL),
+    append each tree's root belief to its history, refresh the forest VoI of every proposition
+    whose node VoI changed.  Returns those proposition ids."""
+    metric = metric or queue_settings(session)["queue.metric"]
+    touched: set[int] = set()
+    now = utcnow()
+    for tree_id in sorted(set(tree_ids)):
+        state, rows = load_state(session, tree_id)
+        out = compute_tree(state, metric)
+        updates = []
+        for i, r in enumerate(rows):
+            b, v, t, f = (out[k][i] for k in ("belief", "voi", "root_if_true", "root_if_false"))
+            if _changed(r[6], b) or _changed(r[7], v) or _changed(r[8], t) or _changed(r[9], f):
+                updates.append({"nid": r[0], "b": float(b), "v": float(v), "t": _opt(t), "f": _opt(f)})
+                if _changed(r[7], v):
+                    touched.add(r[2])
+        if updates:
+            session.execute(update(Node.__table__).where(Node.__table__.c.id == bindparam("nid"))
+                            .values(belief=bindparam("b"), voi=bindparam("v"), root_if_true=bindparam("t"),
+                                    root_if_false=bindparam("f")), updates)
+        session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"], updated_at=now))
+        session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], cause=cause, label_id=label_id,
+                               created_at=now))
+    session.flush()
+    refresh_propositions(session, touched)
+    return touched
+
+
+def refresh_propositions(session: Session, proposition_ids: Iterable[int], overlap: int | None = None) -> None:
+    """Recompute forest VoI (sum of priority x node VoI over live trees), answer counts and queue rank."""
+    ids = sorted(set(proposition_ids))
+    if not ids:
+        return
+    if overlap is None:
+        overlap = int(queue_settings(session)["queue.overlap"])
+    pg = session.get_bind().dialect.name == "postgresql"
+    n, t, p, lab = Node.__table__, Tree.__table__, Proposition.__table__, Label.__table__
+    fv = (select(func.coalesce(func.sum(t.c.priority * n.c.voi), 0.0))
+          .select_from(n.join(t, t.c.id == n.c.tree_id))
+          .where(n.c.proposition_id == p.c.id, t.c.status != "archived").scalar_subquery())
+    answers = (select(func.count()).select_from(lab)
+               .where(lab.c.proposition_id == p.c.id, lab.c.retracted_at.is_(None),
+                      or_(lab.c.value.is_not(None), lab.c.probability.is_not(None), lab.c.ill_posed))
+               .scalar_subquery())
+    for i in range(0, len(ids), CHUNK):
+        chunk = ids[i:i + CHUNK]
+        if pg:  # lock in id order first so the UPDATEs below read the latest committed nodes
+            session.execute(select(p.c.id).where(p.c.id.in_(chunk)).order_by(p.c.id).with_for_update())
+        session.execute(update(p).where(p.c.id.in_(chunk)).values(forest_voi=fv, n_answers=answers))
+        session.execute(update(p).where(p.c.id.in_(chunk)).values(
+            queue_rank=case((and_(p.c.forest_voi > 0, p.c.n_answers < overlap), p.c.forest_voi), else_=None)))
+

@@ -1,0 +1,221 @@
+"""Where the database is, how to connect, and the schema-version check.
+
+* URL: ``ARGTREE_DATABASE_URL`` (e.g. ``postgresql+psycopg://user@host/db``), else a
+  SQLite file ``argtree.db`` under ``ARGTREE_HOME`` (default: the user data dir).
+* SQLite connections run in WAL mode with foreign keys on, ``synchronous=FULL``
+  and a busy timeout; every transaction is ``BEGIN IMMEDIATE`` (one writer at a
+  time, no lock-upgrade deadlocks) unless the session is opened read-only.
+* The first session on an engine checks the schema revision against the
+  migrations and refuses to run on an unmigrated or newer database
+  (``SchemaError``, whose message names the command to run).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["SchemaError", "database_url", "data_home", "make_engine", "get_engine", "open_session",
+           "session_scope", "check_schema", "schema_status", "upgrade", "downgrade", "alembic_config",
+           "MIGRATIONS_DIR", "redact"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class SchemaError(RuntimeError):
+    """The database schema is missing, behind or ahead of this argtree; the message says what to run."""
+
+
+def data_home() -> Path:
+    home = os.environ.get("ARGTREE_HOME")
+    if home:
+        return Path(home).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("argtree", appauthor=False))
+
+
+def database_url() -> str:
+    url = os.environ.get("ARGTREE_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{data_home() / 'argtree.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        readonly = conn.get_execution_options().get("argtree_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    """A new engine for ``url`` (default: ``database_url()``), with the SQLite settings above."""
+    url = url or database_url()
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        db = u.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("connect_args", {}).setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
+        engine = create_engine(url, **kwargs)
+        _sqlite_setup(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+_engines: dict[tuple[str, int], Engine] = {}
+_checked: set[tuple[str, int]] = set()
+_lock = threading.Lock()
+
+
+def get_engine(url: str | None = None, *, check: bool = True) -> Engine:
+    """The process-wide engine for ``url`` (one per process: forked children get their own)."""
+    url = url or database_url()
+    key = (url, os.getpid())
+    with _lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = make_engine(url)
+    if check and key not in _checked:
+        check_schema(engine)
+        _checked.add(key)
+    return engine
+
+
+def open_session(url: str | None = None, *, readonly: bool = False) -> Session:
+    """A new Session on the checked engine; the caller commits and closes it.
+
+    Objects stay usable after commit (``expire_on_commit=False``).
+    """
+    engine = get_engine(url)
+    if readonly:
+        engine = engine.execution_options(argtree_readonly=True)
+    return Session(bind=engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """``with session_scope() as s: ...``: commit on success, roll back on any exception."""
+    session = open_session(url, readonly=readonly)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+# -- migrations -----------------------------------------------------------
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    if not (MIGRATIONS_DIR / "env.py").exists():
+        raise SchemaError(f"the Alembic migrations are missing ({MIGRATIONS_DIR}); "
+                          "install argtree from a source checkout (pip install -e .)")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def _script():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://"))
+
+
+def schema_status(engine: Engine) -> tuple[str | None, str, bool]:
+    """(current revision or None, head revision, whether current is a known revision)."""
+    from alembic.runtime.migration import MigrationContext
+
+    script = _script()
+    head = script.get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        conn.rollback()
+    known = current is None or any(rev.revision == current for rev in script.walk_revisions())
+    return current, head, known
+
+
+def check_schema(engine: Engine) -> None:
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        current, head, known = schema_status(engine)
+    except SchemaError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a down server or a bad URL: say which, briefly
+        raise SchemaError(f"cannot open the database {where}: {str(err).splitlines()[0]}") from None
+    if current is None:
+        raise SchemaError(f"the database {where} has no argtree schema yet; run `argtree db upgrade`")
+    if not known:
+        raise SchemaError(f"the database {where} has schema revision {current}, newer than this argtree knows "
+                          f"(head {head}); upgrade argtree, or run `argtree db downgrade {head}` with the newer one")
+    if current != head:
+        raise SchemaError(f"the database {where} is at schema revision {current}, behind {head}; "
+                          "run `argtree db upgrade`")
+
+
+def _run_alembic(url: str | None, action: str, revision: str) -> None:
+    from alembic import command
+
+    url = url or database_url()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # Batch ALTERs copy tables; foreign keys must be off (outside any transaction) meanwhile.
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+            cfg = alembic_config(url)
+            cfg.attributes["connection"] = conn
+            getattr(command, action)(cfg, revision)
+            conn.commit()
+            if sqlite:
+                bad = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                conn.rollback()
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")
+                if bad:
+                    raise SchemaError(f"migration left rows with broken foreign keys: {bad[:5]}")
+    finally:
+        engine.dispose()
+    with _lock:
+        _checked.difference_update({k for k in _checked if k[0] == url})
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> None:
+    """Migrate the database at ``url`` up to ``revision`` (creating the SQLite file if needed)."""
+    _run_alembic(url, "upgrade", revision)
+
+
+def downgrade(url: str | None = None, revision: str = "-1") -> None:
+    _run_alembic(url, "downgrade", revision)

@@ -1,0 +1,409 @@
+"""The oracle queue: which question to ask whom, and what an answer does.
+
+``next_question`` hands an annotator the open proposition with the highest
+forest-wide VoI that they have not answered and that is not already held, under
+a lease, by as many others as the overlap setting allows.  ``submit_label`` is
+idempotent by (annotator, request id) and recomputes only the trees that
+contain the proposition.  Both run in the caller's transaction; the answer is
+durable once it commits (``session_scope`` commits on exit).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from .compute import lock_trees, queue_settings, recompute_trees, refresh_propositions
+from .errors import NotFound, StoreError
+from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
+from .text import check_text
+from .trees import upsert_propositions
+
+__all__ = ["Question", "ChainLink", "RootPoint", "AnnotatorStats", "next_question", "submit_label",
+           "undo_last_label", "release_lease", "root_history", "annotator_stats", "get_queue_settings",
+           "set_queue_settings", "labels_for"]
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One step from the asked node up to the root: why the question matters."""
+
+    node_id: int
+    local_id: str
+    text: str
+    belief: float | None
+    stance: str  # 'supports' / 'attacks' / 'neutral' towards the next link up; 'root' for the root
+
+
+@dataclass(frozen=True)
+class Question:
+    proposition_id: int
+    text: str
+    forest_voi: float
+    tree_id: int                 # the tree where it matters most (priority x VoI)
+    node_id: int
+    question: str                # that tree's root question
+    chain: tuple[ChainLink, ...]  # the node itself first, then its parent, ..., the root last
+    voi: float                   # VoI of the node in that tree
+    belief: float | None         # current P(true) there
+    model_credence: float | None
+    rationale: str | None
+    model_output: Any
+    root_belief: float | None
+    root_if_true: float | None
+    root_if_false: float | None
+    tree_ids: tuple[int, ...]    # every tree that contains the proposition
+    node_ids: tuple[int, ...]
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class RootPoint:
+    at: datetime
+    belief: float
+    cause: str                    # created | label | undo | edit | recompute
+    label_id: int | None
+    annotator: str | None
+    proposition_id: int | None
+    answer: str | None            # the label's kind: true / false / probability / ...
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    answered_today: int
+    answered_total: int
+    remaining: int                # open questions this annotator has not answered
+    seconds_today: float
+
+
+def _int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreError(f"must be an integer id, got {value!r}", field)
+    return value
+
+
+def _annotator(session: Session, annotator: Any) -> Annotator:
+    if isinstance(annotator, Annotator):
+        annotator = annotator.id
+    row = session.get(Annotator, _int(annotator, "annotator_id"))
+    if row is None:
+        raise NotFound(f"no annotator with id {annotator}", "annotator_id")
+    if not row.active:
+        raise StoreError(f"annotator {row.name!r} is deactivated", "annotator_id")
+    return row
+
+
+def _pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# -- settings -------------------------------------------------------------
+
+def get_queue_settings(session: Session) -> dict:
+    """{'queue.overlap': labels wanted per proposition, 'queue.lease_seconds': ..., 'queue.metric': ...}"""
+    return queue_settings(session)
+
+
+def set_queue_settings(session: Session, *, overlap: int | None = None, lease_seconds: float | None = None,
+                       metric: str | None = None) -> dict:
+    from ..voi import METRICS
+
+    changes: dict[str, Any] = {}
+    if overlap is not None:
+        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= 100:
+            raise StoreError(f"must be an integer in [1, 100], got {overlap!r}", "overlap")
+        changes["queue.overlap"] = overlap
+    if lease_seconds is not None:
+        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)) \
+                or not 1 <= lease_seconds <= 7 * 86400:
+            raise StoreError(f"must be a number of seconds in [1, 604800], got {lease_seconds!r}", "lease_seconds")
+        changes["queue.lease_seconds"] = lease_seconds
+    if metric is not None:
+        if metric not in METRICS:
+            raise StoreError(f"must be one of {', '.join(METRICS)}, got {metric!r}", "metric")
+        changes["queue.metric"] = metric
+    before = queue_settings(session)
+    for key, value in changes.items():
+        row = session.get(Setting, key)
+        if row is None:
+            session.add(Setting(key=key, value=value))
+        else:
+            row.value = value
+    session.flush()
+    if changes.get("queue.metric", before["queue.metric"]) != before["queue.metric"]:
+        from .trees import recompute_all
+
+        recompute_all(session)
+    elif changes.get("queue.overlap", before["queue.overlap"]) != before["queue.overlap"]:
+        n = changes["queue.overlap"]
+        p = Proposition.__table__
+        from sqlalchemy import and_, case
+
+        session.execute(update(p).values(queue_rank=case((and_(p.c.forest_voi > 0, p.c.n_answers < n),
+                                                            p.c.forest_voi), else_=None)))
+    return queue_settings(session)
+
+
+# -- asking ---------------------------------------------------------------
+
+def _live_label_by(annotator_id: int):
+    return exists().where(Label.proposition_id == Proposition.id, Label.annotator_id == annotator_id,
+                          Label.retracted_at.is_(None))
+
+
+def _held_by_others(annotator_id: int, now: datetime):
+    return (select(func.count()).select_from(Lease)
+            .where(Lease.proposition_id == Proposition.id, Lease.annotator_id != annotator_id,
+                   Lease.expires_at > now).scalar_subquery())
+
+
+def next_question(session: Session, annotator_id: int, *, lease_seconds: float | None = None) -> Question | None:
+    """The best open question for this annotator, leased to them; None when nothing is left.
+
+    Asking again while the lease is live returns the same question (a page reload
+    does not skip it).  The lease lapses after ``lease_seconds`` (setting
+    ``queue.lease_seconds``), or when the annotator answers or asks for another.
+    """
+    me = _annotator(session, annotator_id).id
+    settings = queue_settings(session)
+    overlap = int(settings["queue.overlap"])
+    seconds = float(lease_seconds if lease_seconds is not None else settings["queue.lease_seconds"])
+    now = utcnow()
+    expires = now + timedelta(seconds=seconds)
+    held = session.scalar(
+        select(Lease.proposition_id).where(Lease.annotator_id == me, Lease.expires_at > now,
+                                           ~exists().where(Label.proposition_id == Lease.proposition_id,
+                                                           Label.annotator_id == me, Label.retracted_at.is_(None)))
+        .order_by(Lease.created_at.desc()).limit(1))
+    if held is not None:
+        session.execute(update(Lease).where(Lease.annotator_id == me, Lease.proposition_id == held)
+                        .values(expires_at=expires))
+        session.execute(delete(Lease).where(Lease.annotator_id == me, Lease.proposition_id != held))
+        return _question(session, held, expires)
+    session.execute(delete(Lease).where(Lease.annotator_id == me))
+    pg = _pg(session)
+    skip: list[int] = []
+    for _ in range(50):
+        q = (select(Proposition.id)
+             .where(Proposition.queue_rank.is_not(None), ~_live_label_by(me),
+                    Proposition.n_answers + _held_by_others(me, now) < overlap)
+             .order_by(Proposition.queue_rank.desc(), Proposition.id.desc()).limit(1))
+        if skip:
+            q = q.where(Proposition.id.not_in(skip))
+        if pg:
+            q = q.with_for_update(skip_locked=True, of=Proposition)
+        pid = session.scalar(q)
+        if pid is None:
+            return None
+        if pg:
+            # Re-check under the row lock with a fresh snapshot: another annotator may have
+            # committed a lease or an answer since the statement above started.
+            n = session.scalar(select(Proposition.n_answers + _held_by_others(me, now))
+                               .where(Proposition.id == pid))
+            if n >= overlap:
+                skip.append(pid)
+                continue
+        session.add(Lease(proposition_id=pid, annotator_id=me, created_at=now, expires_at=expires))
+        session.flush()
+        return _question(session, pid, expires)
+    return None
+
+
+def _question(session: Session, pid: int, expires: datetime) -> Question:
+    prop = session.get(Proposition, pid)
+    occ = session.execute(
+        select(Node, Tree).join(Tree, Tree.id == Node.tree_id).where(Node.proposition_id == pid)
+        .order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
+    node, tree = occ[0]
+    chain, at = [], node
+    while at is not None:
+        text = at.proposition.text
+        if at.parent_id is None:
+            stance = "root"
+        else:
+            stance = "supports" if at.p_if_true > at.p_if_false else ("attacks" if at.p_if_true < at.p_if_false
+                                                                     else "neutral")
+        chain.append(ChainLink(at.id, at.local_id, text, at.belief, stance))
+        at = session.get(Node, at.parent_id) if at.parent_id is not None else None
+    return Question(
+        proposition_id=pid, text=prop.text, forest_voi=prop.forest_voi, tree_id=tree.id, node_id=node.id,
+        question=tree.question, chain=tuple(chain), voi=node.voi, belief=node.belief,
+        model_credence=node.model_credence, rationale=node.rationale, model_output=node.model_output,
+        root_belief=tree.root_belief, root_if_true=node.root_if_true, root_if_false=node.root_if_false,
+        tree_ids=tuple(sorted({t.id for _, t in occ})), node_ids=tuple(n.id for n, _ in occ),
+        lease_expires_at=expires)
+
+
+def release_lease(session: Session, annotator_id: int) -> None:
+    """Give back whatever this annotator holds (logging out, closing the tab)."""
+    session.execute(delete(Lease).where(Lease.annotator_id == _int(annotator_id, "annotator_id")))
+
+
+# -- answering ------------------------------------------------------------
+
+def _check_label(value, probability, dont_know, ill_posed, rewrite, comment, seconds, request_id):
+    if value is not None and not isinstance(value, bool):
+        raise StoreError(f"must be true, false or None, got {value!r}", "value")
+    if probability is not None:
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)) \
+                or not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
+            raise StoreError(f"must be a probability in [0, 1], got {probability!r}", "probability")
+        probability = float(probability)
+    for name, flag in (("dont_know", dont_know), ("ill_posed", ill_posed)):
+        if not isinstance(flag, bool):
+            raise StoreError(f"must be true or false, got {flag!r}", name)
+    kinds = (value is not None) + (probability is not None) + dont_know + ill_posed
+    if kinds != 1:
+        raise StoreError("give exactly one answer: value, probability, dont_know or ill_posed"
+                         f" (got {kinds})", "value")
+    rewrite = check_text(rewrite, "rewrite", optional=True)
+    if rewrite is not None and not ill_posed:
+        raise StoreError("a rewrite goes with ill_posed=True", "rewrite")
+    comment = check_text(comment, "comment", optional=True)
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) \
+                or not 0 <= seconds <= 1e7:
+            raise StoreError(f"must be a number of seconds >= 0, got {seconds!r}", "seconds")
+        seconds = float(seconds)
+    if request_id is None:
+        request_id = uuid.uuid4().hex
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 128:
+        raise StoreError(f"must be text of 1 to 128 characters, got {request_id!r:.60}", "request_id")
+    return probability, rewrite, comment, seconds, request_id
+
+
+def _informative(label: Label | None) -> bool:
+    return label is not None and (label.value is not None or label.probability is not None)
+
+
+def submit_label(session: Session, annotator_id: int, proposition_id: int, value: bool | None = None, *,
+                 probability: float | None = None, dont_know: bool = False, ill_posed: bool = False,
+                 rewrite: str | None = None, comment: str | None = None, seconds: float | None = None,
+                 request_id: str | None = None) -> Label:
+    """Store one answer and update every tree containing the proposition; return the label.
+
+    Exactly one of ``value`` (True/False), ``probability``, ``dont_know`` or
+    ``ill_posed`` (optionally with a ``rewrite``, stored as a new proposition).
+    Resubmitting with the same ``request_id`` returns the stored label and
+    changes nothing.  A new answer by the same person to the same proposition
+    retracts their previous one.  Bad input raises StoreError before any write.
+    """
+    probability, rewrite, comment, seconds, request_id = _check_label(
+        value, probability, dont_know, ill_posed, rewrite, comment, seconds, request_id)
+    me = _annotator(session, annotator_id).id
+    pid = _int(proposition_id, "proposition_id")
+    if session.get(Proposition, pid) is None:
+        raise NotFound(f"no proposition with id {pid}", "proposition_id")
+    tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == pid).distinct()))
+    # Lock order everywhere: trees (by id), then propositions (by id).
+    lock_trees(session, tree_ids)
+    if _pg(session):
+        session.execute(select(Proposition.id).where(Proposition.id == pid).with_for_update())
+    done = session.scalar(select(Label).where(Label.annotator_id == me, Label.request_id == request_id))
+    if done is not None:
+        if done.proposition_id != pid:
+            raise StoreError(f"request id {request_id!r} was already used for proposition {done.proposition_id}",
+                             "request_id")
+        return done
+    now = utcnow()
+    previous = session.scalar(select(Label).where(Label.annotator_id == me, Label.proposition_id == pid,
+                                                  Label.retracted_at.is_(None), Label.reliability.is_(None)))
+    if previous is not None:
+        previous.retracted_at = now
+        session.flush()
+    rewrite_pid = upsert_propositions(session, [rewrite])[rewrite] if rewrite else None
+    label = Label(proposition_id=pid, annotator_id=me, request_id=request_id, value=value, probability=probability,
+                  dont_know=dont_know, ill_posed=ill_posed, rewrite=rewrite, rewrite_proposition_id=rewrite_pid,
+                  comment=comment, seconds=seconds, created_at=now, extra={})
+    session.add(label)
+    session.execute(delete(Lease).where(Lease.annotator_id == me, Lease.proposition_id == pid))
+    session.flush()
+    touched: set[int] = set()
+    if _informative(label) or _informative(previous):
+        touched = recompute_trees(session, tree_ids, cause="label", label_id=label.id)
+    refresh_propositions(session, touched | {pid})
+    return label
+
+
+def undo_last_label(session: Session, annotator_id: int) -> Label | None:
+    """Retract this annotator's latest live answer and hand the question back to them (leased)."""
+    me = _annotator(session, annotator_id).id
+    last = session.scalar(select(Label).where(Label.annotator_id == me, Label.retracted_at.is_(None))
+                          .order_by(Label.id.desc()).limit(1))
+    if last is None:
+        return None
+    tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == last.proposition_id)
+                                   .distinct()))
+    lock_trees(session, tree_ids)
+    if _pg(session):
+        session.execute(select(Proposition.id).where(Proposition.id == last.proposition_id).with_for_update())
+        session.refresh(last)
+        if last.retracted_at is not None:  # a concurrent undo got there first
+            return last
+    now = utcnow()
+    last.retracted_at = now
+    session.flush()
+    touched: set[int] = set()
+    if _informative(last):
+        touched = recompute_trees(session, tree_ids, cause="undo", label_id=last.id)
+    refresh_propositions(session, touched | {last.proposition_id})
+    seconds = float(queue_settings(session)["queue.lease_seconds"])
+    session.execute(delete(Lease).where(Lease.annotator_id == me))
+    session.add(Lease(proposition_id=last.proposition_id, annotator_id=me, created_at=now,
+                      expires_at=now + timedelta(seconds=seconds)))
+    session.flush()
+    return last
+
+
+# -- history and stats ----------------------------------------------------
+
+def root_history(session: Session, tree_id: int) -> list[RootPoint]:
+    """How the tree's root belief moved: one point per change, oldest first."""
+    from .trees import get_tree
+
+    get_tree(session, tree_id)
+    rows = session.execute(
+        select(RootBelief, Label, Annotator.name)
+        .outerjoin(Label, Label.id == RootBelief.label_id).outerjoin(Annotator, Annotator.id == Label.annotator_id)
+        .where(RootBelief.tree_id == tree_id).order_by(RootBelief.id))
+    return [RootPoint(rb.created_at, rb.belief, rb.cause, rb.label_id, name,
+                      label.proposition_id if label is not None else None,
+                      label.kind if label is not None else None) for rb, label, name in rows]
+
+
+def labels_for(session: Session, *, proposition_id: int | None = None, annotator_id: int | None = None,
+               include_retracted: bool = False, limit: int | None = None) -> list[Label]:
+    """Labels, newest first, filtered by proposition and/or annotator."""
+    q = select(Label)
+    if proposition_id is not None:
+        q = q.where(Label.proposition_id == _int(proposition_id, "proposition_id"))
+    if annotator_id is not None:
+        q = q.where(Label.annotator_id == _int(annotator_id, "annotator_id"))
+    if not include_retracted:
+        q = q.where(Label.retracted_at.is_(None))
+    q = q.order_by(Label.id.desc())
+    if limit is not None:
+        q = q.limit(limit)
+    return list(session.scalars(q))
+
+
+def annotator_stats(session: Session, annotator_id: int, *, since: datetime | None = None) -> AnnotatorStats:
+    """Answers today (since UTC midnight, or ``since``), in all, and what is left for them."""
+    me = _annotator(session, annotator_id).id
+    if since is None:
+        since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
+    live = (Label.annotator_id == me, Label.retracted_at.is_(None))
+    today, secs = session.execute(select(func.count(), func.coalesce(func.sum(Label.seconds), 0.0))
+                                  .where(*live, Label.created_at >= since)).one()
+    total = session.scalar(select(func.count()).where(*live))
+    remaining = session.scalar(select(func.count()).select_from(Proposition)
+                               .where(Proposition.queue_rank.is_not(None), ~_live_label_by(me)))
+    return AnnotatorStats(int(today), int(total), int(remaining), float(secs))
+
+

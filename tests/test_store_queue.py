@@ -1,0 +1,209 @@
+"""The store and the queue on a migrated database (SQLite, and PostgreSQL when reachable)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from argtree.inference import beliefs
+from argtree.io import load
+from argtree.tree import ArgumentTree, Evidence, Node
+from argtree.voi import root_if, voi
+
+store = pytest.importorskip("argtree.store")
+from argtree.store import (NotFound, StoreError, add_annotator, annotator_stats, get_queue_settings,  # noqa: E402
+                           load_tree, next_question, root_history, save_tree, session_scope, set_queue_settings,
+                           submit_label, tree_nodes, undo_last_label)
+from argtree.store.testing import postgres_schema, sqlite_db  # noqa: E402
+
+EXAMPLE = "argtree/examples/remote_work.json"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield sqlite_db(tmp_path)
+    else:
+        with postgres_schema() as u:
+            yield u
+
+
+def chain_tree(texts, prior=0.5, p1=0.8, p0=0.3):
+    nodes = [Node("r", texts[0], prior=prior)]
+    nodes += [Node(f"n{i}", t, parent="r", p_if_true=p1, p_if_false=p0) for i, t in enumerate(texts[1:])]
+    return ArgumentTree(nodes)
+
+
+def people(url, *names):
+    with session_scope(url) as s:
+        return [add_annotator(s, n, "password123").id for n in names]
+
+
+def test_round_trip_and_stored_numbers_match_the_core(url):
+    tree, evidence = load(EXAMPLE)
+    with session_scope(url) as s:
+        tid = save_tree(s, tree, evidence)
+    with session_scope(url) as s:
+        tree2, ev2 = load_tree(s, tid)
+        nodes = {n.local_id: n for n in tree_nodes(s, tid)}
+    assert list(tree2.nodes) == list(tree.nodes)
+    assert [tree2[n].text for n in tree2.nodes] == [tree[n].text for n in tree.nodes]
+    assert sorted((e.node, e.value, e.reliability) for e in ev2) == sorted((e.node, e.value, e.reliability)
+                                                                           for e in evidence)
+    ref, ref_voi = beliefs(tree, evidence), voi(tree, evidence)
+    for nid, info in nodes.items():
+        assert info.belief == pytest.approx(ref[nid], abs=1e-12)
+        assert info.voi == pytest.approx(ref_voi.get(nid, 0.0), abs=1e-12)
+        if nid in ref_voi and nid != "a1":
+            t, f = root_if(tree, evidence, nid)
+            assert (info.root_if_true, info.root_if_false) == (pytest.approx(t, abs=1e-9), pytest.approx(f, abs=1e-9))
+
+
+def test_queue_order_leases_labels_history(url):
+    tree, evidence = load(EXAMPLE)
+    alice, bob = people(url, "alice", "bob")
+    with session_scope(url) as s:
+        tid = save_tree(s, tree, evidence)
+    ranked = sorted(voi(tree, evidence).items(), key=lambda kv: -kv[1])
+    with session_scope(url) as s:
+        qa = next_question(s, alice)
+        qb = next_question(s, bob)
+    assert qa.text == tree[ranked[0][0]].text and qa.forest_voi == pytest.approx(ranked[0][1])
+    assert qb.text == tree[ranked[1][0]].text          # alice's lease hides the best one from bob
+    assert qa.chain[-1].text == tree[tree.root].text and qa.chain[0].text == qa.text
+    with session_scope(url) as s:
+        assert next_question(s, alice).proposition_id == qa.proposition_id  # a reload asks the same
+        label = submit_label(s, alice, qa.proposition_id, False, request_id="req-1", seconds=3.5)
+    with session_scope(url) as s:
+        again = submit_label(s, alice, qa.proposition_id, False, request_id="req-1")
+        assert again.id == label.id
+        t2, ev2 = load_tree(s, tid)
+        nodes = {n.local_id: n for n in tree_nodes(s, tid)}
+        hist = root_history(s, tid)
+        stats = annotator_stats(s, alice)
+    ref = beliefs(t2, ev2)
+    assert len(ev2) == len(evidence) + 1
+    assert nodes[tree.root].belief == pytest.approx(ref[tree.root])
+    assert [p.cause for p in hist] == ["created", "label"] and hist[-1].belief == pytest.approx(ref[tree.root])
+    assert hist[-1].annotator == "alice" and hist[-1].answer == "false"
+    assert stats.answered_today == 1 and stats.seconds_today == 3.5
+    with session_scope(url) as s:
+        assert next_question(s, alice).proposition_id not in (qa.proposition_id, qb.proposition_id)
+        undone = undo_last_label(s, alice)
+        assert undone.id == label.id
+        assert next_question(s, alice).proposition_id == qa.proposition_id  # the undone question comes back
+        assert [p.cause for p in root_history(s, tid)][-1] == "undo"
+
+
+def test_shared_propositions_sum_priority_weighted_voi(url):
+    t1 = chain_tree(["Root one", "Shared premise", "Other premise"])
+    t2 = chain_tree(["Root two", "Shared  premise", "Third premise"], p1=0.9, p0=0.1)  # same text, spaces differ
+    with session_scope(url) as s:
+        id1 = save_tree(s, t1, priority=1.0)
+        id2 = save_tree(s, t2, priority=3.0)
+        (alice,) = [add_annotator(s, "alice", "password123").id]
+        q = next_question(s, alice)
+    expect = voi(t1)["n0"] * 1.0 + voi(t2)["n0"] * 3.0
+    assert q.text == "Shared premise" and q.forest_voi == pytest.approx(expect)
+    assert set(q.tree_ids) == {id1, id2} and q.tree_id == id2
+    with session_scope(url) as s:
+        submit_label(s, alice, q.proposition_id, True, request_id="x")
+        h1, h2 = root_history(s, id1), root_history(s, id2)
+    assert len(h1) == len(h2) == 2  # one label moved both roots
+
+
+def test_overlap_and_dont_know(url):
+    with session_scope(url) as s:
+        save_tree(s, chain_tree(["Q", "Only premise"]))
+    a, b, c = people(url, "a", "b", "c")
+    with session_scope(url) as s:
+        assert get_queue_settings(s)["queue.overlap"] == 1
+        pid = next_question(s, a).proposition_id
+        assert next_question(s, b) is None               # overlap 1: held by a
+        submit_label(s, a, pid, dont_know=True)           # "don't know" does not use up the overlap
+        assert next_question(s, a) is None               # a has answered it
+        assert next_question(s, b).proposition_id == pid
+        submit_label(s, b, pid, probability=0.8)
+        assert next_question(s, c) is None
+        set_queue_settings(s, overlap=2)
+        assert next_question(s, c).proposition_id == pid
+        assert annotator_stats(s, c).remaining == 1
+
+
+def test_soft_evidence_weights_by_reliability(url):
+    tree = chain_tree(["Q", "P"])
+    with session_scope(url) as s:
+        tid = save_tree(s, tree)
+        a = store.add_annotator(s, "careful", "password123", reliability=0.95).id
+        b = store.add_annotator(s, "sloppy", "password123", reliability=0.6).id
+        pid = next_question(s, a).proposition_id
+        submit_label(s, a, pid, True)
+        submit_label(s, b, pid, probability=0.2)
+        root = {n.local_id: n for n in tree_nodes(s, tid)}["r"].belief
+    # sloppy's p=0.2 through a 0.6-reliable channel: likelihoods 0.6*0.2+0.4*0.8 : 0.6*0.8+0.4*0.2
+    lt, lf = 0.6 * 0.2 + 0.4 * 0.8, 0.6 * 0.8 + 0.4 * 0.2
+    ref = beliefs(tree, [Evidence("n0", True, 0.95), Evidence("n0", False, lf / (lt + lf))])["r"]
+    assert root == pytest.approx(ref, abs=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"value": "yes"}, "value"),
+    ({"value": 1}, "value"),
+    ({"probability": 1.5}, "probability"),
+    ({"probability": -0.1}, "probability"),
+    ({"probability": math.nan}, "probability"),
+    ({"probability": "0.5"}, "probability"),
+    ({}, "value"),
+    ({"value": True, "probability": 0.3}, "value"),
+    ({"value": True, "comment": "x" * 100_001}, "comment"),
+    ({"ill_posed": True, "rewrite": "   "}, None),
+    ({"value": True, "rewrite": "better"}, "rewrite"),
+    ({"value": True, "seconds": -1}, "seconds"),
+    ({"value": True, "request_id": ""}, "request_id"),
+    ({"value": True, "request_id": 7}, "request_id"),
+])
+def test_bad_labels_are_refused_and_write_nothing(url, kwargs, field):
+    with session_scope(url) as s:
+        save_tree(s, chain_tree(["Q", "P"]))
+        a = add_annotator(s, "a", "password123").id
+        pid = next_question(s, a).proposition_id
+    if field is None:  # an all-blank rewrite just means "no rewrite"
+        with session_scope(url) as s:
+            assert submit_label(s, a, pid, **kwargs).rewrite is None
+        return
+    with pytest.raises(StoreError) as err, session_scope(url) as s:
+        submit_label(s, a, pid, **kwargs)
+    assert err.value.field == field
+    with session_scope(url) as s:
+        assert annotator_stats(s, a).answered_total == 0
+
+
+def test_unknown_ids_and_bad_trees(url):
+    (a,) = people(url, "a")
+    with pytest.raises(NotFound, match="no proposition with id 999"), session_scope(url) as s:
+        submit_label(s, a, 999, True)
+    with pytest.raises(NotFound, match="no annotator"), session_scope(url) as s:
+        submit_label(s, 12345, 1, True)
+    with pytest.raises(StoreError, match="proposition_id"), session_scope(url) as s:
+        submit_label(s, a, "1", True)
+    for texts, match in ((["Q", "   "], "must not be empty"), (["Q", "x" * 100_000], "limit is 10,000")):
+        with pytest.raises(StoreError, match=match), session_scope(url) as s:
+            save_tree(s, chain_tree(texts))
+    with pytest.raises(StoreError, match="priority"), session_scope(url) as s:
+        save_tree(s, chain_tree(["Q", "P"]), priority=-1)
+    with pytest.raises(StoreError, match="ArgumentTree"), session_scope(url) as s:
+        save_tree(s, {"nodes": []})
+    with session_scope(url) as s:
+        assert store.list_trees(s) == []
+        assert s.query(store.Proposition).count() == 0
+
+
+def test_contradictory_evidence_across_trees_is_refused_whole(url):
+    with session_scope(url) as s:
+        save_tree(s, chain_tree(["Q", "P"]), [Evidence("n0", True)])
+    with pytest.raises(Exception, match="contradictory"), session_scope(url) as s:
+        save_tree(s, chain_tree(["Q2", "P"]), [Evidence("n0", False)])
+    with session_scope(url) as s:
+        assert len(store.list_trees(s)) == 1
+        assert s.query(store.Label).count() == 1

@@ -1,0 +1,68 @@
+"""``argtree ui``: start the oracle's web app (Streamlit) on this machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from . import InputError
+
+APP = Path(__file__).resolve().parents[2] / "oracle_ui" / "app.py"
+
+
+def streamlit_command(port: int, host: str, app: Path = APP) -> list[str]:
+    """The ``streamlit run`` command line: headless, no telemetry, no tracebacks shown to users."""
+    return [sys.executable, "-m", "streamlit", "run", str(app),
+            "--server.port", str(port), "--server.address", host, "--server.headless", "true",
+            "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
+            "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--theme.base", "light"]
+
+
+@click.command()
+@click.option("--port", "-p", type=click.IntRange(1, 65535), default=8501, show_default=True,
+              help="Port to listen on.")
+@click.option("--host", "-H", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).")
+@click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
+def ui(port: int, host: str, database: str | None) -> None:
+    """Start the oracle's web app: log in, answer the highest-VoI questions, browse trees.
+
+    Accounts come from `argtree users add NAME [--admin]`.  The database must be
+    migrated (`argtree db upgrade`); if it is down, the app says so on the page.
+    Stop it with Ctrl+C.
+    """
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise InputError("the web app needs the 'ui' extra: pip install 'argtree[ui]'") from None
+    if not APP.exists():
+        raise InputError(f"the app file {APP} is missing; install argtree from a source checkout (pip install -e .)")
+    env = dict(os.environ)
+    if database:
+        env["ARGTREE_DATABASE_URL"] = database
+    from ..store.db import SchemaError, check_schema, make_engine, redact
+
+    url = env.get("ARGTREE_DATABASE_URL")
+    engine = make_engine(url)
+    try:
+        check_schema(engine)
+    except SchemaError as err:
+        click.echo(f"argtree: warning: {err}", err=True)
+    finally:
+        engine.dispose()
+    shown = "localhost" if host in ("127.0.0.1", "::1", "localhost") else host
+    click.echo(f"argtree oracle on http://{shown}:{port}  (database {redact(url or _default_url())})", err=True)
+    try:
+        raise SystemExit(subprocess.call(streamlit_command(port, host), env=env))
+    except KeyboardInterrupt:
+        raise SystemExit(0) from None
+
+
+def _default_url() -> str:
+    from ..store.db import database_url
+
+    return database_url()

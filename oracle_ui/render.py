@@ -1,0 +1,33 @@
+"""Showing model text: always literally, never as Markdown or HTML.
+
+A premise may contain ``<script>``, HTML, or Markdown links and images; the
+oracle must see those characters, not their effect.  ``st.text`` never
+parses; ``box`` escapes every character HTML treats specially before it
+reaches ``st.html`` (which adds only our own styling).
+"""
+
+from __future__ import annotations
+
+import html
+
+import streamlit as st
+
+
+def text(value: str | None, *, key: str | None = None) -> None:
+    st.text("" if value is None else str(value))
+
+
+def box(value: str | None, *, size: str = "1.35rem", testid: str = "premise") -> None:
+    """A large, wrapped, literal block of text (the question being asked)."""
+    safe = html.escape("" if value is None else str(value), quote=True)
+    st.html(f'<div data-testid="{testid}" class="argtree-{testid}" style="font-size:{size};line-height:1.4;'
+            f'white-space:pre-wrap;overflow-wrap:anywhere;padding:0.6rem 0.9rem;border-left:4px solid #4a78c2;'
+            f'background:rgba(74,120,194,0.08);border-radius:4px">{safe}</div>')
+
+
+def pct(p: float | None) -> str:
+    return "–" if p is None else f"{p:.0%}" if 0.01 <= p <= 0.99 else f"{p:.3f}"
+
+
+def num(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"

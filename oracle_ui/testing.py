@@ -1,0 +1,104 @@
+"""Run the real app and drive it in Debian's Chromium (tests and ``bench/ui_latency.py``).
+
+Never downloads a browser: Playwright is pointed at ``/usr/bin/chromium``
+(``ARGTREE_CHROMIUM`` overrides), installed by ``make services``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from argtree.commands.ui import streamlit_command
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+SECRET = "test-secret-" + "0" * 32
+
+
+def chromium_path() -> str | None:
+    path = os.environ.get("ARGTREE_CHROMIUM", "/usr/bin/chromium")
+    return path if os.path.exists(path) else shutil.which("chromium")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(db_url: str, *, home: str | os.PathLike, extra_env: dict | None = None,
+          timeout: float = 60.0) -> Iterator[str]:
+    """Start ``streamlit run oracle_ui/app.py`` on a free port; yield its base URL; stop it after."""
+    port = free_port()
+    env = dict(os.environ, ARGTREE_DATABASE_URL=db_url, ARGTREE_HOME=str(home), ARGTREE_UI_SECRET=SECRET,
+               **(extra_env or {}))
+    log = open(Path(home) / f"streamlit-{port}.log", "wb")
+    proc = subprocess.Popen(streamlit_command(port, "127.0.0.1"), env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}; see {log.name}")
+            try:
+                with urllib.request.urlopen(base + "/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start in {timeout:.0f} s; see {log.name}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def launch(playwright):
+    path = chromium_path()
+    if path is None:
+        raise RuntimeError("Debian's chromium is not installed (run `make services`)")
+    return playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
+
+
+def login(page, base: str, name: str, password: str, timeout: float = 30_000) -> None:
+    page.goto(base + "/", wait_until="domcontentloaded")
+    page.get_by_role("textbox", name="Name").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.locator('[data-testid="stSidebar"]').get_by_text(f"{name} (").wait_for(timeout=timeout)
+
+
+def premise(page, timeout: float = 30_000) -> str:
+    loc = page.locator('[data-testid="premise"]')
+    loc.wait_for(timeout=timeout)
+    return loc.inner_text()
+
+
+def wait_premise_change(page, old: str, timeout: float = 30_000) -> str:
+    """Wait until the premise shown is not ``old`` (the next question is on screen); return it."""
+    page.wait_for_function(
+        "old => { const e = document.querySelector('[data-testid=\"premise\"]');"
+        " return e !== null && e.innerText !== old; }", arg=old, timeout=timeout, polling="raf")
+    return premise(page)
+
+
+def python() -> str:
+    return sys.executable

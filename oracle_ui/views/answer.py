@@ -1,0 +1,119 @@
+"""Answer page: one question at a time, the highest-VoI one the queue leases to this person.
+
+Every answer (and undo) has a keyboard shortcut.  Answers are stored in the
+button's callback, which runs before the page is drawn again, so the next
+question is on screen in the same rerun.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import streamlit as st
+
+from oracle_ui import data, render
+
+# answer kind -> (button label, shortcut)
+KEYS = {"true": ("True", "T"), "false": ("False", "F"), "probability": ("Probability", "P"),
+        "dont_know": ("Don't know", "D"), "ill_posed": ("Ill-posed", "I")}
+UNDO_KEY = "U"
+
+
+def _flash(message: str, error: bool = False) -> None:
+    st.session_state["answer_flash"] = (message, error)
+
+
+def _submit(annotator_id: int, proposition_id: int, kind: str, request_id: str, shown_at: float) -> None:
+    ss = st.session_state
+    pid = proposition_id
+    try:
+        data.answer(annotator_id, pid, kind, probability=ss.get(f"prob_{pid}", 0.5),
+                    rewrite=ss.get(f"rewrite_{pid}", ""), comment=ss.get(f"comment_{pid}", ""),
+                    seconds=max(0.0, time.time() - shown_at), request_id=request_id)
+    except data.Unavailable as err:
+        _flash(f"Not saved: the database is not available ({err}).", True)
+        return
+    except ValueError as err:  # StoreError: e.g. a rewrite that is too long
+        _flash(f"Not saved: {err}", True)
+        return
+    ss.get("answer_req", {}).pop(pid, None)
+    ss.get("answer_shown", {}).pop(pid, None)
+    label = KEYS[kind][0] + (f" ({ss.get(f'prob_{pid}', 0.5):.2f})" if kind == "probability" else "")
+    _flash(f"Saved: {label}.")
+
+
+def _undo(annotator_id: int) -> None:
+    try:
+        text = data.undo(annotator_id)
+    except data.Unavailable as err:
+        _flash(f"Undo failed: the database is not available ({err}).", True)
+        return
+    _flash("Undone: your last answer is withdrawn and its question is back." if text is not None
+           else "Nothing to undo.")
+
+
+def page() -> None:
+    acct = st.session_state["account"]
+    flash = st.session_state.pop("answer_flash", None)
+    q = data.next_question(acct.id)
+    stats = data.stats(acct.id)
+
+    top = st.columns([1, 1, 1, 3])
+    top[0].metric("Left to answer", stats.remaining)
+    top[1].metric("Answered today", stats.answered_today)
+    top[2].metric("Answered in all", stats.answered_total)
+    if flash:
+        (top[3].error if flash[1] else top[3].success)(flash[0])
+
+    if q is None:
+        st.success("Nothing is waiting for you: every open question is answered or being answered by someone else.")
+        st.button("Undo last answer", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(acct.id,))
+        return
+
+    pid = q.proposition_id
+    shown_at = st.session_state.setdefault("answer_shown", {}).setdefault(pid, time.time())
+    request_id = st.session_state.setdefault("answer_req", {}).setdefault(pid, uuid.uuid4().hex)
+
+    st.caption(f"Is this true?  (proposition {pid})")
+    render.box(q.text)
+
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Why it is asked:** the chain up to the root question")
+        lines = []
+        for depth, link in enumerate(reversed(q.chain)):
+            rel = "root question" if link.stance == "root" else link.stance
+            lines.append(f"{'    ' * depth}[{rel}, P={render.pct(link.belief)}] {link.text}")
+        render.text("\n".join(lines))
+        st.markdown("**The model's rationale**")
+        render.text(q.rationale or "(the model gave none)")
+    with right:
+        m = st.columns(2)
+        m[0].metric("Model's credence", render.pct(q.model_credence))
+        m[1].metric("Belief now", render.pct(q.belief))
+        m = st.columns(3)
+        m[0].metric("Root now", render.pct(q.root_belief))
+        m[1].metric("Root if true", render.pct(q.root_if_true))
+        m[2].metric("Root if false", render.pct(q.root_if_false))
+        st.text(f"If true → {render.num(q.root_if_true, 2)}, if false → {render.num(q.root_if_false, 2)}; "
+                f"VoI {render.num(q.voi, 4)} here, {render.num(q.forest_voi, 4)} over "
+                f"{len(q.tree_ids)} tree(s).")
+
+    args = (acct.id, pid)
+    row = st.columns(6)
+    for col, kind in zip(row, ("true", "false", "dont_know", "ill_posed")):
+        label, key = KEYS[kind]
+        col.button(label, key=f"ans_{kind}", shortcut=key, on_click=_submit, args=(*args, kind, request_id, shown_at),
+                   type="primary" if kind in ("true", "false") else "secondary", width="stretch")
+    row[4].button(KEYS["probability"][0], key="ans_probability", shortcut=KEYS["probability"][1],
+                  on_click=_submit, args=(*args, "probability", request_id, shown_at), width="stretch",
+                  help="Answer with the probability set on the slider below.")
+    row[5].button("Undo", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(acct.id,), width="stretch",
+                  help="Withdraw your last answer and get its question back.")
+    c = st.columns([2, 3, 3])
+    c[0].slider("Probability it is true", 0.0, 1.0, 0.5, 0.05, key=f"prob_{pid}")
+    c[1].text_input("Comment (optional)", key=f"comment_{pid}", max_chars=2000)
+    c[2].text_input("Rewrite, if ill-posed (optional: becomes a new proposition)", key=f"rewrite_{pid}",
+                    max_chars=2000)
+    st.caption("Keys: T true · F false · P probability (slider) · D don't know · I ill-posed · U undo")

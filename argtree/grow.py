@@ -1,0 +1,249 @@
+"""Grow an argument tree with a model: best-first on value of information.
+
+Depends only on the backend protocol (``argtree.llm.base.Backend``) and the
+pure core.  The loop:
+
+1. expand the root (premises for and against it);
+2. score every leaf by VoI (how much its true value would move the root) and
+   expand the best ``batch`` leaves together, in one batched model call
+   (two prompts per node: for and against);
+3. stop when a budget runs out (expansions, nodes, depth, model calls,
+   seconds) or the best expandable leaf's VoI falls below ``threshold``.
+
+A node whose answers are unusable after ``retries`` sampled retries is a
+*failed expansion*: it is recorded with the raw model output in
+``tree.meta["failed_expansions"]`` and never tried again; the tree so far is
+always returned.  Nothing a model says can raise out of ``grow``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+from .expand import (EPS, STANCES, SYSTEM, Guard, Parsed, Proposal, cpt_from_elicitation,
+                     expansion_prompt, expansion_schema, parse_expansion, yes_no_prompt)
+from .llm.base import Backend
+from .tree import ArgumentTree, Evidence, Node
+
+__all__ = ["GrowConfig", "GrowResult", "grow", "expand_nodes"]
+
+RAW_KEEP = 2000  # characters of a failed answer kept in the record
+
+
+@dataclass(frozen=True)
+class GrowConfig:
+    expansions: int = 5               # --budget: nodes the model expands (the root counts)
+    max_nodes: int = 60
+    max_depth: int = 3                # premises deeper than this are not created
+    max_calls: int | None = None      # prompts sent to the model, retries included
+    max_seconds: float | None = None
+    threshold: float = 1e-3           # stop when the best leaf's VoI is below this
+    metric: str = "shift"
+    batch: int = 4                    # nodes expanded per batched model call
+    per_side: int = 2                 # premises asked for on each side
+    retries: int = 2                  # sampled retries after a failed greedy attempt
+    temperature: float = 0.8          # for retries
+    max_new_tokens: int = 200
+    credence: str = "verbal"          # "verbal" (the model's number) or "logprob" (P(yes) of the premise)
+    prior: float = 0.5                # root prior: the question is open until its premises speak
+    seed: int = 0
+    eps: float = EPS
+
+
+@dataclass
+class GrowResult:
+    tree: ArgumentTree
+    evidence: tuple[Evidence, ...]
+    stop_reason: str
+    stats: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Outcome:
+    node: str
+    proposals: list[Proposal]
+    attempts: int
+    raw: list[str]
+    errors: list[str]
+    rejected: list[dict[str, Any]]
+
+
+def expand_nodes(backend: Backend, tree: ArgumentTree, node_ids: list[str], cfg: GrowConfig,
+                 calls_left: int | None = None, seed: int = 0) -> tuple[list[_Outcome], int]:
+    """Ask the model for premises of each node (both sides), retrying failed sides with sampling.
+
+    Returns (outcomes, prompts sent).  A side that yields nothing acceptable is
+    retried; a node fails only if BOTH sides end with nothing.
+    """
+    tree_texts = [n.text for n in tree.nodes.values()]
+    guards = {nid: Guard(tree[nid].text, [tree[a].text for a in tree.ancestors(nid)],
+                         [tree[c].text for c in tree.children(nid)], tree_texts) for nid in node_ids}
+    # Nodes expanded together share one tree-wide dedupe set.
+    shared = next(iter(guards.values())).tree_norm if guards else set()
+    for g in guards.values():
+        g.tree_norm = shared
+    outcomes = {nid: _Outcome(nid, [], 0, [], [], []) for nid in node_ids}
+    pending = [(nid, s) for nid in node_ids for s in STANCES]
+    sent = 0
+    for attempt in range(cfg.retries + 1):
+        if not pending:
+            break
+        if calls_left is not None:
+            pending = pending[:max(calls_left - sent, 0)]
+            if not pending:
+                break
+        prompts, schemas = [], []
+        for nid, stance in pending:
+            ctx = [tree[a].text for a in reversed(tree.ancestors(nid))]
+            prompts.append(expansion_prompt(tree[nid].text, stance, context=ctx,
+                                            avoid=guards[nid].siblings, per_side=cfg.per_side))
+            schemas.append(expansion_schema(stance, cfg.per_side))
+        temperature = 0.0 if attempt == 0 else cfg.temperature
+        try:
+            gens = backend.generate_json(prompts, schemas, system=SYSTEM, max_new_tokens=cfg.max_new_tokens,
+                                         temperature=temperature, seed=seed + 7919 * attempt)
+        except Exception as err:  # noqa: BLE001 - a backend that raises anyway is a failed attempt
+            gens = [None] * len(prompts)
+            crash = f"{type(err).__name__}: {err}"
+        else:
+            crash = None
+        if len(gens) != len(prompts):
+            gens = list(gens)[:len(prompts)] + [None] * (len(prompts) - len(gens))
+        sent += len(prompts)
+        still = []
+        for (nid, stance), gen in zip(pending, gens):
+            o = outcomes[nid]
+            o.attempts = attempt + 1
+            if gen is None or gen.error:
+                err = crash or (gen.error if gen is not None else "backend returned no answer")
+                o.errors.append(f"{stance}#{attempt}: {err}")
+                o.raw.append("" if gen is None else gen.text[:RAW_KEEP])
+                still.append((nid, stance))
+                continue
+            parsed: Parsed = parse_expansion(gen.text, stance, guards[nid], cfg.eps)
+            o.rejected.extend({"node": nid, "stance": stance, "attempt": attempt, "text": r.text, "reason": r.reason}
+                              for r in parsed.rejected)
+            if parsed.ok:
+                o.proposals.extend(parsed.proposals)
+            else:
+                tail = " (cut at the token cap)" if gen.truncated else ""
+                o.errors.append(f"{stance}#{attempt}: {parsed.error}{tail}")
+                o.raw.append(gen.text[:RAW_KEEP] + ("…" if len(gen.text) > RAW_KEEP else ""))
+                still.append((nid, stance))
+        pending = still
+    return [outcomes[nid] for nid in node_ids], sent
+
+
+def _leaf_scores(tree: ArgumentTree, evidence, metric: str) -> dict[str, float]:
+    from .voi import voi
+
+    return voi(tree, evidence, metric)
+
+
+def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
+         progress: Callable[[dict[str, Any]], None] | None = None,
+         tree: ArgumentTree | None = None, evidence: tuple[Evidence, ...] = ()) -> GrowResult:
+    """Grow a tree for ``question`` (or keep growing ``tree``) within ``cfg``'s budgets."""
+    t0 = time.perf_counter()
+    if tree is None:
+        tree = ArgumentTree([Node("q", question.strip(), prior=cfg.prior)],
+                            {"question": question.strip(), "model_version": backend.model_version,
+                             "backend": backend.kind})
+    nodes = dict(tree.nodes)
+    meta = dict(tree.meta)
+    failures: list[dict[str, Any]] = list(meta.get("failed_expansions", []))
+    rejected: list[dict[str, Any]] = []
+    tried = {n.id for n in nodes.values() if tree.children(n.id)} | {f["node"] for f in failures}
+    counter = 0  # ids n1, n2, ...; existing ones are skipped
+    expansions = calls = 0
+    stop = "budget"
+    batch_no = 0
+
+    def emit(kind: str, **kw):
+        if progress:
+            progress({"event": kind, "expansions": expansions, "nodes": len(nodes), "calls": calls,
+                      "budget": cfg.expansions, **kw})
+
+    while True:
+        if expansions >= cfg.expansions:
+            stop = "budget"
+            break
+        if len(nodes) >= cfg.max_nodes:
+            stop = "max-nodes"
+            break
+        if cfg.max_calls is not None and calls >= cfg.max_calls:
+            stop = "max-calls"
+            break
+        if cfg.max_seconds is not None and time.perf_counter() - t0 >= cfg.max_seconds:
+            stop = "max-seconds"
+            break
+        current = ArgumentTree(nodes.values(), meta)
+        leaves = [nid for nid in current.nodes if not current.children(nid) and nid not in tried
+                  and current.depth(nid) < cfg.max_depth]
+        if not leaves:
+            stop = "nothing-to-expand"
+            break
+        if current.root in leaves:
+            picks = [current.root]
+        else:
+            scores = _leaf_scores(current, evidence, cfg.metric)
+            ranked = sorted(leaves, key=lambda n: (-round(scores.get(n, 0.0), 12), n))
+            best = scores.get(ranked[0], 0.0)
+            if best < cfg.threshold:
+                stop = "voi-below-threshold"
+                break
+            picks = [n for n in ranked if scores.get(n, 0.0) >= cfg.threshold]
+            picks = picks[:min(cfg.batch, cfg.expansions - expansions)]
+        emit("expanding", picks=picks)
+        calls_left = None if cfg.max_calls is None else cfg.max_calls - calls
+        outcomes, sent = expand_nodes(backend, current, picks, cfg, calls_left, seed=cfg.seed + 104729 * batch_no)
+        batch_no += 1
+        calls += sent
+        for o in outcomes:
+            tried.add(o.node)
+            expansions += 1
+            rejected.extend(o.rejected)
+            if not o.proposals:
+                failures.append({"node": o.node, "attempts": o.attempts, "errors": o.errors, "raw": o.raw})
+                continue
+            props = o.proposals
+            if cfg.credence == "logprob":
+                props = _logprob_credences(backend, props, cfg.eps)
+            depth = current.depth(o.node) + 1
+            for p in props:
+                if len(nodes) >= cfg.max_nodes:
+                    break
+                counter += 1
+                nid = f"n{counter}"
+                while nid in nodes:
+                    counter += 1
+                    nid = f"n{counter}"
+                nodes[nid] = Node(nid, p.text, parent=o.node, p_if_true=p.p_if_true, p_if_false=p.p_if_false,
+                                  extra={**p.extra(), "credence_source": cfg.credence, "depth": depth,
+                                         "model_version": backend.model_version})
+        meta["failed_expansions"] = failures
+        emit("expanded", picks=picks)
+    meta["failed_expansions"] = failures
+    meta["growth"] = {"stop_reason": stop, "expansions": expansions, "model_calls": calls,
+                      "seconds": round(time.perf_counter() - t0, 3), "rejected": len(rejected),
+                      "failed": len(failures), "credence": cfg.credence, "metric": cfg.metric}
+    final = ArgumentTree(nodes.values(), meta)
+    emit("done", stop_reason=stop)
+    return GrowResult(final, tuple(evidence), stop, dict(meta["growth"]), failures, rejected)
+
+
+def _logprob_credences(backend: Backend, props: list[Proposal], eps: float) -> list[Proposal]:
+    """Replace each premise's verbal credence by P(yes) from token log-probabilities."""
+    try:
+        scores = backend.score_yes([yes_no_prompt(p.text) for p in props])
+    except Exception:  # noqa: BLE001 - keep the verbal numbers if scoring fails
+        return props
+    out = []
+    for p, c in zip(props, scores):
+        p1, p0 = cpt_from_elicitation(c, p.claim_if_true, p.claim_if_false, eps)
+        out.append(replace(p, credence=float(c), p_if_true=p1, p_if_false=p0))
+    return out

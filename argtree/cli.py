@@ -15,6 +15,7 @@ import click
 
 # command name -> (module under argtree.commands, attribute, one-line help for the listing)
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "ask": ("ask", "ask", "Grow an argument tree for a question with a language model (best-first on VoI)."),
     "infer": ("core", "infer", "Exact belief of every node given the evidence in an argtree/1 file."),
     "voi": ("core", "voi", "Rank the unlabeled nodes of a tree by value of information."),
     "db": ("db", "db", "Create, migrate (upgrade) and inspect (current) the database."),

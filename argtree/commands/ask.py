@@ -1,0 +1,224 @@
+"""``argtree ask "QUESTION"``: grow a tree with a model, store it, show it and the questions that matter."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from . import InputError, console, print_json
+
+BACKEND_HELP = ("local: a transformers model on this machine (default: the bundled SmolLM2-135M); "
+                "openai: an OpenAI-compatible server (vLLM, llama.cpp, Ollama); fake: scripted, for demos.")
+MODEL_HELP = ("local: 'bundled' (default), a model or LoRA-adapter directory, a .gguf file, a registered "
+              "model version or 'latest'.  openai: the server's base URL (or set ARGTREE_OPENAI_BASE_URL "
+              "and give the model id).  fake: a JSON file with a list of scripted answers.")
+
+
+@click.command()
+@click.argument("question")
+@click.option("--budget", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Node expansions the model may do (the root's included); each asks for premises for and against.")
+@click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True,
+              help=BACKEND_HELP)
+@click.option("--model", "model", default=None, help=MODEL_HELP)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the grown tree as argtree/1 JSON to this file.")
+@click.option("--max-nodes", type=click.IntRange(min=2), default=60, show_default=True)
+@click.option("--max-depth", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Deepest premise level created (1: only the question's own premises).")
+@click.option("--max-calls", type=click.IntRange(min=1), default=None, help="Prompts sent to the model, retries included.")
+@click.option("--seconds", type=click.FloatRange(min=0), default=None, help="Stop expanding after this many seconds.")
+@click.option("--threshold", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Stop when the best leaf's VoI (expected move of the root) is below this.")
+@click.option("--batch", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Nodes expanded together in one batched model call.")
+@click.option("--per-side", type=click.IntRange(1, 5), default=2, show_default=True,
+              help="Premises asked for on each side (for, against) of a node.")
+@click.option("--credence", type=click.Choice(["verbal", "logprob"]), default="verbal", show_default=True,
+              help="The premise's probability: the number the model writes, or P(yes) from token log-probs "
+                   "(see BENCHMARKS.md for which is better calibrated).")
+@click.option("--prior", type=click.FloatRange(0.01, 0.99), default=0.5, show_default=True, help="Prior of the root.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampled retries.")
+@click.option("--device", default=None, help="local backend: cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--no-store", is_flag=True, help="Do not save the tree in the database.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (tree, root belief, questions, stats).")
+def ask(question: str, budget: int, backend: str, model: str | None, out: str | None, max_nodes: int,
+        max_depth: int, max_calls: int | None, seconds: float | None, threshold: float, batch: int, per_side: int,
+        credence: str, prior: float, seed: int, device: str | None, no_store: bool, as_json: bool) -> None:
+    """Grow an argument tree for QUESTION with a language model, best-first on value of information.
+
+    The model proposes premises for and against the question, then for and
+    against the premises whose truth would move the answer most, until the
+    budget is spent or nothing left would matter (--threshold).  The tree is
+    saved in the database (unless --no-store), optionally written to --out,
+    and printed with each node's belief and stance, the root's belief, and the
+    five questions a person should answer first, with what each answer would
+    do to the root.  Unusable model output is retried and then recorded as a
+    failed expansion; the tree grown so far is always kept.
+    """
+    from ..grow import GrowConfig, grow
+
+    question = question.strip()
+    if not question:
+        raise InputError("QUESTION is empty: say what the tree should argue about")
+    if len(question) > 2000:
+        raise InputError(f"QUESTION is {len(question)} characters long; keep it under 2000")
+    err = console_err()
+    cfg = GrowConfig(expansions=budget, max_nodes=max_nodes, max_depth=max_depth, max_calls=max_calls,
+                     max_seconds=seconds, threshold=threshold, batch=batch, per_side=per_side, credence=credence,
+                     prior=prior, seed=seed)
+    be = _backend(backend, model, device, err, quiet=as_json)
+    result = _grow_with_progress(question, be, cfg, grow, err, quiet=as_json)
+    tree, evidence = result.tree, result.evidence
+    if out:
+        from ..io import dump
+
+        try:
+            dump(tree, evidence, out)
+        except OSError as e:
+            raise InputError(f"cannot write {out}: {e.strerror}") from None
+    stored, store_note = (None, "not stored (--no-store)") if no_store else _store(tree, evidence, question, be, model)
+    report = _report(tree, evidence)
+    if as_json:
+        from ..io import to_dict
+
+        print_json({"tree": to_dict(tree, evidence), "root_belief": report["root"], "questions": report["questions"],
+                    "stats": result.stats, "failed_expansions": len(result.failures), "tree_id": stored,
+                    "store": store_note, "out": out})
+        return
+    _print(tree, report, result, stored, store_note, out)
+
+
+def console_err():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _backend(kind: str, model: str | None, device: str | None, err, quiet: bool):
+    from ..llm import make_backend
+
+    options: dict[str, Any] = {}
+    if kind == "local" and device:
+        options["device"] = device
+    try:
+        if kind == "local" and not quiet:
+            with err.status("Loading the model (the first run converts the bundled GGUF once, ~20 s)..."):
+                return make_backend(kind, model, **options)
+        return make_backend(kind, model, **options)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise InputError(f"--model {model!r} ({kind}): {e}") from None
+    except ImportError as e:
+        raise InputError(f"the {kind} backend needs the llm extra: pip install 'argtree[llm]' ({e})") from None
+
+
+def _grow_with_progress(question, be, cfg, grow, err, quiet: bool):
+    if quiet:
+        return grow(question, be, cfg)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]growing[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=err, transient=False) as bar:
+        task = bar.add_task("expanding the question", total=cfg.expansions)
+
+        def on(event):
+            if event["event"] == "expanding":
+                bar.update(task, description=f"expanding {len(event['picks'])} node(s), {event['nodes']} so far")
+            elif event["event"] == "expanded":
+                bar.update(task, completed=event["expansions"],
+                           description=f"{event['nodes']} nodes, {event['calls']} prompts")
+            elif event["event"] == "done":
+                bar.update(task, completed=cfg.expansions, description=f"{event['nodes']} nodes: {event['stop_reason']}")
+
+        return grow(question, be, cfg, progress=on)
+
+
+def _store(tree, evidence, question, be, model) -> tuple[int | None, str]:
+    """Save in the database; an unmigrated or unreachable one gives a message, never a crash."""
+    try:
+        from ..store import SchemaError, save_tree, session_scope
+    except ImportError as e:
+        return None, f"not stored: the store extra is missing ({e}); pip install 'argtree[store]'"
+    try:
+        with session_scope() as s:
+            mv = _registered(s, model if be.kind == "local" else None)
+            return save_tree(s, tree, evidence, question=question, model_version=mv), "stored"
+    except SchemaError as e:
+        return None, f"not stored: {e}"
+    except Exception as e:  # noqa: BLE001 - the grown tree is still printed and written
+        return None, f"not stored: {type(e).__name__}: {e}"
+
+
+def _registered(session, model: str | None):
+    """The model-version name to link the tree to, if ``model`` is a registered version."""
+    if not model:
+        return None
+    from ..store import get_model_version
+
+    try:
+        return get_model_version(session, model).name
+    except Exception:  # noqa: BLE001 - not registered: the tree's meta still names the model
+        return None
+
+
+def _report(tree, evidence) -> dict[str, Any]:
+    from ..inference import beliefs
+    from ..voi import rank, root_if, voi
+
+    bel = beliefs(tree, evidence)
+    questions = []
+    for nid, value in rank(voi(tree, evidence), 5):
+        if_t, if_f = root_if(tree, evidence, nid)
+        questions.append({"node": nid, "text": tree[nid].text, "belief": bel[nid], "voi": value,
+                          "root_if_true": if_t, "root_if_false": if_f})
+    return {"beliefs": bel, "root": bel[tree.root], "questions": questions}
+
+
+def _print(tree, report, result, stored, store_note, out) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+    from rich.tree import Tree
+
+    bel = report["beliefs"]
+    failed = {f["node"] for f in result.failures}
+
+    def line(nid: str) -> str:
+        node = tree[nid]
+        stance = {"supports": "[green]+ for[/]", "attacks": "[red]- against[/]", "neutral": "[dim]= neutral[/]",
+                  "root": "[bold]?[/]"}[node.stance]
+        mark = " [yellow](expansion failed)[/]" if nid in failed else ""
+        return f"{stance} [bold]{bel[nid]:.2f}[/] {escape(node.text)} [dim]({nid})[/]{mark}"
+
+    root = Tree(line(tree.root))
+    stack = [(tree.root, root)]
+    while stack:
+        nid, branch = stack.pop()
+        for child in reversed(tree.children(nid)):
+            stack.append((child, branch.add(line(child))))
+    out_c = console()
+    out_c.print(root)
+    basis = "given the answers so far" if result.evidence else "no answers yet, so this is the prior"
+    out_c.print(f"\n[bold]P(yes) for the question: {report['root']:.3f}[/] ({basis}; the table shows how answers "
+                "would move it)")
+    out_c.print(f"[dim]"
+                f"({len(tree)} nodes; stopped: {result.stop_reason}; {result.stats['model_calls']} prompts; "
+                f"{len(result.failures)} failed expansion(s); {result.stats['rejected']} premise(s) rejected by guards)[/]")
+    if report["questions"]:
+        table = Table(title="Ask a person first (highest value of information)")
+        for col, kw in (("#", {"justify": "right"}), ("node", {}), ("premise", {"overflow": "fold"}),
+                        ("P(true)", {"justify": "right"}), ("VoI", {"justify": "right"}),
+                        ("root if true", {"justify": "right"}), ("root if false", {"justify": "right"})):
+            table.add_column(col, **kw)
+        for i, q in enumerate(report["questions"], 1):
+            table.add_row(str(i), q["node"], escape(q["text"]), f"{q['belief']:.2f}", f"{q['voi']:.4f}",
+                          f"{q['root_if_true']:.3f}", f"{q['root_if_false']:.3f}")
+        out_c.print(table)
+    if stored is not None:
+        out_c.print(f"Saved as tree {stored} in the database.")
+    else:
+        out_c.print(f"[yellow]{escape(store_note)}[/]")
+    if out:
+        out_c.print(f"Wrote {escape(out)} (argtree/1).")

@@ -1,0 +1,82 @@
+"""`argtree ask` end to end with the fake backend: printing, --json, --out, storing, bad input."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from argtree.cli import main
+from argtree.io import load
+
+Q = "Should cities ban cars from their centres?"
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ARGTREE_DATABASE_URL", raising=False)
+    return tmp_path
+
+
+def run(*args):
+    return CliRunner().invoke(main, ["ask", *args], catch_exceptions=False)
+
+
+def test_ask_fake_prints_tree_root_and_questions(home):
+    out = home / "t.json"
+    r = run(Q, "--backend", "fake", "--budget", "3", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "P(yes) for the question" in r.output and "Ask a person first" in r.output
+    assert "+ for" in r.output and "- against" in r.output
+    tree, ev = load(out)
+    assert tree[tree.root].text == Q and len(tree) > 5 and ev == ()
+    assert tree.meta["growth"]["expansions"] == 3
+
+
+def test_ask_json_has_questions_with_root_if(home):
+    r = run(Q, "--backend", "fake", "--budget", "2", "--json", "--no-store")
+    data = json.loads(r.output)
+    assert data["tree"]["format"] == "argtree/1" and 0 < data["root_belief"] < 1
+    assert 1 <= len(data["questions"]) <= 5
+    q = data["questions"][0]
+    assert q["root_if_true"] != q["root_if_false"]
+    assert data["tree_id"] is None and "--no-store" in data["store"]
+
+
+def test_ask_stores_in_a_migrated_database(home, monkeypatch):
+    from argtree.store import load_tree, session_scope
+    from argtree.store.testing import sqlite_db
+
+    url = sqlite_db(home)
+    monkeypatch.setenv("ARGTREE_DATABASE_URL", url)
+    r = run(Q, "--backend", "fake", "--budget", "2", "--json")
+    data = json.loads(r.output)
+    assert data["store"] == "stored" and isinstance(data["tree_id"], int)
+    with session_scope(url) as s:
+        tree, _ = load_tree(s, data["tree_id"])
+    assert len(tree) == len(data["tree"]["nodes"])
+
+
+def test_ask_unmigrated_database_is_a_message_not_a_crash(home, monkeypatch):
+    monkeypatch.setenv("ARGTREE_DATABASE_URL", f"sqlite:///{home / 'empty.db'}")
+    r = run(Q, "--backend", "fake", "--budget", "1")
+    assert r.exit_code == 0 and "not stored" in r.output
+
+
+def test_ask_scripted_garbage_records_failure(home):
+    script = home / "script.json"
+    script.write_text(json.dumps(["not json"] * 6))
+    r = run(Q, "--backend", "fake", "--model", str(script), "--budget", "1", "--json", "--no-store")
+    data = json.loads(r.output)
+    assert data["failed_expansions"] == 1 and len(data["tree"]["nodes"]) == 1
+    assert data["tree"]["failed_expansions"][0]["raw"][0] == "not json"
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["  "], "QUESTION is empty"),
+    ([Q, "--backend", "local", "--model", "/no/such/model"], "unknown model"),
+    ([Q, "--budget", "0"], "--budget"),
+])
+def test_ask_bad_input_exits_2(home, args, msg):
+    r = CliRunner().invoke(main, ["ask", *args])
+    assert r.exit_code == 2 and msg in r.output

@@ -17,7 +17,6 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from oracle_ui import auth, data  # noqa: E402
-from oracle_ui.views import admin, agreement, answer, export, login, trees  # noqa: E402
 
 st.set_page_config(page_title="argtree oracle", page_icon=":material/balance:", layout="wide")
 
@@ -78,17 +77,17 @@ def main() -> None:
         st.caption("Try again once it is back; answers already given are safe.")
         return
     if acct is None:
-        nav = st.navigation([st.Page(login.page, title="Log in", url_path="login", default=True)],
+        nav = st.navigation([st.Page("screens/login.py", title="Log in", url_path="login", default=True)],
                             position="hidden")
         st.session_state["login_notice"] = notice or st.session_state.pop("notice", None)
         nav.run()
         return
-    pages = [st.Page(answer.page, title="Answer", icon=":material/task_alt:", url_path="answer", default=True),
-             st.Page(trees.page, title="Trees", icon=":material/account_tree:", url_path="trees")]
+    pages = [st.Page("screens/answer.py", title="Answer", icon=":material/task_alt:", url_path="answer", default=True),
+             st.Page("screens/trees.py", title="Trees", icon=":material/account_tree:", url_path="trees")]
     if acct.is_admin:
-        pages += [st.Page(agreement.page, title="Agreement", icon=":material/handshake:", url_path="agreement"),
-                  st.Page(export.page, title="Export", icon=":material/download:", url_path="export"),
-                  st.Page(admin.page, title="Users & runs", icon=":material/manage_accounts:", url_path="admin")]
+        pages += [st.Page("screens/agreement.py", title="Agreement", icon=":material/handshake:", url_path="agreement"),
+                  st.Page("screens/export.py", title="Export", icon=":material/download:", url_path="export"),
+                  st.Page("screens/admin.py", title="Users & runs", icon=":material/manage_accounts:", url_path="admin")]
     nav = st.navigation(pages)
     with st.sidebar:
         st.text(f"{acct.name} ({acct.role})")

@@ -91,7 +91,8 @@ def chart(nodes: Sequence, *, height: int | None = None):
     ).add_params(pick)
     label_layer = alt.Chart(alt.Data(values=rows)).mark_text(dy=-16, fontSize=11, color="#444").encode(
         x=xs, y=ys, text="local_id:N")
-    return (edge_layer + node_layer + label_layer).properties(height=height).configure_view(stroke=None)
+    return (edge_layer + node_layer + label_layer).properties(height=height).configure_view(stroke=None) \
+        .configure_legend(orient="bottom", direction="horizontal")
 
 
 def selected(event) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +17,6 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
-
-from argtree.commands.ui import streamlit_command
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -43,8 +42,9 @@ def serve(db_url: str, *, home: str | os.PathLike, extra_env: dict | None = None
     env = dict(os.environ, ARGTREE_DATABASE_URL=db_url, ARGTREE_HOME=str(home), ARGTREE_UI_SECRET=SECRET,
                **(extra_env or {}))
     log = open(Path(home) / f"streamlit-{port}.log", "wb")
-    proc = subprocess.Popen(streamlit_command(port, "127.0.0.1"), env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # The real command (`argtree ui`), which runs `streamlit run` as its child: stop the whole group after.
+    proc = subprocess.Popen([sys.executable, "-m", "argtree.cli", "ui", "--port", str(port), "--host", "127.0.0.1"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -62,11 +62,13 @@ def serve(db_url: str, *, home: str | os.PathLike, extra_env: dict | None = None
             time.sleep(0.2)
         yield base
     finally:
-        proc.terminate()
         try:
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(10)
+        except ProcessLookupError:  # pragma: no cover - already gone
+            pass
         except subprocess.TimeoutExpired:  # pragma: no cover
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
 

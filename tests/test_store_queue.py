@@ -15,18 +15,31 @@ store = pytest.importorskip("argtree.store")
 from argtree.store import (NotFound, StoreError, add_annotator, annotator_stats, get_queue_settings,  # noqa: E402
                            load_tree, next_question, root_history, save_tree, session_scope, set_queue_settings,
                            submit_label, tree_nodes, undo_last_label)
-from argtree.store.testing import postgres_schema, sqlite_db  # noqa: E402
+from argtree.store.testing import (dispose, fast_password_hashing, postgres_schema, reset_postgres,  # noqa: E402
+                                   sqlite_db)
 
 EXAMPLE = "argtree/examples/remote_work.json"
+
+
+fast_password_hashing()
+
+
+@pytest.fixture(scope="module")
+def pg_module():
+    with postgres_schema() as u:
+        yield u
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request, tmp_path):
     if request.param == "sqlite":
-        yield sqlite_db(tmp_path)
+        u = sqlite_db(tmp_path)
+        yield u
+        dispose(u)
     else:
-        with postgres_schema() as u:
-            yield u
+        u = request.getfixturevalue("pg_module")
+        reset_postgres(u)  # one migrated schema for the module, emptied before each test
+        yield u
 
 
 def chain_tree(texts, prior=0.5, p1=0.8, p0=0.3):

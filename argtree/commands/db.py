@@ -29,7 +29,10 @@ def _store_errors(fn):
             from sqlalchemy.exc import OperationalError
 
             if isinstance(err, OperationalError):
-                raise InputError(f"database error: {str(err.orig).splitlines()[0] if err.orig else err}") from None
+                from ..store.db import database_url, redact
+
+                why = str(err.orig or err).splitlines()[0]
+                raise InputError(f"cannot use the database {redact(database_url())}: {why}") from None
             raise
 
     return wrapper

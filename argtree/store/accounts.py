@@ -19,10 +19,16 @@ MIN_PASSWORD = 8
 _NAME = re.compile(r"^[\w.@+-]{1,64}$")
 
 
-def _hasher():
-    from argon2 import PasswordHasher
+HASHER = None  # argon2 PasswordHasher with the library's defaults (RFC 9106 low-memory profile)
 
-    return PasswordHasher()
+
+def _hasher():
+    global HASHER
+    if HASHER is None:
+        from argon2 import PasswordHasher
+
+        HASHER = PasswordHasher()
+    return HASHER
 
 
 def _check_password(password: Any) -> str:

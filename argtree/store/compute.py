@@ -93,89 +93,98 @@ def compute_tree(state: TreeState, metric: str = "shift") -> dict[str, np.ndarra
             "root_if_false": ct.to_caller(rf), "root_belief": R}
 
 
+def _label_rows(session: Session, condition):
+    return session.execute(
+        select(Label.proposition_id, Label.value, Label.probability, Label.reliability, Annotator.reliability)
+        .join(Annotator, Annotator.id == Label.annotator_id)
+        .where(condition, Label.retracted_at.is_(None), (Label.value.is_not(None)) | (Label.probability.is_not(None)))
+        .order_by(Label.id))
+
+
+def _evidence(rows, where_nodes: dict[int, list[int]]) -> list[Evidence]:
+    out: list[Evidence] = []
+    for pid, value, probability, own, annot in rows:
+        ev = label_evidence(value, probability, own if own is not None else annot)
+        if ev is None:
+            continue
+        for node_id in where_nodes.get(pid, ()):
+            out.append(Evidence(str(node_id), ev[0], ev[1]))
+    return out
+
+
 def evidence_for(session: Session, proposition_ids: Sequence[int],
                  where_nodes: dict[int, list[int]]) -> list[Evidence]:
     """Evidence on node ids (as strings) from the live labels of ``proposition_ids``."""
     out: list[Evidence] = []
     uniq = sorted(set(proposition_ids))
     for i in range(0, len(uniq), CHUNK):
-        rows = session.execute(
-            select(Label.proposition_id, Label.value, Label.probability, Label.reliability, Annotator.reliability)
-            .join(Annotator, Annotator.id == Label.annotator_id)
-            .where(Label.proposition_id.in_(uniq[i:i + CHUNK]), Label.retracted_at.is_(None),
-                   (Label.value.is_not(None)) | (Label.probability.is_not(None)))
-            .order_by(Label.id))
-        for pid, value, probability, own, annot in rows:
-            ev = label_evidence(value, probability, own if own is not None else annot)
-            if ev is None:
-                continue
-            for node_id in where_nodes.get(pid, ()):
-                out.append(Evidence(str(node_id), ev[0], ev[1]))
+        out += _evidence(_label_rows(session, Label.proposition_id.in_(uniq[i:i + CHUNK])), where_nodes)
     return out
 
 
-def load_state(session: Session, tree_id: int) -> tuple[TreeState, list[tuple]]:
+def load_state(session: Session, tree_id: int) -> tuple[TreeState, np.ndarray, np.ndarray]:
+    """The tree's arrays and its nodes' stored (belief, voi, root_if_true, root_if_false), NaN for NULL."""
     rows = session.execute(
         select(Node.id, Node.parent_id, Node.proposition_id, Node.prior, Node.p_if_true, Node.p_if_false,
                Node.belief, Node.voi, Node.root_if_true, Node.root_if_false)
         .where(Node.tree_id == tree_id).order_by(Node.id)).all()
-    index = {r[0]: i for i, r in enumerate(rows)}
+    ids = [r[0] for r in rows]
+    index = {nid: i for i, nid in enumerate(ids)}
     parent = np.array([index[r[1]] if r[1] is not None else -1 for r in rows], dtype=np.int64)
-    p1 = np.array([r[4] if r[4] is not None else 0.0 for r in rows])
-    p0 = np.array([r[5] if r[5] is not None else 0.0 for r in rows])
-    prior = next(r[3] for r in rows if r[1] is None)
+    num = np.array([r[3:] for r in rows], dtype=float)  # None -> nan
+    prior = float(num[parent < 0, 0][0])
     where: dict[int, list[int]] = {}
     for r in rows:
         where.setdefault(r[2], []).append(r[0])
-    state = TreeState([r[0] for r in rows], [r[2] for r in rows], parent, p1, p0, float(prior),
-                      evidence_for(session, list(where), where))
-    return state, rows
+    in_tree = Label.proposition_id.in_(select(Node.proposition_id).where(Node.tree_id == tree_id))
+    state = TreeState(ids, [r[2] for r in rows], parent, np.nan_to_num(num[:, 1]), np.nan_to_num(num[:, 2]), prior,
+                      _evidence(_label_rows(session, in_tree), where))
+    return state, np.array(ids), num[:, 3:]
 
 
-def _changed(old, new) -> bool:
-    if old is None:
-        return not np.isnan(new)
-    return np.isnan(new) or abs(old - new) > EPS
-
-
-def _opt(x: float) -> float | None:
-    return None if np.isnan(x) else float(x)
+def _differs(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    both_nan = np.isnan(old) & np.isnan(new)
+    with np.errstate(invalid="ignore"):
+        return ~both_nan & ~(np.abs(old - new) <= EPS)
 
 
 def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "label",
                     label_id: int | None = None, metric: str | None = None) -> set[int]:
-    """Recompute and store beliefs/VoI of ``tree_ids`` (already locked by the caller on PostgreSQL),
-    append each tree's root belief to its history, refresh the forest VoI of every proposition
-    whose node VoI changed.  Returns those proposition ids."""
+    """Recompute and store beliefs/VoI of ``tree_ids`` (already locked by the caller on PostgreSQL)
+    and append each tree's root belief to its history; the caller then runs ``refresh_propositions``
+    on those trees.  Returns the ids of the propositions whose node VoI changed."""
     metric = metric or queue_settings(session)["queue.metric"]
     touched: set[int] = set()
     now = utcnow()
+    stmt = (update(Node.__table__).where(Node.__table__.c.id == bindparam("nid"))
+            .values(belief=bindparam("b"), voi=bindparam("v"), root_if_true=bindparam("t"),
+                    root_if_false=bindparam("f")))
     for tree_id in sorted(set(tree_ids)):
-        state, rows = load_state(session, tree_id)
+        state, ids, old = load_state(session, tree_id)
         out = compute_tree(state, metric)
-        updates = []
-        for i, r in enumerate(rows):
-            b, v, t, f = (out[k][i] for k in ("belief", "voi", "root_if_true", "root_if_false"))
-            if _changed(r[6], b) or _changed(r[7], v) or _changed(r[8], t) or _changed(r[9], f):
-                updates.append({"nid": r[0], "b": float(b), "v": float(v), "t": _opt(t), "f": _opt(f)})
-                if _changed(r[7], v):
-                    touched.add(r[2])
-        if updates:
-            session.execute(update(Node.__table__).where(Node.__table__.c.id == bindparam("nid"))
-                            .values(belief=bindparam("b"), voi=bindparam("v"), root_if_true=bindparam("t"),
-                                    root_if_false=bindparam("f")), updates)
+        new = np.column_stack([out["belief"], out["voi"], out["root_if_true"], out["root_if_false"]])
+        changed = _differs(old, new)
+        rows = np.flatnonzero(changed.any(axis=1))
+        if len(rows):
+            vals = new[rows].tolist()
+            session.execute(stmt, [{"nid": int(ids[i]), "b": b, "v": v, "t": None if t != t else t,
+                                    "f": None if f != f else f} for i, (b, v, t, f) in zip(rows, vals)])
+            pids = state.proposition_ids
+            touched.update(pids[i] for i in np.flatnonzero(changed[:, 1]))
         session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"], updated_at=now))
         session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], cause=cause, label_id=label_id,
                                created_at=now))
     session.flush()
-    refresh_propositions(session, touched)
     return touched
 
 
-def refresh_propositions(session: Session, proposition_ids: Iterable[int], overlap: int | None = None) -> None:
-    """Recompute forest VoI (sum of priority x node VoI over live trees), answer counts and queue rank."""
+def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), *,
+                         tree_ids: Iterable[int] = (), overlap: int | None = None) -> None:
+    """Recompute forest VoI (sum of priority x node VoI over live trees), answer counts and queue rank
+    of ``proposition_ids`` and of every proposition in ``tree_ids``."""
     ids = sorted(set(proposition_ids))
-    if not ids:
+    trees = sorted(set(tree_ids))
+    if not ids and not trees:
         return
     if overlap is None:
         overlap = int(queue_settings(session)["queue.overlap"])
@@ -185,14 +194,15 @@ def refresh_propositions(session: Session, proposition_ids: Iterable[int], overl
           .select_from(n.join(t, t.c.id == n.c.tree_id))
           .where(n.c.proposition_id == p.c.id, t.c.status != "archived").scalar_subquery())
     answers = (select(func.count()).select_from(lab)
-               .where(lab.c.proposition_id == p.c.id, lab.c.retracted_at.is_(None),
+               .where(lab.c.proposition_id == p.c.id, lab.c.retracted_at.is_(None), lab.c.reliability.is_(None),
                       or_(lab.c.value.is_not(None), lab.c.probability.is_not(None), lab.c.ill_posed))
                .scalar_subquery())
-    for i in range(0, len(ids), CHUNK):
-        chunk = ids[i:i + CHUNK]
+    rank = case((and_(p.c.forest_voi > 0, p.c.n_answers < overlap), p.c.forest_voi), else_=None)
+    conditions = [p.c.id.in_(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+    conditions += [p.c.id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(trees[i:i + CHUNK])))
+                   for i in range(0, len(trees), CHUNK)]
+    for cond in conditions:
         if pg:  # lock in id order first so the UPDATEs below read the latest committed nodes
-            session.execute(select(p.c.id).where(p.c.id.in_(chunk)).order_by(p.c.id).with_for_update())
-        session.execute(update(p).where(p.c.id.in_(chunk)).values(forest_voi=fv, n_answers=answers))
-        session.execute(update(p).where(p.c.id.in_(chunk)).values(
-            queue_rank=case((and_(p.c.forest_voi > 0, p.c.n_answers < overlap), p.c.forest_voi), else_=None)))
-
+            session.execute(select(p.c.id).where(cond).order_by(p.c.id).with_for_update())
+        session.execute(update(p).where(cond).values(forest_voi=fv, n_answers=answers))
+        session.execute(update(p).where(cond).values(queue_rank=rank))

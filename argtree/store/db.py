@@ -2,9 +2,10 @@
 
 * URL: ``ARGTREE_DATABASE_URL`` (e.g. ``postgresql+psycopg://user@host/db``), else a
   SQLite file ``argtree.db`` under ``ARGTREE_HOME`` (default: the user data dir).
-* SQLite connections run in WAL mode with foreign keys on, ``synchronous=FULL``
-  and a busy timeout; every transaction is ``BEGIN IMMEDIATE`` (one writer at a
-  time, no lock-upgrade deadlocks) unless the session is opened read-only.
+* SQLite connections run in WAL mode with foreign keys on, ``synchronous=NORMAL``
+  (see SYNCHRONOUS) and a busy timeout; every transaction is ``BEGIN IMMEDIATE`` (one writer at a
+  time, no lock-upgrade deadlocks) unless the session is opened read-only, and
+  writers queue on a lock file beside the database (``argtree.db.writer-lock``).
 * The first session on an engine checks the schema revision against the
   migrations and refuses to run on an unmigrated or newer database
   (``SchemaError``, whose message names the command to run).
@@ -12,7 +13,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sqlite3
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -29,6 +32,10 @@ __all__ = ["SchemaError", "database_url", "data_home", "make_engine", "get_engin
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+# WAL + NORMAL: a commit survives the process being killed (SIGKILL, a crash); only an OS crash or
+# power cut can roll back the last transactions.  ARGTREE_SQLITE_SYNCHRONOUS=FULL fsyncs every commit
+# (about 6 ms each on a typical cloud disk) to survive those too.
+SYNCHRONOUS = "FULL" if os.environ.get("ARGTREE_SQLITE_SYNCHRONOUS", "").upper() == "FULL" else "NORMAL"
 
 
 class SchemaError(RuntimeError):
@@ -56,21 +63,85 @@ def redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_setup(engine: Engine) -> None:
+_held = threading.local()  # write-lock files this thread holds (path -> count)
+
+
+class _WriterQueue(sqlite3.Connection):
+    """A sqlite3 connection that queues writers on an flock()ed file beside the database.
+
+    SQLite's own busy handler makes waiting writers sleep and retry, which under
+    many concurrent writers leaves the lock idle and can starve one past any
+    timeout.  A blocking flock hands the lock over at once; the kernel drops it
+    when a process dies.  Released after COMMIT/ROLLBACK.
+    """
+
+    lock_path: str | None = None
+    _fh = None
+    _locked = False
+
+    def acquire_writer(self) -> None:
+        if self.lock_path is None or self._locked:
+            return
+        held = getattr(_held, "paths", None)
+        if held is None:
+            held = _held.paths = {}
+        if held.get(self.lock_path):
+            return  # this thread already writes through another connection: waiting here would hang it
+        if self._fh is None:
+            self._fh = open(self.lock_path, "a+b")
+        fcntl.flock(self._fh, fcntl.LOCK_EX)
+        self._locked = True
+        held[self.lock_path] = held.get(self.lock_path, 0) + 1
+
+    def _release(self) -> None:
+        if self._locked:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._locked = False
+            _held.paths[self.lock_path] -= 1
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._release()
+            if self._fh is not None:
+                self._fh.close()
+
+
+def _sqlite_setup(engine: Engine, lock_path: str | None) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
+        if isinstance(dbapi_conn, _WriterQueue):
+            dbapi_conn.lock_path = lock_path
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        readonly = conn.get_execution_options().get("argtree_readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get("argtree_readonly", False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = conn.connection.dbapi_connection
+        if isinstance(dbapi_conn, _WriterQueue):
+            dbapi_conn.acquire_writer()
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str | None = None, **kwargs) -> Engine:
@@ -79,11 +150,16 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         db = u.database
+        lock_path = None
         if db and db != ":memory:" and not db.startswith("file:"):
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        kwargs.setdefault("connect_args", {}).setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
+            path = Path(db).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock_path = f"{path}.writer-lock"
+        args = kwargs.setdefault("connect_args", {})
+        args.setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
+        args.setdefault("factory", _WriterQueue)
         engine = create_engine(url, **kwargs)
-        _sqlite_setup(engine)
+        _sqlite_setup(engine, lock_path)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)

@@ -324,10 +324,11 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     session.add(label)
     session.execute(delete(Lease).where(Lease.annotator_id == me, Lease.proposition_id == pid))
     session.flush()
-    touched: set[int] = set()
     if _informative(label) or _informative(previous):
-        touched = recompute_trees(session, tree_ids, cause="label", label_id=label.id)
-    refresh_propositions(session, touched | {pid})
+        recompute_trees(session, tree_ids, cause="label", label_id=label.id)
+        refresh_propositions(session, {pid}, tree_ids=tree_ids)
+    else:
+        refresh_propositions(session, {pid})
     return label
 
 
@@ -349,10 +350,11 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
     now = utcnow()
     last.retracted_at = now
     session.flush()
-    touched: set[int] = set()
     if _informative(last):
-        touched = recompute_trees(session, tree_ids, cause="undo", label_id=last.id)
-    refresh_propositions(session, touched | {last.proposition_id})
+        recompute_trees(session, tree_ids, cause="undo", label_id=last.id)
+        refresh_propositions(session, {last.proposition_id}, tree_ids=tree_ids)
+    else:
+        refresh_propositions(session, {last.proposition_id})
     seconds = float(queue_settings(session)["queue.lease_seconds"])
     session.execute(delete(Lease).where(Lease.annotator_id == me))
     session.add(Lease(proposition_id=last.proposition_id, annotator_id=me, created_at=now,

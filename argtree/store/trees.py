@@ -244,8 +244,9 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
     session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"]))
     session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], cause="created"))
     session.flush()
-    touched = recompute_trees(session, others, cause="label", metric=metric) if others else set()
-    refresh_propositions(session, set(pids) | touched)
+    if others:
+        recompute_trees(session, others, cause="label", metric=metric)
+    refresh_propositions(session, tree_ids={tree_id} | others)
     return tree_id
 
 
@@ -375,6 +376,7 @@ def update_node(session: Session, node_id: int, *, prior: float | None = None, p
     session.flush()
     lock_trees(session, [node.tree_id])
     recompute_trees(session, [node.tree_id], cause="edit")
+    refresh_propositions(session, tree_ids=[node.tree_id])
     return node
 
 
@@ -382,7 +384,6 @@ def recompute_all(session: Session) -> int:
     """Recompute every tree and every proposition from the labels (after a metric change, or to verify)."""
     ids = list(session.scalars(select(Tree.id).order_by(Tree.id)))
     lock_trees(session, ids)
-    for i in range(0, len(ids), 200):
-        recompute_trees(session, ids[i:i + 200], cause="recompute")
-    refresh_propositions(session, session.scalars(select(Proposition.id)))
+    recompute_trees(session, ids, cause="recompute")
+    refresh_propositions(session, session.scalars(select(Proposition.id)).all())
     return len(ids)

@@ -1,0 +1,144 @@
+"""Queue latency on a big forest: next_question and submit_label against a plain indexed select.
+
+    python bench/queue_bench.py                      # 10k trees x 100 nodes (~1M nodes) in SQLite
+    python bench/queue_bench.py --db postgres        # the same in PostgreSQL (ARGTREE_TEST_POSTGRES_URL)
+    python bench/queue_bench.py --trees 200 --ops 50 # a quick look
+
+Each timed operation is a whole transaction as the web app runs it (open a session,
+call, commit).  The baseline is the cheapest possible queue read in the same run:
+one indexed ``SELECT id FROM propositions ORDER BY queue_rank DESC LIMIT 1`` in
+its own transaction.  Targets (issue 3): p95 of next_question <= 20 ms and of
+submit_label (with the recomputation of every tree holding the proposition) <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import func, select, text  # noqa: E402
+
+from argtree.store import Node, add_annotator, next_question, save_tree, session_scope, submit_label  # noqa: E402
+from argtree.store.testing import (dispose, fast_password_hashing, postgres_schema, random_forest,  # noqa: E402
+                                   sqlite_db)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def build(url: str, trees: int, nodes: int, props: int, seed: int) -> float:
+    t0 = time.perf_counter()
+    batch = 50
+    forest = random_forest(trees, nodes, props, seed)
+    done = 0
+    while done < trees:
+        with session_scope(url) as s:
+            for tree in (next(forest) for _ in range(min(batch, trees - done))):
+                save_tree(s, tree, priority=1.0 + (done % 5) * 0.25)
+                done += 1
+        if done % 1000 == 0 or done == trees:
+            print(f"  {done:,} trees stored ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return time.perf_counter() - t0
+
+
+def measure(url: str, ops: int, annotators: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    fast_password_hashing()
+    with session_scope(url) as s:
+        people = [add_annotator(s, f"bench{seed}-{i}", "password123").id for i in range(annotators)]
+        n_nodes = s.scalar(select(func.count()).select_from(Node))
+    base, ask, answer = [], [], []
+    plain = text("SELECT id FROM propositions WHERE queue_rank IS NOT NULL ORDER BY queue_rank DESC LIMIT 1")
+    for k in range(ops):
+        t = time.perf_counter()
+        with session_scope(url) as s:
+            s.execute(plain).scalar()
+        base.append(time.perf_counter() - t)
+        who = people[k % annotators]
+        t = time.perf_counter()
+        with session_scope(url) as s:
+            q = next_question(s, who)
+        ask.append(time.perf_counter() - t)
+        if q is None:
+            break
+        t = time.perf_counter()
+        with session_scope(url) as s:
+            kind = rng.random()
+            kw = {"value": kind < 0.5} if kind < 0.9 else {"probability": round(rng.random(), 2)}
+            submit_label(s, who, q.proposition_id, request_id=f"bench-{seed}-{k}", **kw)
+        answer.append(time.perf_counter() - t)
+    ms = lambda xs, q: round(pct(xs, q) * 1000, 2)  # noqa: E731
+    out = {"nodes": n_nodes, "ops": len(answer),
+           "baseline_ms": {"p50": ms(base, 0.5), "p95": ms(base, 0.95)},
+           "next_question_ms": {"p50": ms(ask, 0.5), "p95": ms(ask, 0.95)},
+           "submit_label_ms": {"p50": ms(answer, 0.5), "p95": ms(answer, 0.95)}}
+    out["ratio_p95"] = {"next_question": round(pct(ask, 0.95) / pct(base, 0.95), 1),
+                        "submit_label": round(pct(answer, 0.95) / pct(base, 0.95), 1)}
+    out["targets_met"] = {"next_question_p95_le_20ms": out["next_question_ms"]["p95"] <= 20,
+                          "submit_label_p95_le_50ms": out["submit_label_ms"]["p95"] <= 50}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    ap.add_argument("--trees", type=int, default=10_000)
+    ap.add_argument("--nodes", type=int, default=100, help="nodes per tree")
+    ap.add_argument("--props", type=int, default=None, help="shared proposition pool (default: half the nodes)")
+    ap.add_argument("--ops", type=int, default=300, help="questions asked and answered")
+    ap.add_argument("--annotators", type=int, default=4)
+    ap.add_argument("--sqlite-path", help="keep the SQLite database here and reuse it on later runs")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = ap.parse_args(argv)
+    props = args.props or max(1, args.trees * args.nodes // 2)
+    result = {"db": args.db, "trees": args.trees, "nodes_per_tree": args.nodes, "propositions_pool": props}
+    if args.db == "sqlite":
+        if args.sqlite_path and Path(args.sqlite_path).exists():
+            url, build_s = f"sqlite:///{args.sqlite_path}", None
+        else:
+            if args.sqlite_path:
+                folder, name = str(Path(args.sqlite_path).parent), Path(args.sqlite_path).name
+            else:
+                folder, name = tempfile.mkdtemp(prefix="argtree-bench-"), "bench.db"
+            url = sqlite_db(folder, name)
+            build_s = build(url, args.trees, args.nodes, props, args.seed)
+        result["build_s"] = build_s and round(build_s, 1)
+        result.update(measure(url, args.ops, args.annotators, args.seed + int(time.time())))
+        dispose(url)
+    else:
+        import pytest  # postgres_schema skips through pytest when the server is down
+
+        try:
+            with postgres_schema() as url:
+                result["build_s"] = round(build(url, args.trees, args.nodes, props, args.seed), 1)
+                result.update(measure(url, args.ops, args.annotators, args.seed))
+        except pytest.skip.Exception as err:
+            print(f"skipped: {err}", file=sys.stderr)
+            return 1
+    result["python"] = sys.version.split()[0]
+    result["cpus"] = os.cpu_count()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=1))
+        b, a, s = result["baseline_ms"], result["next_question_ms"], result["submit_label_ms"]
+        print(f"\n{result['nodes']:,} nodes ({args.db}): baseline p95 {b['p95']} ms | next_question p50 {a['p50']} "
+              f"p95 {a['p95']} ms ({result['ratio_p95']['next_question']}x) | submit_label p50 {s['p50']} "
+              f"p95 {s['p95']} ms ({result['ratio_p95']['submit_label']}x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

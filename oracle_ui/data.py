@@ -152,8 +152,10 @@ def stats(annotator_id: int):
 
 def answer(annotator_id: int, proposition_id: int, kind: str, *, probability: float | None = None,
            rewrite: str | None = None, comment: str | None = None, seconds: float | None = None,
-           request_id: str | None = None) -> int:
-    """Store one answer of ``kind`` (see KINDS); returns the label id."""
+           request_id: str | None = None, then_next: bool = False):
+    """Store one answer of ``kind`` (see KINDS); returns the label id, or with ``then_next``
+    (label id, the next question leased to this annotator or None), both in one transaction."""
+    from argtree.store.queue import next_question as nq
     from argtree.store.queue import submit_label
 
     if kind not in KINDS:
@@ -167,7 +169,8 @@ def answer(annotator_id: int, proposition_id: int, kind: str, *, probability: fl
     }
 
     def go(session):
-        return submit_label(session, annotator_id, proposition_id, args.pop("value"), **args).id
+        label_id = submit_label(session, annotator_id, proposition_id, args.pop("value"), **args).id
+        return (label_id, nq(session, annotator_id)) if then_next else label_id
 
     return call(go)
 

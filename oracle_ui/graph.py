@@ -66,7 +66,7 @@ def chart(nodes: Sequence, *, height: int | None = None):
 
     rows, edges = records(nodes)
     depth = max((r["depth"] for r in rows), default=0)
-    height = height or min(900, 110 + 90 * depth)
+    height = height or min(900, 170 + 100 * depth)
     xs = alt.X("x:Q", axis=None, scale=alt.Scale(padding=24))
     ys = alt.Y("depth:Q", axis=None, scale=alt.Scale(reverse=True, padding=24))
     base_edges = alt.Chart(alt.Data(values=edges or [{"x": 0, "depth": 0, "x2": 0, "depth2": 0, "stance": ""}]))

@@ -218,3 +218,26 @@ def test_database_down_in_the_browser(server, browser, tmp_path):
         no_traceback(page)
         page.screenshot(path=str(ARTIFACTS / "database_down.png"), full_page=True)
         ctx.close()
+
+
+def test_click_a_node_in_the_graph_shows_it(server, browser):
+    ctx, page = new_page(browser)
+    testing.login(page, server["base"], "admin", "admin-pass-3")
+    page.goto(f"{server['base']}/trees?{auth.PARAM}={_token(page)}", wait_until="domcontentloaded")
+    page.get_by_role("textbox", name="Search the questions").fill("hostile")
+    page.keyboard.press("Enter")
+    page.get_by_text("1 shown").wait_for(timeout=30_000)
+    node_box = page.locator('[data-testid="node-text"]')
+    node_box.wait_for(timeout=30_000)
+    assert node_box.inner_text() == "Is the hostile premise shown literally?"  # the root, before any click
+    # Vega draws SVG: each node is a path labelled with its fields ("node: a; ...").
+    mark = page.locator('[data-testid="stVegaLiteChart"] g.mark-symbol.role-mark path[aria-label*="node: a;"]')
+    mark.wait_for(timeout=30_000)
+    mark.click()
+    page.wait_for_function(
+        "t => { const e = document.querySelector('[data-testid=node-text]'); return e && e.innerText === t; }",
+        arg=NASTY, timeout=30_000)
+    assert node_box.inner_text() == NASTY  # the clicked premise's text, literally
+    assert page.locator('[data-testid="stMain"]').get_by_text("supports").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "trees_node_clicked.png"), full_page=True)
+    ctx.close()

@@ -28,9 +28,11 @@ def _submit(annotator_id: int, proposition_id: int, kind: str, request_id: str, 
     ss = st.session_state
     pid = proposition_id
     try:
-        data.answer(annotator_id, pid, kind, probability=ss.get(f"prob_{pid}", 0.5),
-                    rewrite=ss.get(f"rewrite_{pid}", ""), comment=ss.get(f"comment_{pid}", ""),
-                    seconds=max(0.0, time.time() - shown_at), request_id=request_id)
+        _, nxt = data.answer(
+            annotator_id, pid, kind, probability=ss.get(f"prob_{pid}", 0.5), rewrite=ss.get(f"rewrite_{pid}", ""),
+            comment=ss.get(f"comment_{pid}", ""), seconds=max(0.0, time.time() - shown_at), request_id=request_id,
+            then_next=True)
+        ss["answer_next"] = (time.monotonic(), nxt)
     except data.Unavailable as err:
         _flash(f"Not saved: the database is not available ({err}).", True)
         return
@@ -54,9 +56,18 @@ def _undo(annotator_id: int) -> None:
 
 
 def page() -> None:
+    _question_area()
+
+
+@st.fragment
+def _question_area() -> None:
+    # A fragment: an answer reruns only this part of the page (not the login check and the navigation),
+    # and the callback already fetched the next question in the transaction that stored the answer.
     acct = st.session_state["account"]
     flash = st.session_state.pop("answer_flash", None)
-    q = data.next_question(acct.id)
+    fresh = st.session_state.pop("answer_next", None)
+    # Use the question fetched with the answer only in the rerun right after it (its lease is fresh).
+    q = fresh[1] if fresh is not None and time.monotonic() - fresh[0] < 5 else data.next_question(acct.id)
     stats = data.stats(acct.id)
 
     top = st.columns([1, 1, 1, 3])

@@ -1,0 +1,38 @@
+"""Key press -> next question visible, in Chromium, on a store of a few hundred trees (bench/ui_latency.py).
+
+The 10,000-tree numbers in BENCHMARKS.md come from running the bench itself; this
+test keeps the measurement working and catches gross regressions (a full page
+reload per answer, a query that grows with the store).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+pytest.importorskip("playwright.sync_api")
+
+from oracle_ui import testing  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser,
+              pytest.mark.skipif(testing.chromium_path() is None,
+                                 reason="Debian's chromium is not installed: run `make services`")]
+
+
+def test_answer_latency_small_store(tmp_path, monkeypatch):
+    import ui_latency
+
+    monkeypatch.setenv("ARGTREE_UI_SECRET", testing.SECRET)
+    res = ui_latency.run(300, 20, n_nodes=12, baseline_trees=20, workdir=tmp_path)
+    print(res)
+    assert res["big"]["n"] == res["baseline"]["n"] == 20
+    # Generous bounds: this 2-core machine is shared; the target (p95 <= 300 ms at 10k trees) is
+    # measured by the bench and recorded in BENCHMARKS.md.
+    assert res["big"]["p95_ms"] < 1500
+    assert res["big"]["p50_ms"] < 800
+    assert res["ratio_p50"] < 3.0  # 15x more trees must not make answering much slower

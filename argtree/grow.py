@@ -27,7 +27,7 @@ from .expand import (EPS, STANCES, SYSTEM, Guard, Parsed, Proposal, cpt_from_eli
 from .llm.base import Backend
 from .tree import ArgumentTree, Evidence, Node
 
-__all__ = ["GrowConfig", "GrowResult", "grow", "expand_nodes"]
+__all__ = ["GrowConfig", "GrowResult", "grow", "expand_nodes", "expand_many"]
 
 RAW_KEEP = 2000  # characters of a failed answer kept in the record
 
@@ -74,20 +74,26 @@ class _Outcome:
 
 def expand_nodes(backend: Backend, tree: ArgumentTree, node_ids: list[str], cfg: GrowConfig,
                  calls_left: int | None = None, seed: int = 0) -> tuple[list[_Outcome], int]:
-    """Ask the model for premises of each node (both sides), retrying failed sides with sampling.
+    """Ask the model for premises of each node of ``tree`` (both sides) in one batch.
 
     Returns (outcomes, prompts sent).  A side that yields nothing acceptable is
-    retried; a node fails only if BOTH sides end with nothing.
+    retried with sampling; a node fails only if BOTH sides end with nothing.
     """
-    tree_texts = [n.text for n in tree.nodes.values()]
-    guards = {nid: Guard(tree[nid].text, [tree[a].text for a in tree.ancestors(nid)],
-                         [tree[c].text for c in tree.children(nid)], tree_texts) for nid in node_ids}
-    # Nodes expanded together share one tree-wide dedupe set.
-    shared = next(iter(guards.values())).tree_norm if guards else set()
-    for g in guards.values():
-        g.tree_norm = shared
-    outcomes = {nid: _Outcome(nid, [], 0, [], [], []) for nid in node_ids}
-    pending = [(nid, s) for nid in node_ids for s in STANCES]
+    return expand_many(backend, [(tree, nid) for nid in node_ids], cfg, calls_left, seed)
+
+
+def expand_many(backend: Backend, targets: list[tuple[ArgumentTree, str]], cfg: GrowConfig,
+                calls_left: int | None = None, seed: int = 0) -> tuple[list[_Outcome], int]:
+    """``expand_nodes`` for nodes of possibly different trees, batched together (benchmarks, loops)."""
+    guards: list[Guard] = []
+    shared: dict[int, set[str]] = {}  # nodes of one tree share its dedupe set
+    for tree, nid in targets:
+        g = Guard(tree[nid].text, [tree[a].text for a in tree.ancestors(nid)],
+                  [tree[c].text for c in tree.children(nid)], [n.text for n in tree.nodes.values()])
+        g.tree_norm = shared.setdefault(id(tree), g.tree_norm)
+        guards.append(g)
+    outcomes = [_Outcome(nid, [], 0, [], [], []) for _, nid in targets]
+    pending = [(k, s) for k in range(len(targets)) for s in STANCES]
     sent = 0
     for attempt in range(cfg.retries + 1):
         if not pending:
@@ -97,45 +103,43 @@ def expand_nodes(backend: Backend, tree: ArgumentTree, node_ids: list[str], cfg:
             if not pending:
                 break
         prompts, schemas = [], []
-        for nid, stance in pending:
+        for k, stance in pending:
+            tree, nid = targets[k]
             ctx = [tree[a].text for a in reversed(tree.ancestors(nid))]
             prompts.append(expansion_prompt(tree[nid].text, stance, context=ctx,
-                                            avoid=guards[nid].siblings, per_side=cfg.per_side))
+                                            avoid=guards[k].siblings, per_side=cfg.per_side))
             schemas.append(expansion_schema(stance, cfg.per_side))
         temperature = 0.0 if attempt == 0 else cfg.temperature
+        crash = None
         try:
-            gens = backend.generate_json(prompts, schemas, system=SYSTEM, max_new_tokens=cfg.max_new_tokens,
-                                         temperature=temperature, seed=seed + 7919 * attempt)
+            gens = list(backend.generate_json(prompts, schemas, system=SYSTEM, max_new_tokens=cfg.max_new_tokens,
+                                              temperature=temperature, seed=seed + 7919 * attempt))
         except Exception as err:  # noqa: BLE001 - a backend that raises anyway is a failed attempt
-            gens = [None] * len(prompts)
-            crash = f"{type(err).__name__}: {err}"
-        else:
-            crash = None
-        if len(gens) != len(prompts):
-            gens = list(gens)[:len(prompts)] + [None] * (len(prompts) - len(gens))
+            gens, crash = [], f"{type(err).__name__}: {err}"
+        gens = gens[:len(prompts)] + [None] * (len(prompts) - len(gens))
         sent += len(prompts)
         still = []
-        for (nid, stance), gen in zip(pending, gens):
-            o = outcomes[nid]
+        for (k, stance), gen in zip(pending, gens):
+            o = outcomes[k]
             o.attempts = attempt + 1
             if gen is None or gen.error:
                 err = crash or (gen.error if gen is not None else "backend returned no answer")
                 o.errors.append(f"{stance}#{attempt}: {err}")
                 o.raw.append("" if gen is None else gen.text[:RAW_KEEP])
-                still.append((nid, stance))
+                still.append((k, stance))
                 continue
-            parsed: Parsed = parse_expansion(gen.text, stance, guards[nid], cfg.eps)
-            o.rejected.extend({"node": nid, "stance": stance, "attempt": attempt, "text": r.text, "reason": r.reason}
-                              for r in parsed.rejected)
+            parsed: Parsed = parse_expansion(gen.text, stance, guards[k], cfg.eps)
+            o.rejected.extend({"node": o.node, "stance": stance, "attempt": attempt, "text": r.text,
+                               "reason": r.reason} for r in parsed.rejected)
             if parsed.ok:
                 o.proposals.extend(parsed.proposals)
             else:
                 tail = " (cut at the token cap)" if gen.truncated else ""
                 o.errors.append(f"{stance}#{attempt}: {parsed.error}{tail}")
                 o.raw.append(gen.text[:RAW_KEEP] + ("…" if len(gen.text) > RAW_KEEP else ""))
-                still.append((nid, stance))
+                still.append((k, stance))
         pending = still
-    return [outcomes[nid] for nid in node_ids], sent
+    return outcomes, sent
 
 
 def _leaf_scores(tree: ArgumentTree, evidence, metric: str) -> dict[str, float]:

@@ -216,8 +216,9 @@ class LocalBackend:
                  threads: int | None = None, loaded: tuple[Any, Any] | None = None):
         import torch
 
+        threads = threads or int(os.environ.get("ARGTREE_THREADS", "0") or 0)
         if threads:
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads)  # fewer than the cores helps on a busy shared machine
         t0 = time.perf_counter()
         self.model, self.tokenizer = loaded or load_local_model(model, device=device, merge_adapter=True)
         self.load_seconds = time.perf_counter() - t0

@@ -155,6 +155,7 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
     on those trees.  Returns the ids of the propositions whose node VoI changed."""
     metric = metric or queue_settings(session)["queue.metric"]
     touched: set[int] = set()
+    roots: list[dict] = []
     now = utcnow()
     stmt = (update(Node.__table__).where(Node.__table__.c.id == bindparam("nid"))
             .values(belief=bindparam("b"), voi=bindparam("v"), root_if_true=bindparam("t"),
@@ -171,10 +172,14 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
                                     "f": None if f != f else f} for i, (b, v, t, f) in zip(rows, vals)])
             pids = state.proposition_ids
             touched.update(pids[i] for i in np.flatnonzero(changed[:, 1]))
-        session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"], updated_at=now))
-        session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], cause=cause, label_id=label_id,
-                               created_at=now))
-    session.flush()
+        roots.append({"tid": tree_id, "b": out["root_belief"]})
+    if roots:
+        t = Tree.__table__
+        session.execute(update(t).where(t.c.id == bindparam("tid")).values(root_belief=bindparam("b"),
+                                                                           updated_at=now), roots)
+        session.execute(RootBelief.__table__.insert(), [
+            {"tree_id": r["tid"], "belief": r["b"], "cause": cause, "label_id": label_id, "created_at": now}
+            for r in roots])
     return touched
 
 

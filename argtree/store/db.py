@@ -24,7 +24,7 @@ from typing import Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 __all__ = ["SchemaError", "database_url", "data_home", "make_engine", "get_engine", "open_session",
            "session_scope", "check_schema", "schema_status", "upgrade", "downgrade", "alembic_config",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from .compute import lock_trees, queue_settings, recompute_trees, refresh_propositions
@@ -216,27 +216,34 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
 
 
 def _question(session: Session, pid: int, expires: datetime) -> Question:
-    prop = session.get(Proposition, pid)
+    text = session.scalar(select(Proposition.text).where(Proposition.id == pid))
     occ = session.execute(
-        select(Node, Tree).join(Tree, Tree.id == Node.tree_id).where(Node.proposition_id == pid)
+        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Node.voi)
+        .join(Tree, Tree.id == Node.tree_id).where(Node.proposition_id == pid)
         .order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
-    node, tree = occ[0]
-    chain, at = [], node
-    while at is not None:
-        text = at.proposition.text
-        if at.parent_id is None:
-            stance = "root"
-        else:
-            stance = "supports" if at.p_if_true > at.p_if_false else ("attacks" if at.p_if_true < at.p_if_false
-                                                                     else "neutral")
-        chain.append(ChainLink(at.id, at.local_id, text, at.belief, stance))
-        at = session.get(Node, at.parent_id) if at.parent_id is not None else None
+    forest = sum(w for _, _, w, _ in occ)
+    node_id, tree_id = occ[0][0], occ[0][1]
+    # The chain up to the root in one recursive query.
+    up = (select(Node.id, Node.parent_id, literal(0).label("step")).where(Node.id == node_id)
+          .cte("up", recursive=True))
+    up = up.union_all(select(Node.id, Node.parent_id, (up.c.step + 1).label("step"))
+                      .join(up, Node.id == up.c.parent_id))
+    rows = session.execute(
+        select(Node, Proposition.text).join(up, up.c.id == Node.id)
+        .join(Proposition, Proposition.id == Node.proposition_id).order_by(up.c.step)).all()
+    chain = []
+    for n, t in rows:
+        stance = ("root" if n.parent_id is None else "supports" if n.p_if_true > n.p_if_false
+                  else "attacks" if n.p_if_true < n.p_if_false else "neutral")
+        chain.append(ChainLink(n.id, n.local_id, t, n.belief, stance))
+    node = rows[0][0]
+    tree = session.execute(select(Tree.question, Tree.root_belief).where(Tree.id == tree_id)).one()
     return Question(
-        proposition_id=pid, text=prop.text, forest_voi=prop.forest_voi, tree_id=tree.id, node_id=node.id,
+        proposition_id=pid, text=text, forest_voi=forest, tree_id=tree_id, node_id=node_id,
         question=tree.question, chain=tuple(chain), voi=node.voi, belief=node.belief,
         model_credence=node.model_credence, rationale=node.rationale, model_output=node.model_output,
         root_belief=tree.root_belief, root_if_true=node.root_if_true, root_if_false=node.root_if_false,
-        tree_ids=tuple(sorted({t.id for _, t in occ})), node_ids=tuple(n.id for n, _ in occ),
+        tree_ids=tuple(sorted({o[1] for o in occ})), node_ids=tuple(o[0] for o in occ),
         lease_expires_at=expires)
 
 
@@ -324,11 +331,13 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     session.add(label)
     session.execute(delete(Lease).where(Lease.annotator_id == me, Lease.proposition_id == pid))
     session.flush()
+    settings = queue_settings(session)
+    overlap = int(settings["queue.overlap"])
     if _informative(label) or _informative(previous):
-        recompute_trees(session, tree_ids, cause="label", label_id=label.id)
-        refresh_propositions(session, {pid}, tree_ids=tree_ids)
+        recompute_trees(session, tree_ids, cause="label", label_id=label.id, metric=settings["queue.metric"])
+        refresh_propositions(session, {pid}, tree_ids=tree_ids, overlap=overlap)
     else:
-        refresh_propositions(session, {pid})
+        refresh_propositions(session, {pid}, overlap=overlap)
     return label
 
 

@@ -46,7 +46,7 @@ from typing import Any, Iterable, Sequence
 
 __all__ = [
     "EPS", "MAX_RAW", "STANCES", "SYSTEM", "Proposal", "Rejection", "Parsed",
-    "clamp", "cpt_from_elicitation", "expansion_schema", "expansion_prompt", "parse_expansion",
+    "clamp", "cpt_from_elicitation", "expansion_schema", "expansion_prompt", "is_question", "parse_expansion",
     "normalize", "content_words", "similarity", "Guard",
     "credence_prompt", "credence_schema", "parse_credence", "yes_no_prompt",
 ]
@@ -105,26 +105,38 @@ def expansion_schema(stance: str, per_side: int = 2) -> dict:
     }
 
 
+def is_question(text: str) -> bool:
+    return text.rstrip().endswith("?")
+
+
 def expansion_prompt(claim: str, stance: str, *, context: Sequence[str] = (), avoid: Sequence[str] = (),
                      per_side: int = 2) -> str:
     """The user message asking for ``per_side`` premises on one side of ``claim``.
 
     ``context``: the claim's ancestors (root first), so premises stay on topic;
     ``avoid``: premises already present, which the model must not repeat.
+    A question (ends in "?") is asked for facts that make the answer YES / NO
+    more likely; a statement for facts that make it more / less likely true.
     """
-    side = "SUPPORT" if stance == "for" else "ARGUE AGAINST"
     lines = []
-    if context:
+    if context and context[0] != claim:
         lines.append("Background question: " + context[0])
-    lines.append(f"Claim: {claim}")
+    if is_question(claim):
+        lines.append(f"Question: {claim}")
+        goal = "make the answer YES more likely" if stance == "for" else "make the answer NO more likely"
+    else:
+        lines.append(f"Claim: {claim}")
+        goal = ("SUPPORT the claim (make it more likely true)" if stance == "for"
+                else "ARGUE AGAINST the claim (make it less likely true)")
     lines.append("")
-    lines.append(f"Give up to {per_side} different premises that {side} the claim. Each premise is one short, "
-                 "specific, factual sentence about a cause, fact or condition. Do not restate the claim.")
+    lines.append(f"Give up to {per_side} different facts that {goal}. Each is one short, specific sentence "
+                 "about a cause, fact or condition. Do not repeat the question or the claim, and do not "
+                 "answer with yes or no.")
     if avoid:
         lines.append("Already listed (do not repeat): " + "; ".join(a for a in avoid[:8]))
-    lines.append("For each premise give: credence = probability that the premise is true; "
-                 "claim_if_true = probability of the claim if the premise is true; "
-                 "claim_if_false = probability of the claim if the premise is false. "
+    lines.append("For each fact give: credence = probability that the fact is true; "
+                 "claim_if_true = probability of the claim if the fact is true; "
+                 "claim_if_false = probability of the claim if the fact is false. "
                  "Use numbers between 0.05 and 0.95.")
     return "\n".join(lines)
 
@@ -161,7 +173,8 @@ STOP = frozenset("""a an the is are was were be been being of to in on at for fr
 than that this these those it its as into about over under not no do does did has have had will would can could
 should may might must there their they them he she his her we our you your i me my so such very more most less""".split())
 META = frozenset("claim claims premise premises reason reasons argument arguments statement true false "
-                 "probability likely unlikely support supports against".split())
+                 "probability likely unlikely support supports against yes answer question fact facts correct "
+                 "absolutely indeed definitely certainly".split())
 
 
 def normalize(text: str) -> str:
@@ -211,7 +224,7 @@ class Proposal:
 @dataclass(frozen=True)
 class Rejection:
     text: str
-    reason: str   # copies-claim, restates-ancestor, duplicate-sibling, duplicate-in-tree, vacuous, bad-numbers, ...
+    reason: str   # copies-claim, restates-ancestor, duplicate-sibling, duplicate-in-tree, vacuous, degenerate, ...
 
 
 @dataclass
@@ -261,6 +274,9 @@ class Guard:
         words = content_words(text)
         if len(words - META) < 2:
             return "vacuous"
+        tokens = _WORD.findall(text.lower())
+        if len(tokens) >= 8 and len(set(tokens)) / len(tokens) < 0.6:
+            return "degenerate"  # the same few words over and over
         if similarity(text, self.claim) >= self.copy_threshold or _covers(text, self.claim) >= self.cover_threshold:
             return "copies-claim"
         for anc in self.ancestors:

@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None)
     ap.add_argument("--max-new-tokens", type=int, default=200)
+    ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="write the result section into BENCHMARKS.md")
     ap.add_argument("--dump", default=None, help="write every tree (argtree/1 list) to this JSON file")
     args = ap.parse_args()
@@ -54,7 +55,7 @@ def main() -> None:
     random.Random(args.seed).shuffle(recs)
     questions = [r["question"] for r in recs[: args.questions]]
     be = LocalBackend(args.model, max_batch=2 * args.chunk)
-    cfg = GrowConfig(max_new_tokens=args.max_new_tokens, seed=args.seed)
+    cfg = GrowConfig(max_new_tokens=args.max_new_tokens, seed=args.seed, retries=args.retries)
     trees = [ArgumentTree([Node("q", q, prior=0.5)]) for q in questions]
     outcomes = []
     sent = 0
@@ -104,7 +105,7 @@ def main() -> None:
     if args.dump:
         Path(args.dump).write_text(json.dumps([to_dict(t) for t in trees], indent=1))
     examples = [(o.proposals[0].text, trees[ti][nid].text) for ti, nid, o in outcomes[:40] if o.proposals][:3]
-    dist_row = " | ".join(f"{k}: {v}" for k, v in sorted(dist.items()))
+    dist_row = ", ".join(f"{k}: {v}" for k, v in sorted(dist.items()))
     rej_rows = "\n".join(f"| {k} | {v} |" for k, v in rej.most_common())
     md = f"""## Expansion quality: 100 expansions with the bundled model (issue 4)
 

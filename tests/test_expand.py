@@ -52,6 +52,9 @@ def test_prompt_names_claim_side_and_avoid_list():
     p = expansion_prompt("Cats sleep a lot.", "against", context=["Are cats lazy?"], avoid=["Cats hunt at night."])
     assert "Claim: Cats sleep a lot." in p and "ARGUE AGAINST" in p and "Cats hunt at night." in p
     assert "Background question: Are cats lazy?" in p
+    q = expansion_prompt("Are cats lazy?", "for")
+    assert "Question: Are cats lazy?" in q and "answer YES more likely" in q and "Background" not in q
+    assert "answer NO more likely" in expansion_prompt("Are cats lazy?", "against")
 
 
 def test_normalize_and_similarity():
@@ -76,6 +79,8 @@ def test_guards_reject_copies_duplicates_restatements_and_vacuous():
         ("Commuting wastes two hours each day.", 0.7, 0.8, 0.4),                     # duplicate sibling
         ("Office rent is expensive downtown!", 0.7, 0.8, 0.4),                       # elsewhere in the tree
         ("The claim is true.", 0.9, 0.9, 0.1),                                       # says nothing
+        ("Yes, absolutely yes, the answer is yes, this is true, yes yes", 0.9, 0.9, 0.1),  # says nothing
+        ("Cats nap cats nap cats nap cats nap cats nap", 0.9, 0.9, 0.1),           # degenerate
         ("Home offices have fewer interruptions from colleagues.", 0.7, 0.8, 0.3),   # fine
         ("Fewer interruptions from colleagues happen in home offices.", 0.7, 0.8, 0.3),  # dup of the one above
         ("Video calls tire people quickly.", 0.6, 0.5, 0.5),                         # bears on nothing
@@ -84,7 +89,7 @@ def test_guards_reject_copies_duplicates_restatements_and_vacuous():
     assert [p.text for p in parsed.proposals] == ["Home offices have fewer interruptions from colleagues."]
     reasons = [r.reason for r in parsed.rejected]
     assert reasons == ["copies-claim", "restates-ancestor", "duplicate-sibling", "duplicate-in-tree", "vacuous",
-                       "duplicate-sibling", "no-bearing"]
+                       "vacuous", "degenerate", "duplicate-sibling", "no-bearing"]
     assert parsed.ok
 
 

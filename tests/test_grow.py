@@ -78,7 +78,7 @@ def test_retry_uses_sampling_and_recovers():
 
     def responder(prompt, schema, temperature, seed):
         seen.append(temperature)
-        text = "Long commutes drain energy." if "AGAINST" in prompt else "Open offices are noisy places."
+        text = "Long commutes drain energy." if "answer NO" in prompt else "Open offices are noisy places."
         return "garbage" if temperature == 0 else answer(text)
 
     r = grow(Q, FakeBackend(responder=responder), GrowConfig(expansions=1, retries=2, temperature=0.7))

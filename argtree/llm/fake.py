@@ -90,7 +90,7 @@ class FakeBackend:
         props = schema.get("properties", {})
         if "probability" in props:
             return json.dumps({"probability": round(rng.uniform(0.2, 0.9), 2)})
-        m = re.search(r"^Claim: (.*)$", prompt, re.M)
+        m = re.search(r"^(?:Claim|Question): (.*)$", prompt, re.M)
         topic = _topic(m.group(1) if m else prompt)
         item = props["premises"]["items"]["properties"]
         q1r, q0r = item["claim_if_true"], item["claim_if_false"]

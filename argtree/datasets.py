@@ -40,11 +40,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .expand import yes_no_prompt
 from .tree import ArgumentTree, Evidence, TreeError
 
 __all__ = [
     "KINDS", "FORMATS", "DatasetError", "LabeledTree", "Example", "Prompts", "PROMPTS",
-    "normalize", "split_value", "examples", "render", "split_examples", "build", "write_jsonl",
+    "normalize", "split_value", "examples", "render", "split_examples", "split_trees", "build", "write_jsonl",
     "sha256_file", "detect_format", "read_jsonl", "export",
 ]
 
@@ -52,7 +53,9 @@ KINDS = ("facts", "cruxes", "posteriors", "uncertainty")
 FORMATS = ("text", "prompt-completion", "conversational", "preference", "unpaired-preference",
            "stepwise", "openai-chat", "openai-dpo")
 PREFERENCE_FORMATS = ("preference", "unpaired-preference", "openai-dpo")
-SYSTEM = "You reason about claims carefully and say how likely they are to be true."
+# No system message by default: the local backend scores yes/no prompts without one (the chat
+# template then adds its own), and records should look like what the model is served.
+SYSTEM: str | None = None
 
 
 class DatasetError(ValueError):
@@ -86,8 +89,7 @@ class Example:
 class Prompts:
     """Prompt templates: one place, so an adapter is trained on the prompts it will serve."""
 
-    fact: Callable[[str], str] = lambda text: (
-        f"Is this statement true?\nStatement: {text}\nAnswer yes or no.")
+    fact: Callable[[str], str] = yes_no_prompt   # the prompt the local backend's score_yes reads P(true) from
     cruxes: Callable[[str], str] = lambda q: (
         f"Question: {q}\nList the facts that would settle this question, one per line.")
     posterior: Callable[[str], str] = lambda q: (
@@ -264,7 +266,8 @@ def examples(trees: Iterable[LabeledTree], kind: str, fmt: str = "prompt-complet
 # -- formats --------------------------------------------------------------------
 
 def _msgs(prompt: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]
+    system = [{"role": "system", "content": SYSTEM}] if SYSTEM else []
+    return system + [{"role": "user", "content": prompt}]
 
 
 def render(ex: Example, fmt: str) -> list[dict[str, Any]]:
@@ -294,6 +297,19 @@ def render(ex: Example, fmt: str) -> list[dict[str, Any]]:
                  "preferred_output": [{"role": "assistant", "content": ex.completion}],
                  "non_preferred_output": [{"role": "assistant", "content": ex.rejected}]}]
     raise DatasetError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def split_trees(trees: Sequence[LabeledTree], split: float) -> tuple[list[LabeledTree], list[LabeledTree], int]:
+    """(train, eval, dropped) trees by the hash of the question; train trees sharing any proposition
+    with an eval tree are dropped, so a question-level experiment never trains on eval text."""
+    if not 0.0 < split < 1.0:
+        raise DatasetError(f"split must be strictly between 0 and 1, got {split}")
+    texts = lambda lt: {normalize(n.text) for n in lt.tree.nodes.values()}  # noqa: E731
+    train = [lt for lt in trees if split_value(lt.tree[lt.tree.root].text) < split]
+    held = [lt for lt in trees if split_value(lt.tree[lt.tree.root].text) >= split]
+    held_props = set().union(*(texts(lt) for lt in held)) if held else set()
+    kept = [lt for lt in train if not texts(lt) & held_props]
+    return kept, held, len(train) - len(kept)
 
 
 def split_examples(exs: Sequence[Example], split: float) -> tuple[list[Example], list[Example], int]:

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Sequence
 from .datasets import LabeledTree, normalize
 from .tree import ArgumentTree, Evidence, Node, TreeError
 
-__all__ = ["load", "negate", "to_tree", "trees", "negation_stats"]
+__all__ = ["load", "negate", "to_tree", "trees", "negation_stats", "expansion_records"]
 
 AUX = {"is", "are", "was", "were", "can", "will", "would", "should", "must", "does", "do", "did", "has", "have",
        "had"}
@@ -210,3 +210,49 @@ def negation_stats(records: Iterable[dict[str, Any]]) -> dict[str, int]:
     facts = [f for rec in records for f in rec["facts"] if f.strip()]
     made = sum(negate(f) is not None for f in facts)
     return {"facts": len(facts), "negated": made, "left_alone": len(facts) - made}
+
+
+# -- question -> premises, in the prompt and JSON shape that `argtree ask` serves --------
+
+# Numbers for the taught premises.  StrategyQA says the facts are true and settle the
+# question together, not how each one bears on it; we teach the direction of the gold
+# answer for facts (and the opposite for their negations) with moderate strengths, and
+# credences 0.9 / 0.1 for true facts / rule negations.
+FACT_CREDENCE, NEGATION_CREDENCE = 0.9, 0.1
+FOR_NUMBERS = (0.8, 0.3)       # (claim_if_true, claim_if_false) for a supporting premise
+AGAINST_NUMBERS = (0.2, 0.7)   # ... for an attacking one
+
+
+def expansion_records(lt: LabeledTree, per_side: int = 2) -> list[dict[str, Any]]:
+    """Conversational records teaching expand.py's root expansion on one StrategyQA tree.
+
+    The side that agrees with the gold answer gets the gold facts; the other side
+    gets their rule negations (false, so credence 0.1): premises that would argue
+    against the answer if they were true.  Each record is the exact system
+    prompt, user prompt and schema-shaped JSON answer that ``grow`` uses.
+    """
+    from .expand import SYSTEM, expansion_prompt
+
+    tree = lt.tree
+    labels = {ev.node: ev.value for ev in lt.evidence}
+    answer = labels.get(tree.root)
+    if answer is None:
+        return []
+    kids = tree.children(tree.root)
+    facts = [tree[n].text for n in kids if tree[n].extra.get("origin") == "strategyqa fact" and labels.get(n)]
+    negs = [tree[n].text for n in kids if tree[n].extra.get("origin") == "rule negation" and labels.get(n) is False]
+    sides = {"for": (facts, FACT_CREDENCE) if answer else (negs, NEGATION_CREDENCE),
+             "against": (negs, NEGATION_CREDENCE) if answer else (facts, FACT_CREDENCE)}
+    out = []
+    for stance, (texts, credence) in sides.items():
+        if not texts:
+            continue
+        q1, q0 = FOR_NUMBERS if stance == "for" else AGAINST_NUMBERS
+        premises = [{"text": t, "credence": credence, "claim_if_true": q1, "claim_if_false": q0}
+                    for t in texts[:per_side]]
+        out.append({"messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": expansion_prompt(tree[tree.root].text, stance, per_side=per_side)},
+            {"role": "assistant", "content": json.dumps({"premises": premises}, ensure_ascii=False)},
+        ]})
+    return out

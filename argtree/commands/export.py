@@ -32,7 +32,28 @@ def load_labeled_trees(files: tuple[str, ...], database: str | None = None):
 
 
 def _from_store(database: str | None):
-    raise InputError("reading labeled trees from the database is not wired yet; pass --from-files")
+    """Every active tree in the database with its live labels (archived versions are left out)."""
+    from ..datasets import LabeledTree
+    from ..store import SchemaError, list_trees, load_tree, session_scope
+
+    out = []
+    try:
+        with session_scope(database, readonly=True) as s:
+            offset = 0
+            while True:
+                page = list_trees(s, status="active", limit=1000, offset=offset)
+                for summary in page:
+                    tree, evidence = load_tree(s, summary.id)
+                    out.append(LabeledTree(tree, evidence, source=f"tree:{summary.id}",
+                                           model=summary.model_version or tree.meta.get("model_version")))
+                if len(page) < 1000:
+                    break
+                offset += 1000
+    except SchemaError as err:
+        raise InputError(str(err)) from None
+    if not out:
+        raise InputError("the database holds no trees; grow some (argtree ask / argtree loop) or pass --from-files")
+    return out
 
 
 @click.command()

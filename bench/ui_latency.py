@@ -77,7 +77,12 @@ def measure(url: str, home: Path, answers: int, warmup: int = 3, user=("alice", 
         page.evaluate(PROBE)
         for i in range(warmup + answers):
             page.keyboard.press("T" if i % 2 == 0 else "F")
-            page.wait_for_function("() => window.__lat.t1 !== null", timeout=30_000, polling=10)
+            try:
+                page.wait_for_function("() => window.__lat.t1 !== null", timeout=30_000, polling=10)
+            except Exception:
+                page.screenshot(path=str(home / "ui-latency-timeout.png"), full_page=True)
+                raise RuntimeError(f"answer {i}: no new question within 30 s; page says: "
+                                   f"{page.locator('body').inner_text()[:1500]!r}") from None
             ms = page.evaluate("() => window.__lat.t1 - window.__lat.t0")
             if i >= warmup:
                 out.append(ms)

@@ -18,7 +18,6 @@ import math
 import uuid
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -55,8 +54,8 @@ def call(fn: Callable[..., T], *args: Any, readonly: bool = False, **kwargs: Any
     """``fn(session, *args, **kwargs)`` in one transaction; database failures become ``Unavailable``."""
     from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-    from argtree.store.db import SchemaError, redact, database_url, session_scope
-    from argtree.store.errors import StoreError
+    from argtree.store import SchemaError, StoreError, database_url, session_scope
+    from argtree.store.db import redact
 
     try:
         with session_scope(readonly=readonly) as session:
@@ -72,7 +71,8 @@ def call(fn: Callable[..., T], *args: Any, readonly: bool = False, **kwargs: Any
 
 
 def database_name() -> str:
-    from argtree.store.db import database_url, redact
+    from argtree.store import database_url
+    from argtree.store.db import redact
 
     return redact(database_url())
 
@@ -91,9 +91,9 @@ def _account(row) -> Account:
 
 def login(name: str, password: str) -> Account:
     """The account for this name and password, or LoginError saying what was wrong."""
-    from argtree.store.accounts import verify_password
-    from argtree.store.models import Annotator
     from sqlalchemy import select
+
+    from argtree.store import Annotator, verify_password
 
     name = (name or "").strip()
     if not name or not password:
@@ -118,7 +118,7 @@ def login(name: str, password: str) -> Account:
 
 def account(annotator_id: int) -> Account | None:
     """The active account with this id, or None."""
-    from argtree.store.models import Annotator
+    from argtree.store import Annotator
 
     def go(session):
         row = session.get(Annotator, annotator_id)
@@ -130,7 +130,7 @@ def account(annotator_id: int) -> Account | None:
 
 
 def release(annotator_id: int) -> None:
-    from argtree.store.queue import release_lease
+    from argtree.store import release_lease
 
     call(release_lease, annotator_id)
 
@@ -139,13 +139,13 @@ def release(annotator_id: int) -> None:
 
 def next_question(annotator_id: int):
     """The question leased to this annotator (``argtree.store.queue.Question``), or None when none is left."""
-    from argtree.store.queue import next_question as nq
+    from argtree.store import next_question as nq
 
     return call(nq, annotator_id)
 
 
 def stats(annotator_id: int):
-    from argtree.store.queue import annotator_stats
+    from argtree.store import annotator_stats
 
     return call(annotator_stats, annotator_id, readonly=True)
 
@@ -155,8 +155,8 @@ def answer(annotator_id: int, proposition_id: int, kind: str, *, probability: fl
            request_id: str | None = None, then_next: bool = False):
     """Store one answer of ``kind`` (see KINDS); returns the label id, or with ``then_next``
     (label id, the next question leased to this annotator or None), both in one transaction."""
-    from argtree.store.queue import next_question as nq
-    from argtree.store.queue import submit_label
+    from argtree.store import next_question as nq
+    from argtree.store import submit_label
 
     if kind not in KINDS:
         raise ValueError(f"unknown answer kind {kind!r}")
@@ -177,8 +177,7 @@ def answer(annotator_id: int, proposition_id: int, kind: str, *, probability: fl
 
 def undo(annotator_id: int) -> str | None:
     """Retract this annotator's last answer; the text of the proposition it was on, or None."""
-    from argtree.store.models import Proposition
-    from argtree.store.queue import undo_last_label
+    from argtree.store import Proposition, undo_last_label
 
     def go(session):
         label = undo_last_label(session, annotator_id)
@@ -191,13 +190,13 @@ def undo(annotator_id: int) -> str | None:
 
 def trees(search: str | None, viewer: Account, limit: int = 200) -> list:
     """Tree summaries, newest first: all of them for admins, those with the viewer's answers otherwise."""
-    from argtree.store.trees import list_trees
+    from argtree.store import list_trees
 
     if viewer.is_admin:
         return call(list_trees, search or None, limit=limit, readonly=True)
     from sqlalchemy import select
 
-    from argtree.store.models import Label, Node
+    from argtree.store import Label, Node
 
     def go(session):
         mine = set(session.scalars(
@@ -216,19 +215,20 @@ class TreeView:
 
 
 def tree(tree_id: int) -> TreeView:
-    from argtree.store.queue import root_history
-    from argtree.store.trees import _summary, get_tree, tree_nodes
+    from argtree.store import TreeSummary, get_tree, root_history, tree_nodes
 
     def go(session):
         row = get_tree(session, tree_id)
         mv = row.model_version.name if row.model_version is not None else None
-        return TreeView(_summary(row, mv), tree_nodes(session, tree_id), root_history(session, tree_id))
+        summary = TreeSummary(row.id, row.question, row.status, row.priority, row.root_belief, row.n_nodes, mv,
+                              row.created_at, row.updated_at)
+        return TreeView(summary, tree_nodes(session, tree_id), root_history(session, tree_id))
 
     return call(go, readonly=True)
 
 
 def edit_node(node_id: int, **numbers: float | None) -> None:
-    from argtree.store.trees import update_node
+    from argtree.store import update_node
 
     call(update_node, node_id, **numbers)
 
@@ -237,7 +237,7 @@ def node_labels(proposition_id: int) -> list[dict]:
     """Live labels on a proposition with who gave them, newest first."""
     from sqlalchemy import select
 
-    from argtree.store.models import Annotator, Label
+    from argtree.store import Annotator, Label
 
     def go(session):
         rows = session.execute(select(Label, Annotator.name).join(Annotator, Annotator.id == Label.annotator_id)
@@ -262,7 +262,7 @@ def human_labels() -> list[dict]:
     """Every live label of a person (not imported evidence): one dict per label."""
     from sqlalchemy import select
 
-    from argtree.store.models import Annotator, Label, Proposition
+    from argtree.store import Annotator, Label, Proposition
 
     def go(session):
         rows = session.execute(
@@ -341,8 +341,7 @@ def labeled_trees(only_labeled: bool = True) -> list:
     from sqlalchemy import select
 
     from argtree.datasets import LabeledTree
-    from argtree.store.models import Label, Node, Tree
-    from argtree.store.trees import load_tree
+    from argtree.store import Label, Node, Tree, load_tree
 
     def go(session):
         ids = list(session.scalars(select(Tree.id).order_by(Tree.id)))
@@ -390,8 +389,7 @@ def dump_zip(only_labeled: bool = False) -> tuple[bytes, int]:
 def users() -> list[dict]:
     from sqlalchemy import func, select
 
-    from argtree.store.accounts import list_annotators
-    from argtree.store.models import Label
+    from argtree.store import Label, list_annotators
 
     def go(session):
         counts = dict(session.execute(select(Label.annotator_id, func.count()).where(Label.retracted_at.is_(None))
@@ -403,13 +401,13 @@ def users() -> list[dict]:
 
 
 def add_user(name: str, password: str, admin: bool) -> None:
-    from argtree.store.accounts import add_annotator
+    from argtree.store import add_annotator
 
     call(add_annotator, name, password, admin)
 
 
 def set_user(name: str, **changes: Any) -> None:
-    from argtree.store.accounts import set_annotator
+    from argtree.store import set_annotator
 
     call(set_annotator, name, **changes)
 
@@ -417,7 +415,7 @@ def set_user(name: str, **changes: Any) -> None:
 def runs(limit: int = 50) -> list[dict]:
     from sqlalchemy import select
 
-    from argtree.store.models import LoopRun
+    from argtree.store import LoopRun
 
     def go(session):
         rows = session.scalars(select(LoopRun).order_by(LoopRun.id.desc()).limit(limit))
@@ -426,8 +424,3 @@ def runs(limit: int = 50) -> list[dict]:
 
     return call(go, readonly=True)
 
-
-def today() -> datetime:
-    from argtree.store.models import utcnow
-
-    return utcnow()

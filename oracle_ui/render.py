@@ -17,10 +17,12 @@ def text(value: str | None, *, key: str | None = None) -> None:
     st.text("" if value is None else str(value))
 
 
-def box(value: str | None, *, size: str = "1.35rem", testid: str = "premise") -> None:
-    """A large, wrapped, literal block of text (the question being asked)."""
+def box(value: str | None, *, size: str = "1.35rem", testid: str = "premise", caption: str | None = None) -> None:
+    """A large, wrapped, literal block of text (the question being asked), with an optional small caption."""
     safe = html.escape("" if value is None else str(value), quote=True)
-    st.html(f'<div data-testid="{testid}" class="argtree-{testid}" style="font-size:{size};line-height:1.4;'
+    head = (f'<div style="font-size:0.85rem;color:#808495;margin-bottom:0.3rem">{html.escape(caption)}</div>'
+            if caption else "")
+    st.html(f'{head}<div data-testid="{testid}" class="argtree-{testid}" style="font-size:{size};line-height:1.4;'
             f'white-space:pre-wrap;overflow-wrap:anywhere;padding:0.6rem 0.9rem;border-left:4px solid #4a78c2;'
             f'background:rgba(74,120,194,0.08);border-radius:4px">{safe}</div>')
 

@@ -80,6 +80,13 @@ def premise(at: AppTest) -> str:
     return bodies[0]
 
 
+def answer_button(at: AppTest, kind: str):
+    """The answer button of this kind for the question on screen (its key ends with the proposition id)."""
+    found = [b for b in at.button if b.key and b.key.startswith(f"ans_{kind}_")]
+    assert len(found) == 1, [b.key for b in at.button]
+    return found[0]
+
+
 def metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -177,7 +184,7 @@ def test_answer_true_then_undo(db):
     at = logged_in("alice")
     first = premise(at)
     left = int(metric(at, "Left to answer"))
-    at.button(key="ans_true").click().run()
+    answer_button(at, "true").click().run()
     assert not at.exception
     labels = live_labels("alice")
     assert [(lab.value, lab.probability, lab.dont_know, lab.ill_posed) for lab in labels] == [(True, None, False, False)]
@@ -193,18 +200,18 @@ def test_answer_true_then_undo(db):
 
 def test_every_kind_of_answer_is_stored(db):
     at = logged_in("bob")
-    at.button(key="ans_false").click().run()
+    answer_button(at, "false").click().run()
     # probability with a comment
     html = premise(at)
     prob_key = next(s.key for s in at.slider if s.key and s.key.startswith("prob_"))
     at.slider(key=prob_key).set_value(0.85)
     at.text_input(key=prob_key.replace("prob_", "comment_")).input("checked a source")
-    at.button(key="ans_probability").click().run()
+    answer_button(at, "probability").click().run()
     assert premise(at) != html
-    at.button(key="ans_dont_know").click().run()
+    answer_button(at, "dont_know").click().run()
     rewrite_key = next(t.key for t in at.text_input if t.key and t.key.startswith("rewrite_"))
     at.text_input(key=rewrite_key).input("A clearer version of the claim.")
-    at.button(key="ans_ill_posed").click().run()
+    answer_button(at, "ill_posed").click().run()
     assert not at.exception
     got = live_labels("bob")
     assert [lab.kind for lab in got] == ["false", "probability", "dont_know", "ill_posed"]
@@ -257,7 +264,7 @@ def test_nothing_left(db):
     for _ in range(200):
         if not [h for h in at.get("html") if 'data-testid="premise"' in h.proto.body]:
             break
-        at.button(key="ans_true").click().run()
+        answer_button(at, "true").click().run()
     assert any("Nothing is waiting for you" in s.value for s in at.success)
     assert metric(at, "Left to answer") == "0"
 
@@ -305,7 +312,7 @@ def test_trees_page_annotator_sees_only_trees_they_answered(db):
     at = _goto(logged_in("bob"), "trees")
     assert any("once you have answered" in i.value for i in at.info)
     at = logged_in("bob")
-    at.button(key="ans_true").click().run()
+    answer_button(at, "true").click().run()
     at = _goto(at, "trees")
     assert len(at.selectbox(key="tree_pick").options) == 1
     assert not [b for b in at.button if b.key and b.key.endswith("_save")]  # no admin edits
@@ -405,3 +412,30 @@ def _aid(name: str) -> int:
 def test_tree_count(db):
     with session_scope() as s:
         assert s.query(Tree).count() == 4
+
+
+def test_database_down_while_answering(db, monkeypatch):
+    at = logged_in("alice")
+    monkeypatch.setenv("ARGTREE_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    answer_button(at, "true").click().run()
+    assert not at.exception
+    msgs = [e.value for e in at.error]
+    assert any("database is not available" in m for m in msgs), msgs
+    monkeypatch.setenv("ARGTREE_DATABASE_URL", db)
+    assert live_labels("alice") == []  # nothing half-written
+
+
+def test_session_that_expires_while_answering_goes_to_login(db):
+    at = logged_in("alice")
+    with session_scope() as s:
+        a = s.query(Annotator).filter_by(name="alice").one()
+        fp, aid = data._fingerprint(a.password_hash), a.id
+    short = auth.make_token(aid, fp, seconds=3)
+    at = app(s=short)
+    assert premise(at)
+    time.sleep(3.2)
+    answer_button(at, "true").click().run()
+    assert not at.exception
+    assert any("expired" in w.value for w in at.warning)
+    assert [b.label for b in at.button] == ["Log in"]
+    assert live_labels("alice") == []  # the press after expiry saved nothing

@@ -12,7 +12,7 @@ import uuid
 
 import streamlit as st
 
-from oracle_ui import data, render
+from oracle_ui import auth, data, render
 
 # answer kind -> (button label, shortcut)
 KEYS = {"true": ("True", "T"), "false": ("False", "F"), "probability": ("Probability", "P"),
@@ -24,8 +24,15 @@ def _flash(message: str, error: bool = False) -> None:
     st.session_state["answer_flash"] = (message, error)
 
 
+def _expired() -> bool:
+    parsed = auth.parse(st.session_state.get("token", ""))
+    return parsed is None or parsed[1] < time.time()
+
+
 def _submit(annotator_id: int, proposition_id: int, kind: str, request_id: str, shown_at: float) -> None:
     ss = st.session_state
+    if _expired():  # nothing is saved on a session that ran out; the rerun sends them to log in
+        return
     pid = proposition_id
     try:
         _, nxt = data.answer(
@@ -46,6 +53,8 @@ def _submit(annotator_id: int, proposition_id: int, kind: str, request_id: str, 
 
 
 def _undo(annotator_id: int) -> None:
+    if _expired():
+        return
     try:
         text = data.undo(annotator_id)
     except data.Unavailable as err:
@@ -63,32 +72,73 @@ def page() -> None:
 def _question_area() -> None:
     # A fragment: an answer reruns only this part of the page (not the login check and the navigation),
     # and the callback already fetched the next question in the transaction that stored the answer.
+    if _expired():
+        st.rerun(scope="app")  # the session ran out while answering: the full run sends them to log in
+    try:
+        _draw()
+    except data.Unavailable as err:
+        st.error(f"The database is not available right now; nothing was lost.\n\n{err}")
+
+
+def _draw() -> None:
     acct = st.session_state["account"]
     flash = st.session_state.pop("answer_flash", None)
     fresh = st.session_state.pop("answer_next", None)
     # Use the question fetched with the answer only in the rerun right after it (its lease is fresh).
     q = fresh[1] if fresh is not None and time.monotonic() - fresh[0] < 5 else data.next_question(acct.id)
+
+    # Slots in page order, filled in the order that matters: the answer buttons of this question
+    # reach the browser before its premise does (a key pressed on seeing the premise answers it,
+    # never the previous one), then the premise, then the counts and the context.
+    top, premise_slot, context = st.container(), st.container(), st.container()
+    if q is not None:
+        _buttons(acct.id, q.proposition_id)
+        with premise_slot:
+            render.box(q.text, caption=f"Is this true?  (proposition {q.proposition_id})")
+        _inputs(q.proposition_id)
     stats = data.stats(acct.id)
-
-    top = st.columns([1, 1, 1, 3])
-    top[0].metric("Left to answer", stats.remaining)
-    top[1].metric("Answered today", stats.answered_today)
-    top[2].metric("Answered in all", stats.answered_total)
-    if flash:
-        (top[3].error if flash[1] else top[3].success)(flash[0])
-
+    with top:
+        cols = st.columns([1, 1, 1, 3])
+        cols[0].metric("Left to answer", stats.remaining)
+        cols[1].metric("Answered today", stats.answered_today)
+        cols[2].metric("Answered in all", stats.answered_total)
+        if flash:
+            (cols[3].error if flash[1] else cols[3].success)(flash[0])
     if q is None:
         st.success("Nothing is waiting for you: every open question is answered or being answered by someone else.")
         st.button("Undo last answer", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(acct.id,))
         return
+    with context:
+        _context(q)
 
-    pid = q.proposition_id
+
+def _buttons(annotator_id: int, pid: int) -> None:
     shown_at = st.session_state.setdefault("answer_shown", {}).setdefault(pid, time.time())
     request_id = st.session_state.setdefault("answer_req", {}).setdefault(pid, uuid.uuid4().hex)
+    args = (annotator_id, pid)
+    # Keys carry the proposition: a stale button of the previous question can only repeat its own
+    # (idempotent) answer, never land on this one.  One flex row: few elements before the premise.
+    row = st.container(horizontal=True, gap="small")
+    for kind in ("true", "false", "dont_know", "ill_posed", "probability"):
+        label, key = KEYS[kind]
+        row.button(label, key=f"ans_{kind}_{pid}", shortcut=key, on_click=_submit,
+                   args=(*args, kind, request_id, shown_at), width="stretch",
+                   type="primary" if kind in ("true", "false") else "secondary",
+                   help="Answer with the probability set on the slider below." if kind == "probability" else None)
+    row.button("Undo", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(annotator_id,), width="stretch",
+               help="Withdraw your last answer and get its question back.")
 
-    st.caption(f"Is this true?  (proposition {pid})")
-    render.box(q.text)
 
+def _inputs(pid: int) -> None:
+    c = st.columns([2, 3, 3])
+    c[0].slider("Probability it is true", 0.0, 1.0, 0.5, 0.05, key=f"prob_{pid}")
+    c[1].text_input("Comment (optional)", key=f"comment_{pid}", max_chars=2000)
+    c[2].text_input("Rewrite, if ill-posed (optional: becomes a new proposition)", key=f"rewrite_{pid}",
+                    max_chars=2000)
+    st.caption("Keys: T true · F false · P probability (slider) · D don't know · I ill-posed · U undo")
+
+
+def _context(q) -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Why it is asked:** the chain up to the root question")
@@ -110,21 +160,3 @@ def _question_area() -> None:
         st.text(f"If true → {render.num(q.root_if_true, 2)}, if false → {render.num(q.root_if_false, 2)}; "
                 f"VoI {render.num(q.voi, 4)} here, {render.num(q.forest_voi, 4)} over "
                 f"{len(q.tree_ids)} tree(s).")
-
-    args = (acct.id, pid)
-    row = st.columns(6)
-    for col, kind in zip(row, ("true", "false", "dont_know", "ill_posed")):
-        label, key = KEYS[kind]
-        col.button(label, key=f"ans_{kind}", shortcut=key, on_click=_submit, args=(*args, kind, request_id, shown_at),
-                   type="primary" if kind in ("true", "false") else "secondary", width="stretch")
-    row[4].button(KEYS["probability"][0], key="ans_probability", shortcut=KEYS["probability"][1],
-                  on_click=_submit, args=(*args, "probability", request_id, shown_at), width="stretch",
-                  help="Answer with the probability set on the slider below.")
-    row[5].button("Undo", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(acct.id,), width="stretch",
-                  help="Withdraw your last answer and get its question back.")
-    c = st.columns([2, 3, 3])
-    c[0].slider("Probability it is true", 0.0, 1.0, 0.5, 0.05, key=f"prob_{pid}")
-    c[1].text_input("Comment (optional)", key=f"comment_{pid}", max_chars=2000)
-    c[2].text_input("Rewrite, if ill-posed (optional: becomes a new proposition)", key=f"rewrite_{pid}",
-                    max_chars=2000)
-    st.caption("Keys: T true · F false · P probability (slider) · D don't know · I ill-posed · U undo")

@@ -114,3 +114,11 @@ def test_unreachable_server_is_one_clear_line():
     url = "postgresql+psycopg://nobody@127.0.0.1:1/none"
     with pytest.raises(SchemaError, match=r"^cannot open the database postgresql\+psycopg://nobody@127.0.0.1:1/none"):
         open_session(url)
+
+
+def test_postgres_skip_reason_says_how_to_enable(monkeypatch):
+    from argtree.store.testing import postgres_unreachable
+
+    monkeypatch.setenv("ARGTREE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:1/test")
+    reason = postgres_unreachable()
+    assert "127.0.0.1:1" in reason and "pg_ctlcluster" in reason and "ARGTREE_TEST_POSTGRES_URL" in reason

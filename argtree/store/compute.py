@@ -22,6 +22,7 @@ from ..voi import voi_arrays
 from .models import Annotator, Label, Node, Proposition, RootBelief, Setting, Tree, utcnow
 
 __all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "refresh_propositions",
+           "apply_forest_deltas",
            "queue_settings", "lock_trees", "DEFAULTS"]
 
 DEFAULTS = {"queue.overlap": 1, "queue.lease_seconds": 900, "queue.metric": "shift"}
@@ -55,7 +56,8 @@ def lock_trees(session: Session, tree_ids: Iterable[int]) -> None:
     ids = sorted(set(tree_ids))
     if ids and session.get_bind().dialect.name == "postgresql":
         for i in range(0, len(ids), CHUNK):
-            session.execute(select(Tree.id).where(Tree.id.in_(ids[i:i + CHUNK])).order_by(Tree.id).with_for_update())
+            session.execute(select(Tree.id).where(Tree.id.in_(ids[i:i + CHUNK])).order_by(Tree.id)
+                            .with_for_update(key_share=True))
 
 
 @dataclass
@@ -149,18 +151,24 @@ def _differs(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "label",
-                    label_id: int | None = None, metric: str | None = None) -> set[int]:
+                    label_id: int | None = None, metric: str | None = None) -> dict[int, float]:
     """Recompute and store beliefs/VoI of ``tree_ids`` (already locked by the caller on PostgreSQL)
-    and append each tree's root belief to its history; the caller then runs ``refresh_propositions``
-    on those trees.  Returns the ids of the propositions whose node VoI changed."""
+    and append each tree's root belief to its history.
+
+    Returns, per proposition whose node VoI changed, the change of its forest VoI
+    (sum of priority x VoI change over these trees' live nodes); the caller hands it to
+    ``apply_forest_deltas`` (or refreshes those propositions from scratch)."""
     metric = metric or queue_settings(session)["queue.metric"]
-    touched: set[int] = set()
+    deltas: dict[int, float] = {}
     roots: list[dict] = []
     now = utcnow()
     stmt = (update(Node.__table__).where(Node.__table__.c.id == bindparam("nid"))
             .values(belief=bindparam("b"), voi=bindparam("v"), root_if_true=bindparam("t"),
                     root_if_false=bindparam("f")))
-    for tree_id in sorted(set(tree_ids)):
+    ids_sorted = sorted(set(tree_ids))
+    weight = {tid: (prio if status != "archived" else 0.0) for tid, prio, status in session.execute(
+        select(Tree.id, Tree.priority, Tree.status).where(Tree.id.in_(ids_sorted)))}
+    for tree_id in ids_sorted:
         state, ids, old = load_state(session, tree_id)
         out = compute_tree(state, metric)
         new = np.column_stack([out["belief"], out["voi"], out["root_if_true"], out["root_if_false"]])
@@ -170,8 +178,11 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
             vals = new[rows].tolist()
             session.execute(stmt, [{"nid": int(ids[i]), "b": b, "v": v, "t": None if t != t else t,
                                     "f": None if f != f else f} for i, (b, v, t, f) in zip(rows, vals)])
-            pids = state.proposition_ids
-            touched.update(pids[i] for i in np.flatnonzero(changed[:, 1]))
+            moved = np.flatnonzero(changed[:, 1])
+            diff = (new[moved, 1] - np.nan_to_num(old[moved, 1])) * weight[tree_id]
+            for i, d in zip(moved, diff.tolist()):
+                pid = state.proposition_ids[i]
+                deltas[pid] = deltas.get(pid, 0.0) + d
         roots.append({"tid": tree_id, "b": out["root_belief"]})
     if roots:
         t = Tree.__table__
@@ -180,7 +191,23 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
         session.execute(RootBelief.__table__.insert(), [
             {"tree_id": r["tid"], "belief": r["b"], "cause": cause, "label_id": label_id, "created_at": now}
             for r in roots])
-    return touched
+    return deltas
+
+
+def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int | None = None,
+                        skip: Iterable[int] = ()) -> None:
+    """Add each proposition's forest-VoI change (from ``recompute_trees``) and re-rank it in the queue:
+    one primary-key UPDATE per proposition, in id order (the lock order on PostgreSQL)."""
+    skip = set(skip)
+    rows = [{"pid": pid, "d": d} for pid, d in sorted(deltas.items()) if pid not in skip]
+    if not rows:
+        return
+    if overlap is None:
+        overlap = int(queue_settings(session)["queue.overlap"])
+    p = Proposition.__table__
+    fv = p.c.forest_voi + bindparam("d")
+    session.execute(update(p).where(p.c.id == bindparam("pid")).values(
+        forest_voi=fv, queue_rank=case((and_(fv > 0, p.c.n_answers < overlap), fv), else_=None)), rows)
 
 
 def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), *,
@@ -208,6 +235,6 @@ def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), 
                    for i in range(0, len(trees), CHUNK)]
     for cond in conditions:
         if pg:  # lock in id order first so the UPDATEs below read the latest committed nodes
-            session.execute(select(p.c.id).where(cond).order_by(p.c.id).with_for_update())
+            session.execute(select(p.c.id).where(cond).order_by(p.c.id).with_for_update(key_share=True))
         session.execute(update(p).where(cond).values(forest_voi=fv, n_answers=answers))
         session.execute(update(p).where(cond).values(queue_rank=rank))

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from .compute import lock_trees, queue_settings, recompute_trees, refresh_propositions
+from .compute import apply_forest_deltas, lock_trees, queue_settings, recompute_trees, refresh_propositions
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
 from .text import check_text
@@ -78,8 +78,9 @@ class RootPoint:
 class AnnotatorStats:
     answered_today: int
     answered_total: int
-    remaining: int                # open questions this annotator has not answered
+    remaining: int                # open questions this annotator has not answered, counted up to a limit
     seconds_today: float
+    remaining_capped: bool = False  # True: there are at least ``remaining`` (show "1000+")
 
 
 def _int(value: Any, field: str) -> int:
@@ -197,7 +198,7 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
         if skip:
             q = q.where(Proposition.id.not_in(skip))
         if pg:
-            q = q.with_for_update(skip_locked=True, of=Proposition)
+            q = q.with_for_update(skip_locked=True, of=Proposition, key_share=True)
         pid = session.scalar(q)
         if pid is None:
             return None
@@ -311,7 +312,7 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     # Lock order everywhere: trees (by id), then propositions (by id).
     lock_trees(session, tree_ids)
     if _pg(session):
-        session.execute(select(Proposition.id).where(Proposition.id == pid).with_for_update())
+        session.execute(select(Proposition.id).where(Proposition.id == pid).with_for_update(key_share=True))
     done = session.scalar(select(Label).where(Label.annotator_id == me, Label.request_id == request_id))
     if done is not None:
         if done.proposition_id != pid:
@@ -333,11 +334,11 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     session.flush()
     settings = queue_settings(session)
     overlap = int(settings["queue.overlap"])
+    deltas = {}
     if _informative(label) or _informative(previous):
-        recompute_trees(session, tree_ids, cause="label", label_id=label.id, metric=settings["queue.metric"])
-        refresh_propositions(session, {pid}, tree_ids=tree_ids, overlap=overlap)
-    else:
-        refresh_propositions(session, {pid}, overlap=overlap)
+        deltas = recompute_trees(session, tree_ids, cause="label", label_id=label.id, metric=settings["queue.metric"])
+    refresh_propositions(session, {pid}, overlap=overlap)  # its answer count changed: recount it whole
+    apply_forest_deltas(session, deltas, overlap, skip={pid})
     return label
 
 
@@ -352,18 +353,16 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
                                    .distinct()))
     lock_trees(session, tree_ids)
     if _pg(session):
-        session.execute(select(Proposition.id).where(Proposition.id == last.proposition_id).with_for_update())
+        session.execute(select(Proposition.id).where(Proposition.id == last.proposition_id).with_for_update(key_share=True))
         session.refresh(last)
         if last.retracted_at is not None:  # a concurrent undo got there first
             return last
     now = utcnow()
     last.retracted_at = now
     session.flush()
-    if _informative(last):
-        recompute_trees(session, tree_ids, cause="undo", label_id=last.id)
-        refresh_propositions(session, {last.proposition_id}, tree_ids=tree_ids)
-    else:
-        refresh_propositions(session, {last.proposition_id})
+    deltas = recompute_trees(session, tree_ids, cause="undo", label_id=last.id) if _informative(last) else {}
+    refresh_propositions(session, {last.proposition_id})
+    apply_forest_deltas(session, deltas, skip={last.proposition_id})
     seconds = float(queue_settings(session)["queue.lease_seconds"])
     session.execute(delete(Lease).where(Lease.annotator_id == me))
     session.add(Lease(proposition_id=last.proposition_id, annotator_id=me, created_at=now,
@@ -404,8 +403,10 @@ def labels_for(session: Session, *, proposition_id: int | None = None, annotator
     return list(session.scalars(q))
 
 
-def annotator_stats(session: Session, annotator_id: int, *, since: datetime | None = None) -> AnnotatorStats:
-    """Answers today (since UTC midnight, or ``since``), in all, and what is left for them."""
+def annotator_stats(session: Session, annotator_id: int, *, since: datetime | None = None,
+                    remaining_limit: int = 1000) -> AnnotatorStats:
+    """Answers today (since UTC midnight, or ``since``), in all, and what is left for them (counted up to
+    ``remaining_limit``: an exact count over a million open questions would cost a scan per page view)."""
     me = _annotator(session, annotator_id).id
     if since is None:
         since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -413,8 +414,9 @@ def annotator_stats(session: Session, annotator_id: int, *, since: datetime | No
     today, secs = session.execute(select(func.count(), func.coalesce(func.sum(Label.seconds), 0.0))
                                   .where(*live, Label.created_at >= since)).one()
     total = session.scalar(select(func.count()).where(*live))
-    remaining = session.scalar(select(func.count()).select_from(Proposition)
-                               .where(Proposition.queue_rank.is_not(None), ~_live_label_by(me)))
-    return AnnotatorStats(int(today), int(total), int(remaining), float(secs))
+    open_ = (select(Proposition.id).where(Proposition.queue_rank.is_not(None), ~_live_label_by(me))
+             .limit(remaining_limit).subquery())
+    remaining = int(session.scalar(select(func.count()).select_from(open_)))
+    return AnnotatorStats(int(today), int(total), remaining, float(secs), remaining >= remaining_limit)
 
 

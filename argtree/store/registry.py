@@ -136,7 +136,7 @@ def claim_loop_task(session: Session, run_id: int, worker: str | None = None, *,
         q = q.where(LoopTask.kind.in_(list(kinds)))
     q = q.order_by(LoopTask.priority.desc(), LoopTask.id).limit(1)
     if session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
+        q = q.with_for_update(skip_locked=True, key_share=True)
     task = session.scalar(q)
     if task is None:
         return None

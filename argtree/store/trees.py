@@ -14,8 +14,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..tree import ArgumentTree, Evidence, Node as TreeNode, TreeError
-from .compute import (TreeState, compute_tree, evidence_for, lock_trees, queue_settings, recompute_trees,
-                      refresh_propositions)
+from .compute import (TreeState, apply_forest_deltas, compute_tree, evidence_for, lock_trees, queue_settings,
+                      recompute_trees, refresh_propositions)
 from .errors import NotFound, StoreError
 from .models import TREE_STATUSES, Annotator, Label, ModelVersion, Node, Proposition, RootBelief, Tree, utcnow
 from .text import check_text, text_key
@@ -244,9 +244,9 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
     session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"]))
     session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], cause="created"))
     session.flush()
-    if others:
-        recompute_trees(session, others, cause="label", metric=metric)
-    refresh_propositions(session, tree_ids={tree_id} | others)
+    deltas = recompute_trees(session, others, cause="label", metric=metric) if others else {}
+    refresh_propositions(session, tree_ids=[tree_id])  # new nodes: count this tree's propositions whole
+    apply_forest_deltas(session, deltas, skip=pids)
     return tree_id
 
 
@@ -375,8 +375,7 @@ def update_node(session: Session, node_id: int, *, prior: float | None = None, p
         raise StoreError(str(err), err.field) from None
     session.flush()
     lock_trees(session, [node.tree_id])
-    recompute_trees(session, [node.tree_id], cause="edit")
-    refresh_propositions(session, tree_ids=[node.tree_id])
+    apply_forest_deltas(session, recompute_trees(session, [node.tree_id], cause="edit"))
     return node
 
 

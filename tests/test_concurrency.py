@@ -162,8 +162,8 @@ def test_sigkilled_writer_loses_no_acknowledged_label(url):
     dispose(url)
     acked = {}
     for round_ in range(3):  # kill it three times at different points
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, url, str(annotator), f"r{round_}-"], stdout=subprocess.PIPE,
-                                text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, url, str(annotator), f"r{round_}-"],
+                                stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         target = len(acked) + 15 + 7 * round_
         deadline = time.time() + 60
         while len(acked) < target and time.time() < deadline:

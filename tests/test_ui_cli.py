@@ -25,6 +25,7 @@ def test_streamlit_command_line():
     assert flags["--server.port"] == "8765" and flags["--server.address"] == "127.0.0.1"
     assert flags["--server.headless"] == "true" and flags["--client.showErrorDetails"] == "none"
     assert flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--runner.postScriptGC"] == "false"  # a full GC per rerun was most of the answer latency
 
 
 def test_ui_rejects_a_bad_port():

@@ -15,8 +15,13 @@ APP = Path(__file__).resolve().parents[2] / "oracle_ui" / "app.py"
 
 
 def streamlit_command(port: int, host: str, app: Path = APP) -> list[str]:
-    """The ``streamlit run`` command line: headless, no telemetry, no tracebacks shown to users."""
-    return [sys.executable, "-m", "streamlit", "run", str(app),
+    """The ``streamlit run`` command line: headless, no telemetry, no tracebacks shown to users.
+
+    ``runner.postScriptGC`` off: a full ``gc.collect(2)`` after every rerun was most of the
+    server's CPU per answer (the process holds SQLAlchemy, Altair, pandas); Python's own
+    generational collector still runs.
+    """
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--runner.postScriptGC", "false",
             "--server.port", str(port), "--server.address", host, "--server.headless", "true",
             "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
             "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none", "--theme.base", "light"]

@@ -9,6 +9,10 @@ true and ``a (1-p) + (1-a) p`` for false.  Several labels multiply.
 
 from __future__ import annotations
 
+import hashlib
+import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -22,8 +26,8 @@ from ..voi import voi_arrays
 from .models import Annotator, Label, Node, Proposition, RootBelief, Setting, Tree, utcnow
 
 __all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "refresh_propositions",
-           "apply_forest_deltas",
-           "queue_settings", "lock_trees", "DEFAULTS"]
+           "apply_forest_deltas", "queue_rank", "queue_settings", "lock_trees", "lock_proposition",
+           "DEFAULTS"]
 
 DEFAULTS = {"queue.overlap": 1, "queue.lease_seconds": 900, "queue.metric": "shift"}
 EPS = 1e-12
@@ -51,6 +55,18 @@ def queue_settings(session: Session) -> dict:
     return out
 
 
+def queue_rank(forest_voi, n_answers, overlap: int):
+    """The queue's sort key: the forest VoI while the proposition still wants answers, else NULL."""
+    return case((and_(forest_voi > 0, n_answers < overlap), forest_voi), else_=None)
+
+
+def lock_proposition(session: Session, proposition_id: int) -> None:
+    """On PostgreSQL, hold the proposition's row (after its trees: the lock order is trees, then propositions)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Proposition.id).where(Proposition.id == proposition_id)
+                        .with_for_update(key_share=True))
+
+
 def lock_trees(session: Session, tree_ids: Iterable[int]) -> None:
     """Serialize recomputation per tree on PostgreSQL (SQLite already runs one writer at a time)."""
     ids = sorted(set(tree_ids))
@@ -73,10 +89,31 @@ class TreeState:
     evidence: list[Evidence]
 
 
+_compiled: OrderedDict[bytes, CompiledTree] = OrderedDict()
+_compiled_lock = threading.Lock()
+COMPILED_CACHE = 4096  # trees whose breadth-first layout is kept between answers (labels never change it)
+
+
+def _compile(state: TreeState) -> CompiledTree:
+    key = hashlib.blake2b(b"".join((np.asarray(state.node_ids, dtype=np.int64).tobytes(), state.parent.tobytes(),
+                                    state.p1.tobytes(), state.p0.tobytes(), struct.pack("d", state.prior))),
+                          digest_size=20).digest()
+    with _compiled_lock:
+        ct = _compiled.get(key)
+        if ct is not None:
+            _compiled.move_to_end(key)
+            return ct
+    ct = CompiledTree.from_arrays(state.parent, state.p1, state.p0, state.prior, [str(i) for i in state.node_ids])
+    with _compiled_lock:
+        _compiled[key] = ct
+        while len(_compiled) > COMPILED_CACHE:
+            _compiled.popitem(last=False)
+    return ct
+
+
 def compute_tree(state: TreeState, metric: str = "shift") -> dict[str, np.ndarray | float]:
     """belief, voi, root_if_true, root_if_false (caller order; NaN where undefined) and root_belief."""
-    ids = [str(i) for i in state.node_ids]
-    ct = CompiledTree.from_arrays(state.parent, state.p1, state.p0, state.prior, ids)
+    ct = _compile(state)
     prop = Propagation(ct, ct.loglik(state.evidence))
     bel = prop.down()
     voi, askable = voi_arrays(ct, prop.le, metric, prop)
@@ -207,7 +244,7 @@ def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int
     p = Proposition.__table__
     fv = p.c.forest_voi + bindparam("d")
     session.execute(update(p).where(p.c.id == bindparam("pid")).values(
-        forest_voi=fv, queue_rank=case((and_(fv > 0, p.c.n_answers < overlap), fv), else_=None)), rows)
+        forest_voi=fv, queue_rank=queue_rank(fv, p.c.n_answers, overlap)), rows)
 
 
 def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), *,
@@ -229,7 +266,6 @@ def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), 
                .where(lab.c.proposition_id == p.c.id, lab.c.retracted_at.is_(None), lab.c.reliability.is_(None),
                       or_(lab.c.value.is_not(None), lab.c.probability.is_not(None), lab.c.ill_posed))
                .scalar_subquery())
-    rank = case((and_(p.c.forest_voi > 0, p.c.n_answers < overlap), p.c.forest_voi), else_=None)
     conditions = [p.c.id.in_(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
     conditions += [p.c.id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(trees[i:i + CHUNK])))
                    for i in range(0, len(trees), CHUNK)]
@@ -237,4 +273,4 @@ def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), 
         if pg:  # lock in id order first so the UPDATEs below read the latest committed nodes
             session.execute(select(p.c.id).where(cond).order_by(p.c.id).with_for_update(key_share=True))
         session.execute(update(p).where(cond).values(forest_voi=fv, n_answers=answers))
-        session.execute(update(p).where(cond).values(queue_rank=rank))
+        session.execute(update(p).where(cond).values(queue_rank=queue_rank(p.c.forest_voi, p.c.n_answers, overlap)))

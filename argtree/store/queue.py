@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from .compute import apply_forest_deltas, lock_trees, queue_settings, recompute_trees, refresh_propositions
+from .compute import (apply_forest_deltas, lock_proposition, lock_trees, queue_rank, queue_settings, recompute_trees,
+                      refresh_propositions)
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
 from .text import check_text
@@ -142,12 +143,9 @@ def set_queue_settings(session: Session, *, overlap: int | None = None, lease_se
 
         recompute_all(session)
     elif changes.get("queue.overlap", before["queue.overlap"]) != before["queue.overlap"]:
-        n = changes["queue.overlap"]
         p = Proposition.__table__
-        from sqlalchemy import and_, case
-
-        session.execute(update(p).values(queue_rank=case((and_(p.c.forest_voi > 0, p.c.n_answers < n),
-                                                            p.c.forest_voi), else_=None)))
+        session.execute(update(p).values(queue_rank=queue_rank(p.c.forest_voi, p.c.n_answers,
+                                                                changes["queue.overlap"])))
     return queue_settings(session)
 
 
@@ -311,8 +309,7 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == pid).distinct()))
     # Lock order everywhere: trees (by id), then propositions (by id).
     lock_trees(session, tree_ids)
-    if _pg(session):
-        session.execute(select(Proposition.id).where(Proposition.id == pid).with_for_update(key_share=True))
+    lock_proposition(session, pid)
     done = session.scalar(select(Label).where(Label.annotator_id == me, Label.request_id == request_id))
     if done is not None:
         if done.proposition_id != pid:
@@ -352,8 +349,8 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
     tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == last.proposition_id)
                                    .distinct()))
     lock_trees(session, tree_ids)
+    lock_proposition(session, last.proposition_id)
     if _pg(session):
-        session.execute(select(Proposition.id).where(Proposition.id == last.proposition_id).with_for_update(key_share=True))
         session.refresh(last)
         if last.retracted_at is not None:  # a concurrent undo got there first
             return last

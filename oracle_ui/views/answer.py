@@ -98,12 +98,10 @@ def _draw() -> None:
         _inputs(q.proposition_id)
     stats = data.stats(acct.id)
     with top:
-        cols = st.columns([1, 1, 1, 3])
-        cols[0].metric("Left to answer", stats.remaining)
-        cols[1].metric("Answered today", stats.answered_today)
-        cols[2].metric("Answered in all", stats.answered_total)
+        render.figures([("Left to answer", stats.remaining), ("Answered today", stats.answered_today),
+                        ("Answered in all", stats.answered_total)], testid="counts")
         if flash:
-            (cols[3].error if flash[1] else cols[3].success)(flash[0])
+            (st.error if flash[1] else st.success)(flash[0])
     if q is None:
         st.success("Nothing is waiting for you: every open question is answered or being answered by someone else.")
         st.button("Undo last answer", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(acct.id,))
@@ -150,13 +148,9 @@ def _context(q) -> None:
         st.markdown("**The model's rationale**")
         render.text(q.rationale or "(the model gave none)")
     with right:
-        m = st.columns(2)
-        m[0].metric("Model's credence", render.pct(q.model_credence))
-        m[1].metric("Belief now", render.pct(q.belief))
-        m = st.columns(3)
-        m[0].metric("Root now", render.pct(q.root_belief))
-        m[1].metric("Root if true", render.pct(q.root_if_true))
-        m[2].metric("Root if false", render.pct(q.root_if_false))
+        render.figures([("Model's credence", render.pct(q.model_credence)), ("Belief now", render.pct(q.belief)),
+                        ("Root now", render.pct(q.root_belief)), ("Root if true", render.pct(q.root_if_true)),
+                        ("Root if false", render.pct(q.root_if_false))], testid="numbers")
         st.text(f"If true → {render.num(q.root_if_true, 2)}, if false → {render.num(q.root_if_false, 2)}; "
                 f"VoI {render.num(q.voi, 4)} here, {render.num(q.forest_voi, 4)} over "
                 f"{len(q.tree_ids)} tree(s).")

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from ..tree import ArgumentTree, Evidence, Node as TreeNode, TreeError
@@ -208,39 +208,32 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
     except TreeError as err:
         node = order[int(err.node)] if err.node is not None and err.node.isdigit() else err.node
         raise TreeError(err.detail, node, err.field) from None
+    bfs = tree.bfs()  # parents before children, so every row's parent is already in the table
+    db_id = dict(zip(bfs, _allocate_node_ids(session, len(bfs))))
     depth = {tree.root: 0}
-    levels: list[list[str]] = []
-    for nid in tree.bfs():
-        d = depth[nid] = 0 if nid == tree.root else depth[tree[nid].parent] + 1
-        if d == len(levels):
-            levels.append([])
-        levels[d].append(nid)
-    db_id: dict[str, int] = {}
-    table = Node.__table__
-    for level in levels:
-        rows = []
-        for nid in level:
-            i, node = index[nid], tree[nid]
-            extra = dict(node.extra)
-            model = {col: extra.pop(key) for key, col in MODEL_KEYS.items() if key in extra}
-            cred = model.get("model_credence")
-            if cred is not None and (isinstance(cred, bool) or not isinstance(cred, (int, float))):
-                extra["credence"] = model.pop("model_credence")  # not a number: keep it verbatim
-            rat = model.get("rationale")
-            if rat is not None and not isinstance(rat, str):
-                extra["rationale"] = model.pop("rationale")
-            rt, rf = out["root_if_true"][i], out["root_if_false"][i]
-            rows.append({"tree_id": tree_id, "parent_id": db_id.get(node.parent), "local_id": nid,
-                         "proposition_id": pids[i], "position": i, "depth": depth[nid], "prior": node.prior,
-                         "p_if_true": node.p_if_true, "p_if_false": node.p_if_false,
-                         "model_credence": model.get("model_credence"), "rationale": model.get("rationale"),
-                         "model_output": model.get("model_output"), "extra": extra,
-                         "belief": float(out["belief"][i]), "voi": float(out["voi"][i]),
-                         "root_if_true": None if np.isnan(rt) else float(rt),
-                         "root_if_false": None if np.isnan(rf) else float(rf)})
-        result = session.execute(Node.__table__.insert().returning(table.c.id, sort_by_parameter_order=True), rows)
-        for nid, (new_id,) in zip(level, result):
-            db_id[nid] = new_id
+    rows = []
+    for nid in bfs:
+        i, node = index[nid], tree[nid]
+        if node.parent is not None:
+            depth[nid] = depth[node.parent] + 1
+        extra = dict(node.extra)
+        model = {col: extra.pop(key) for key, col in MODEL_KEYS.items() if key in extra}
+        cred = model.get("model_credence")
+        if cred is not None and (isinstance(cred, bool) or not isinstance(cred, (int, float))):
+            extra["credence"] = model.pop("model_credence")  # not a number: keep it verbatim
+        rat = model.get("rationale")
+        if rat is not None and not isinstance(rat, str):
+            extra["rationale"] = model.pop("rationale")
+        rt, rf = out["root_if_true"][i], out["root_if_false"][i]
+        rows.append({"id": db_id[nid], "tree_id": tree_id, "parent_id": db_id.get(node.parent), "local_id": nid,
+                     "proposition_id": pids[i], "position": i, "depth": depth[nid], "prior": node.prior,
+                     "p_if_true": node.p_if_true, "p_if_false": node.p_if_false,
+                     "model_credence": model.get("model_credence"), "rationale": model.get("rationale"),
+                     "model_output": model.get("model_output"), "extra": extra,
+                     "belief": float(out["belief"][i]), "voi": float(out["voi"][i]),
+                     "root_if_true": None if np.isnan(rt) else float(rt),
+                     "root_if_false": None if np.isnan(rf) else float(rf)})
+    session.execute(Node.__table__.insert(), rows)
     session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"]))
     session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], cause="created"))
     session.flush()
@@ -248,6 +241,16 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
     refresh_propositions(session, tree_ids=[tree_id])  # new nodes: count this tree's propositions whole
     apply_forest_deltas(session, deltas, skip=pids)
     return tree_id
+
+
+def _allocate_node_ids(session: Session, n: int) -> list[int]:
+    """``n`` fresh node ids, so a whole tree goes in with one multi-row INSERT."""
+    if session.get_bind().dialect.name == "postgresql":
+        return list(session.scalars(text("SELECT nextval(pg_get_serial_sequence('nodes', 'id')) "
+                                         "FROM generate_series(1, :n)"), {"n": n}))
+    # SQLite: this transaction holds the write lock (BEGIN IMMEDIATE), so nobody else takes these ids.
+    start = session.scalar(select(func.coalesce(func.max(Node.id), 0))) + 1
+    return list(range(start, start + n))
 
 
 def get_tree(session: Session, tree_id: int) -> Tree:

@@ -33,8 +33,10 @@ _AGAINST = ["Problems with {f} weigh against {t}.", "Concerns about {f} cast dou
 
 
 def _topic(claim: str) -> str:
-    words = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]+", claim) if len(w) > 3][:4]
-    return " ".join(words).lower() or "this"
+    """A few of the claim's words (never all of them: that would read as a copy of the claim)."""
+    words = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]+", claim) if len(w) > 3]
+    keep = sorted(sorted(words, key=len, reverse=True)[:max(1, min(2, len(words) - 1))], key=words.index)
+    return " ".join(keep).lower() or "this"
 
 
 class FakeBackend:

@@ -436,7 +436,8 @@ def sign_test(diff: np.ndarray) -> tuple[int, int, float]:
     diff = np.asarray(diff)
     m = int(np.count_nonzero(diff))
     k = int(np.count_nonzero(diff > 0))
-    p = sum(math.comb(m, i) for i in range(k, m + 1)) / 2.0 ** m if m else 1.0
+    # Exact integers: 2.0 ** m overflows a float from m = 1024 on.
+    p = sum(math.comb(m, i) for i in range(k, m + 1)) / (1 << m) if m else 1.0
     return k, m, p
 
 
@@ -502,8 +503,15 @@ def evaluate(cfg: Config, target_policy: str = "voi-shift", target_answers: int 
     }
     metrics = {"expected_brier": lambda t: t.expected_brier, "brier": lambda t: t.brier,
                "accuracy": lambda t: t.accuracy}
+    depth = np.zeros((worlds.count, worlds.n + 1), dtype=np.int64)  # last column: "nothing asked"
+    for i in range(1, worlds.n):
+        depth[:, i] = depth[np.arange(worlds.count), worlds.parent[:, i]] + 1
     for name, tr in traces.items():
-        row = {}
+        # Where the policy asks: mean depth (root's children = 1) of its first 2 and first 8 questions.
+        asked_depth = np.take_along_axis(depth, np.where(tr.asked >= 0, tr.asked, worlds.n), axis=1)
+        row = {"question_depth": {str(k): float(asked_depth[:, :k].mean()) for k in (2, 8) if k <= cfg.answers},
+               # Answers that re-ask an already answered premise (only possible with soft, noisy answers).
+               "repeats": float(np.mean([len(a) - len(set(a.tolist())) for a in tr.asked]))}
         for m, f in metrics.items():
             v = f(tr)
             row[m] = [mean_ci(v[:, t]) for t in range(v.shape[1])]

@@ -216,6 +216,9 @@ def test_statistics_helpers():
     k, m, p = S.sign_test(np.array([1, -1, 0, 2, 3]))
     assert (k, m) == (3, 4) and p == pytest.approx(5 / 16)
     assert S.sign_test(np.zeros(3)) == (0, 0, 1.0)
+    big = np.r_[np.ones(2600), -np.ones(2400)]  # thousands of worlds: no float overflow
+    assert S.sign_test(big)[2] == pytest.approx(0.0023, rel=0.1)
+    assert S.sign_test(-big)[2] == pytest.approx(1.0, abs=0.003)
     assert S.answers_to_reach([0.3, 0.2, 0.1], 0.2) == 1
     assert S.answers_to_reach([0.3, 0.25], 0.2) is None
     m, half = S.mean_ci(np.array([1.0, 3.0]))

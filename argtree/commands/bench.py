@@ -217,8 +217,8 @@ def markdown_report(results: list[dict], command: str) -> str:
         lines += [f"**{_label(cfg)}** (target: voi-shift after {t['answers']} answers, E-Brier "
                   f"{t['expected_brier']:.4f}, Brier {t['brier']:.4f})", ""]
         lines.append("| policy | " + " | ".join(f"E-Brier@{k}" for k in pts) + " | Brier@2 | Brier@8 | acc@2 | acc@8 "
-                     "| answers to target (E-Brier / Brier) | ratio | E-Brier@8 − target |")
-        lines.append("|---" * (len(pts) + 9) + "|")
+                     "| answers to target (E-Brier / Brier) | ratio | E-Brier@8 − target | depth of questions 1–2 / 1–8 |")
+        lines.append("|---" * (len(pts) + 10) + "|")
         for name, row in res["policies"].items():
             eb, br, acc = row["expected_brier"], row["brier"], row["accuracy"]
             reach = row["to_target"]
@@ -227,7 +227,8 @@ def markdown_report(results: list[dict], command: str) -> str:
             cells += [f"{br[k][0]:.4f}" if k <= cap else "–" for k in (2, 8)]
             cells += [f"{acc[k][0]:.3f}" if k <= cap else "–" for k in (2, 8)]
             cells += [f"{_fmt_reach(reach['expected_brier'], cap)} / {_fmt_reach(reach['brier'], cap)}",
-                      _ratio(reach["expected_brier"], t["answers"], cap), f"{vs[0]:+.4f} ± {vs[1]:.4f}"]
+                      _ratio(reach["expected_brier"], t["answers"], cap), f"{vs[0]:+.4f} ± {vs[1]:.4f}",
+                      f"{row['question_depth']['2']:.2f} / {row['question_depth']['8']:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -282,16 +283,18 @@ def plot(results: list[dict], path: Path) -> None:
 def _print_summary(results: list[dict]) -> None:
     from rich.table import Table
 
-    table = Table(title="Oracle efficiency: mean E-Brier of the root (lower is better)")
-    for col in ("configuration", "voi-shift@2", "uncertainty@8", "random@8", "breadth-first@8",
-                "all answered", "Show criterion"):
-        table.add_column(col, justify="left" if col == "configuration" else "right")
+    table = Table(title="Oracle efficiency: mean E-Brier of the root (lower is better); "
+                        "σ CPT noise, ε answer noise")
+    for col in ("world", "VoI@2", "unc@8", "rand@8", "bfs@8", "all", "Show"):
+        table.add_column(col, justify="left" if col == "world" else "right", no_wrap=True)
     for res in results:
         pol, t = res["policies"], res.get("target")
         if not t:
             continue
         at = lambda p, k: f"{pol[p]['expected_brier'][k][0]:.4f}" if p in pol else "–"  # noqa: E731
-        table.add_row(_label(res["config"]), at("voi-shift", t["answers"]), at("uncertainty", 8), at("random", 8),
+        cfg = res["config"]
+        label = f"{cfg['shape']} σ={cfg['cpt_noise']:g}" + (f" ε={cfg['answer_noise']:g}" if cfg["answer_noise"] else "")
+        table.add_row(label, at("voi-shift", t["answers"]), at("uncertainty", 8), at("random", 8),
                       at("breadth-first", 8), f"{res['reference']['all_answered_noisy_cpts'][0]:.4f}",
-                      _criterion(res))
+                      _criterion(res).replace("yes (not significant)", "n.s."))
     console().print(table)

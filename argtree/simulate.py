@@ -273,7 +273,9 @@ def _voi(metric: str) -> Callable[[Step], np.ndarray]:
     def choose(step: Step) -> np.ndarray:
         a, c = step.clamped()
         R = step.bel[:, 0]
-        values = np.stack([metric_from_table(float(R[w]), a[w], c[w], metric) for w in range(len(R))])
+        # A settled root (R rounded to 0 or 1) has no VoI anywhere, as in argtree.voi.voi_arrays.
+        values = np.stack([metric_from_table(float(R[w]), a[w], c[w], metric) if 0.0 < R[w] < 1.0
+                           else np.zeros_like(a[w]) for w in range(len(R))])
         return _argmax(values, ~step.hard)
     return choose
 

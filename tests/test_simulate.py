@@ -223,3 +223,17 @@ def test_statistics_helpers():
     assert S.answers_to_reach([0.3, 0.25], 0.2) is None
     m, half = S.mean_ci(np.array([1.0, 3.0]))
     assert m == 2.0 and half == pytest.approx(1.96 * math.sqrt(2) / math.sqrt(2))
+
+
+def test_voi_policies_survive_a_settled_root():
+    # Near-deterministic premises: after a few answers P(root) rounds to exactly 1.0 and every VoI is 0.
+    n = 12
+    parent = np.r_[-1, np.zeros(n - 1, dtype=np.int64)][None, :]
+    p1 = np.r_[0.0, np.full(n - 1, 1 - S.EPS)][None, :]
+    p0 = np.r_[0.0, np.full(n - 1, S.EPS)][None, :]
+    truth = np.ones((1, n), dtype=bool)
+    worlds = S.Worlds(parent, np.array([0.5]), p1, p0, np.array([0.5]), p1, p0, truth, "bushy", 0.0, 0)
+    for policy in ("voi-shift", "voi-decision", "voi-info"):
+        tr = S.run_policy(worlds, policy, answers=8)
+        assert tr.belief[0, -1] == 1.0
+        assert sorted(tr.asked[0].tolist()) == list(range(1, 9)), policy  # ties go to the shallowest, in order

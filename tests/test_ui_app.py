@@ -451,3 +451,12 @@ def test_session_that_expires_while_answering_goes_to_login(db):
     assert any("expired" in w.value for w in at.warning)
     assert [b.label for b in at.button] == ["Log in"]
     assert live_labels("alice") == []  # the press after expiry saved nothing
+
+
+def test_left_to_answer_is_shown_as_a_lower_bound_when_capped(db, monkeypatch):
+    import argtree.store as store
+
+    real = store.annotator_stats
+    monkeypatch.setattr(store, "annotator_stats", lambda s, aid, **kw: real(s, aid, remaining_limit=5))
+    at = logged_in("alice")
+    assert metric(at, "Left to answer") == "5+"

@@ -98,7 +98,8 @@ def _draw() -> None:
         _inputs(q.proposition_id)
     stats = data.stats(acct.id)
     with top:
-        render.figures([("Left to answer", stats.remaining), ("Answered today", stats.answered_today),
+        left = f"{stats.remaining:,}+" if getattr(stats, "remaining_capped", False) else f"{stats.remaining:,}"
+        render.figures([("Left to answer", left), ("Answered today", stats.answered_today),
                         ("Answered in all", stats.answered_total)], testid="counts")
         if flash:
             (st.error if flash[1] else st.success)(flash[0])

@@ -13,7 +13,7 @@ next run.
 
 Registry: model versions live in the store's registry when the store has one
 (``argtree.store.register_model_version``), and always in
-``models_dir()/registry.json`` (written atomically), so ``--model NAME`` and
+``models_dir()/registry.json`` (ARGTREE_HOME/versions, written atomically), so ``--model NAME`` and
 ``--model latest`` work with or without a database.
 """
 
@@ -65,10 +65,11 @@ class TrainConfig:
 # -- where versions live -----------------------------------------------------------
 
 def models_dir() -> Path:
-    """Trained versions: ARGTREE_MODEL_CACHE or ARGTREE_HOME/models (the local backend's cache)."""
-    from .llm.local import model_cache_dir
+    """Trained versions (and registry.json): ARGTREE_HOME/versions.  Kept apart from the converted
+    base-model cache (ARGTREE_MODEL_CACHE), so a throw-away ARGTREE_HOME can share that cache."""
+    from .llm.local import argtree_home
 
-    return model_cache_dir()
+    return argtree_home() / "versions"
 
 
 def _registry_path() -> Path:

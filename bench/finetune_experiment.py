@@ -90,6 +90,8 @@ def main(argv=None) -> None:
     m.add_argument("--questions", type=int, default=24, help="held-out questions expanded")
     m.add_argument("--out", default=None, help="write the metrics JSON and reliability diagram here")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--only", choices=["base", "adapted"], default=None,
+                   help="measure one side now (results kept in --out), the table is written once both exist")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         build(args)
@@ -98,7 +100,119 @@ def main(argv=None) -> None:
 
 
 def measure(args) -> None:
-    from bench_measure import run  # noqa: F401  (filled in below when evaluate.py lands)
+    """Held-out metrics for --base and --model: fact calibration, then root expansions of held-out questions."""
+    import numpy as np
+
+    from argtree import datasets
+    from argtree.evaluate import calibration, fact_items, reliability_diagram, score_facts
+    from argtree.expand import similarity, yes_no_prompt
+    from argtree.finetune import resolve_version
+    from argtree.grow import GrowConfig, grow
+    from argtree.inference import beliefs
+    from argtree.llm import make_backend
+    from argtree.tree import Evidence
+
+    rng = random.Random(args.seed)
+    recs = datasets.read_jsonl(os.path.join(args.data, "heldout_facts.jsonl"))
+    pos = [r for r in recs if r["completion"] == "Yes"]
+    neg = [r for r in recs if r["completion"] == "No"]
+    rng.shuffle(pos)
+    rng.shuffle(neg)
+    sample = pos[: args.facts // 2] + neg[: args.facts // 2]
+    prompts, truths, system = fact_items(sample, "heldout_facts")
+    with open(os.path.join(args.data, "heldout_questions.json")) as fh:
+        questions = json.load(fh)
+    rng.shuffle(questions)
+    questions = questions[: args.questions]
+    dest = args.out or os.path.join(args.data, "measure")
+    os.makedirs(dest, exist_ok=True)
+    for role, name in (("base", args.base), ("adapted", args.model)):
+        if args.only and role != args.only:
+            continue
+        t0 = time.perf_counter()
+        backend = make_backend("local", resolve_version(name))
+        probs = score_facts(backend, prompts, system)
+        cal = calibration(probs, truths)
+        side = {"model": name, "facts": {**cal.as_dict(), "seconds": round(time.perf_counter() - t0, 1)},
+                "probs": probs, "truths": truths}
+        print(role, "facts", json.dumps(side["facts"]), flush=True)
+        t0 = time.perf_counter()
+        side["questions"] = _expansions(backend, questions, GrowConfig(expansions=1, per_side=2, seed=args.seed),
+                                        grow, similarity, yes_no_prompt, beliefs, Evidence, np)
+        side["questions"]["seconds"] = round(time.perf_counter() - t0, 1)
+        print(role, "questions", json.dumps(side["questions"]), flush=True)
+        with open(os.path.join(dest, f"{role}.json"), "w") as fh:
+            json.dump(side, fh, indent=1)
+        del backend
+    sides = {}
+    for role in ("base", "adapted"):
+        path = os.path.join(dest, f"{role}.json")
+        if os.path.exists(path):
+            with open(path) as fh:
+                sides[role] = json.load(fh)
+    if len(sides) < 2:
+        return
+    curves = {f"{role}: {os.path.basename(str(side['model']))}": (side["probs"], side["truths"])
+              for role, side in sides.items()}
+    reliability_diagram(curves, os.path.join(dest, "reliability.png"),
+                        title=f"Held-out StrategyQA facts and negations (n={len(prompts)})")
+    out = {"data": os.path.abspath(args.data), "n_facts": len(prompts), "n_questions": len(questions),
+           **{role: {k: v for k, v in side.items() if k not in ("probs", "truths")} for role, side in sides.items()}}
+    with open(os.path.join(dest, "metrics.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
+    print(json.dumps(out, indent=1))
+
+
+def _expansions(backend, questions, cfg, grow, similarity, yes_no_prompt, beliefs, Evidence, np) -> dict:
+    """Root expansion (for + against) of each question; what the premises look like, and the root's answer.
+
+    Root answer, two ways: 'direct' = P(yes) on the question itself; 'tree' = the
+    tree's belief once the model has judged its own premises (each premise's
+    P(yes) as soft evidence, as `argtree loop --oracle model` does).
+    """
+    proposed = accepted = copies = dups = failed = 0
+    numbers, credences, overlaps = [], [], []
+    direct_p, tree_p, gold = [], [], []
+    for q in questions:
+        res = grow(q["question"], backend, cfg)
+        tree = res.tree
+        kids = tree.children(tree.root)
+        rej = [r for r in res.rejected if r["node"] == tree.root]
+        proposed += len(kids) + len(rej)
+        accepted += len(kids)
+        copies += sum(r["reason"] in ("copies-claim", "restates-ancestor") for r in rej)
+        dups += sum(r["reason"].startswith("duplicate") for r in rej)
+        failed += not kids
+        for nid in kids:
+            ex = tree[nid].extra
+            credences.append(ex["credence"])
+            numbers.extend([ex["credence"], ex["claim_if_true"], ex["claim_if_false"]])
+            overlaps.append(max((similarity(tree[nid].text, f) for f in q["facts"]), default=0.0))
+        direct_p.append(backend.score_yes([yes_no_prompt(q["question"])])[0])
+        ev = []
+        if kids:
+            for nid, p in zip(kids, backend.score_yes([yes_no_prompt(tree[n].text) for n in kids])):
+                if abs(p - 0.5) > 1e-6:
+                    ev.append(Evidence(nid, p > 0.5, min(max(p, 1 - p), 0.99)))
+        tree_p.append(beliefs(tree, ev)[tree.root])
+        gold.append(1 if q["answer"] else 0)
+    gold_a = np.array(gold)
+
+    def root(ps):
+        ps = np.array(ps)
+        return {"accuracy": float(np.mean((ps >= 0.5) == (gold_a == 1))), "brier": float(np.mean((ps - gold_a) ** 2)),
+                "mean_p": float(ps.mean())}
+
+    n = max(proposed, 1)
+    return {"proposed": proposed, "accepted": accepted, "copy_share": copies / n, "duplicate_share": dups / n,
+            "failed_share": failed / max(len(questions), 1),
+            "credence_std": float(np.std(credences)) if credences else None,
+            "numbers_std": float(np.std(numbers)) if numbers else None,
+            "share_at_bounds": float(np.mean([x in (0.05, 0.95) or x >= 0.95 for x in numbers])) if numbers else None,
+            "distinct_numbers": len(set(numbers)),
+            "gold_overlap_mean": float(np.mean(overlaps)) if overlaps else None,
+            "gold_overlap_share_ge_0.3": float(np.mean([o >= 0.3 for o in overlaps])) if overlaps else None,
+            "root_direct": root(direct_p), "root_tree": root(tree_p)}
 
 
 if __name__ == "__main__":

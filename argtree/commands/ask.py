@@ -206,6 +206,10 @@ def _print(tree, report, result, stored, store_note, out) -> None:
     out_c.print(f"[dim]"
                 f"({len(tree)} nodes; stopped: {result.stop_reason}; {result.stats['model_calls']} prompts; "
                 f"{len(result.failures)} failed expansion(s); {result.stats['rejected']} premise(s) rejected by guards)[/]")
+    for f in result.failures[:3]:
+        last = f["errors"][-1] if f["errors"] else "no usable answer"
+        out_c.print(f"[yellow]expansion of {f['node']} failed after {f['attempts']} attempt(s): {escape(last)} "
+                    "(raw output kept in the tree's failed_expansions)[/]")
     if report["questions"]:
         table = Table(title="Ask a person first (highest value of information)")
         for col, kw in (("#", {"justify": "right"}), ("node", {}), ("premise", {"overflow": "fold"}),

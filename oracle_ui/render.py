@@ -38,8 +38,8 @@ def num(x: float | None, digits: int = 3) -> str:
 def figures(items: list[tuple[str, object]], *, testid: str = "figures") -> None:
     """A row of labelled numbers in one element (cheaper to send than one st.metric each)."""
     cells = "".join(
-        f'<div data-label="{html.escape(str(label), quote=True)}" style="min-width:7.5rem">'
+        f'<div data-label="{html.escape(str(label), quote=True)}" style="min-width:5.5rem">'
         f'<div style="font-size:0.85rem;color:#555">{html.escape(str(label))}</div>'
         f'<div class="value" style="font-size:1.9rem;line-height:1.3">{html.escape(str(value))}</div></div>'
         for label, value in items)
-    st.html(f'<div data-testid="{testid}" style="display:flex;flex-wrap:wrap;gap:1.2rem 2rem">{cells}</div>')
+    st.html(f'<div data-testid="{testid}" style="display:flex;flex-wrap:wrap;gap:0.8rem 1.4rem">{cells}</div>')

@@ -460,3 +460,15 @@ def test_left_to_answer_is_shown_as_a_lower_bound_when_capped(db, monkeypatch):
     monkeypatch.setattr(store, "annotator_stats", lambda s, aid, **kw: real(s, aid, remaining_limit=5))
     at = logged_in("alice")
     assert metric(at, "Left to answer") == "5+"
+
+
+def test_logout_ends_the_session_and_gives_the_question_back(db):
+    at = logged_in("alice")
+    first = premise(at)
+    at.sidebar.button(key="logout").click().run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Log in"]
+    assert any("logged out" in w.value for w in at.warning)
+    assert "s" not in at.query_params
+    other = logged_in("bob")  # alice's lease was released: bob may get her question now
+    assert premise(other) == first

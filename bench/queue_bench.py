@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run still drops its PostgreSQL schema
     props = args.props or max(1, args.trees * args.nodes // 2)
     result = {"db": args.db, "trees": args.trees, "nodes_per_tree": args.nodes, "propositions_pool": props}
     if args.db == "sqlite":

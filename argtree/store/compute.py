@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -48,11 +49,21 @@ def label_evidence(value: bool | None, probability: float | None, reliability: f
     return (True, lt / (lt + lf)) if lt > lf else (False, lf / (lt + lf))
 
 
-def queue_settings(session: Session) -> dict:
+_settings_cache: dict[str, tuple[float, dict]] = {}
+SETTINGS_TTL = 2.0  # seconds another process may keep using old queue settings
+
+
+def queue_settings(session: Session, *, fresh: bool = False) -> dict:
+    """The queue settings (DEFAULTS overridden by the settings table), cached for SETTINGS_TTL seconds."""
+    key = str(session.get_bind().url)
+    hit = _settings_cache.get(key)
+    if hit is not None and not fresh and time.monotonic() - hit[0] < SETTINGS_TTL:
+        return dict(hit[1])
     out = dict(DEFAULTS)
-    for key, value in session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(DEFAULTS))):
-        out[key] = value
-    return out
+    for name, value in session.execute(select(Setting.key, Setting.value).where(Setting.key.in_(DEFAULTS))):
+        out[name] = value
+    _settings_cache[key] = (time.monotonic(), out)
+    return dict(out)
 
 
 def queue_rank(forest_voi, n_answers, overlap: int):

@@ -130,7 +130,7 @@ def set_queue_settings(session: Session, *, overlap: int | None = None, lease_se
         if metric not in METRICS:
             raise StoreError(f"must be one of {', '.join(METRICS)}, got {metric!r}", "metric")
         changes["queue.metric"] = metric
-    before = queue_settings(session)
+    before = queue_settings(session, fresh=True)
     for key, value in changes.items():
         row = session.get(Setting, key)
         if row is None:
@@ -141,12 +141,13 @@ def set_queue_settings(session: Session, *, overlap: int | None = None, lease_se
     if changes.get("queue.metric", before["queue.metric"]) != before["queue.metric"]:
         from .trees import recompute_all
 
+        queue_settings(session, fresh=True)
         recompute_all(session)
     elif changes.get("queue.overlap", before["queue.overlap"]) != before["queue.overlap"]:
         p = Proposition.__table__
         session.execute(update(p).values(queue_rank=queue_rank(p.c.forest_voi, p.c.n_answers,
                                                                 changes["queue.overlap"])))
-    return queue_settings(session)
+    return queue_settings(session, fresh=True)
 
 
 # -- asking ---------------------------------------------------------------
@@ -215,13 +216,11 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
 
 
 def _question(session: Session, pid: int, expires: datetime) -> Question:
-    text = session.scalar(select(Proposition.text).where(Proposition.id == pid))
     occ = session.execute(
-        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Node.voi)
-        .join(Tree, Tree.id == Node.tree_id).where(Node.proposition_id == pid)
-        .order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
-    forest = sum(w for _, _, w, _ in occ)
-    node_id, tree_id = occ[0][0], occ[0][1]
+        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Tree.question, Tree.root_belief, Proposition.text)
+        .join(Tree, Tree.id == Node.tree_id).join(Proposition, Proposition.id == Node.proposition_id)
+        .where(Node.proposition_id == pid).order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
+    node_id, tree_id, _, question, root_belief, text = occ[0]
     # The chain up to the root in one recursive query.
     up = (select(Node.id, Node.parent_id, literal(0).label("step")).where(Node.id == node_id)
           .cte("up", recursive=True))
@@ -236,12 +235,11 @@ def _question(session: Session, pid: int, expires: datetime) -> Question:
                   else "attacks" if n.p_if_true < n.p_if_false else "neutral")
         chain.append(ChainLink(n.id, n.local_id, t, n.belief, stance))
     node = rows[0][0]
-    tree = session.execute(select(Tree.question, Tree.root_belief).where(Tree.id == tree_id)).one()
     return Question(
-        proposition_id=pid, text=text, forest_voi=forest, tree_id=tree_id, node_id=node_id,
-        question=tree.question, chain=tuple(chain), voi=node.voi, belief=node.belief,
+        proposition_id=pid, text=text, forest_voi=sum(o[2] for o in occ), tree_id=tree_id, node_id=node_id,
+        question=question, chain=tuple(chain), voi=node.voi, belief=node.belief,
         model_credence=node.model_credence, rationale=node.rationale, model_output=node.model_output,
-        root_belief=tree.root_belief, root_if_true=node.root_if_true, root_if_false=node.root_if_false,
+        root_belief=root_belief, root_if_true=node.root_if_true, root_if_false=node.root_if_false,
         tree_ids=tuple(sorted({o[1] for o in occ})), node_ids=tuple(o[0] for o in occ),
         lease_expires_at=expires)
 
@@ -304,21 +302,25 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
         value, probability, dont_know, ill_posed, rewrite, comment, seconds, request_id)
     me = _annotator(session, annotator_id).id
     pid = _int(proposition_id, "proposition_id")
-    if session.get(Proposition, pid) is None:
-        raise NotFound(f"no proposition with id {pid}", "proposition_id")
     tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == pid).distinct()))
+    if not tree_ids and session.get(Proposition, pid) is None:
+        raise NotFound(f"no proposition with id {pid}", "proposition_id")
     # Lock order everywhere: trees (by id), then propositions (by id).
     lock_trees(session, tree_ids)
     lock_proposition(session, pid)
-    done = session.scalar(select(Label).where(Label.annotator_id == me, Label.request_id == request_id))
+    # This request's label if it was stored already, and this person's live answer to the proposition.
+    mine = session.scalars(select(Label).where(
+        Label.annotator_id == me,
+        (Label.request_id == request_id) | ((Label.proposition_id == pid) & Label.retracted_at.is_(None)
+                                            & Label.reliability.is_(None)))).all()
+    done = next((lab for lab in mine if lab.request_id == request_id), None)
     if done is not None:
         if done.proposition_id != pid:
             raise StoreError(f"request id {request_id!r} was already used for proposition {done.proposition_id}",
                              "request_id")
         return done
     now = utcnow()
-    previous = session.scalar(select(Label).where(Label.annotator_id == me, Label.proposition_id == pid,
-                                                  Label.retracted_at.is_(None), Label.reliability.is_(None)))
+    previous = mine[0] if mine else None
     if previous is not None:
         previous.retracted_at = now
         session.flush()

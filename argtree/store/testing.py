@@ -51,8 +51,10 @@ def fast_password_hashing() -> None:
 
 def dispose(url: str) -> None:
     """Close this process's pooled connections to ``url``."""
+    from .compute import _settings_cache
     from .db import _checked, _engines
 
+    _settings_cache.clear()
     for key in [k for k in _engines if k[0] == url]:
         _engines.pop(key).dispose()
         _checked.discard(key)
@@ -65,6 +67,9 @@ def reset_postgres(url: str) -> None:
     from .db import get_engine
     from .models import Base
 
+    from .compute import _settings_cache
+
+    _settings_cache.clear()
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
     with get_engine(url).begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))

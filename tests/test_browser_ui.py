@@ -122,6 +122,13 @@ def test_keyboard_answers_undo_reload_and_database(server, browser):
     time.sleep(0.5)
     assert testing.premise(page) == seen[2]
     assert len(labels_of(server["url"], "bob", live=False)) == 3
+    # Switching pages from the sidebar keeps the session, through a reload too.
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Trees").click()
+    page.get_by_role("heading", name="Trees").wait_for(timeout=30_000)
+    page.wait_for_function("() => new URLSearchParams(location.search).has('s')", timeout=30_000)
+    page.reload()
+    page.get_by_role("heading", name="Trees").wait_for(timeout=30_000)
+    assert page.get_by_text("bob (annotator)").count() == 1
     no_traceback(page)
     ctx.close()
 

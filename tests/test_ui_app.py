@@ -472,3 +472,23 @@ def test_logout_ends_the_session_and_gives_the_question_back(db):
     assert "s" not in at.query_params
     other = logged_in("bob")  # alice's lease was released: bob may get her question now
     assert premise(other) == first
+
+
+@pytest.mark.postgres
+def test_answer_and_undo_on_postgresql(monkeypatch, tmp_path):
+    from argtree.store.testing import postgres_db
+
+    with postgres_db() as url:
+        demo.seed(url, n_trees=3, n_nodes=5, migrate=False)
+        monkeypatch.setenv("ARGTREE_DATABASE_URL", url)
+        monkeypatch.setenv("ARGTREE_HOME", str(tmp_path))
+        monkeypatch.setenv("ARGTREE_UI_SECRET", "unit-test-secret")
+        at = login_form(app(), "alice", "alice-pass-1")
+        first = premise(at)
+        answer_button(at, "true").click().run()
+        assert not at.exception and premise(at) != first
+        assert [lab.kind for lab in live_labels("alice")] == ["true"]
+        at.button(key="undo").click().run()
+        assert premise(at) == first and live_labels("alice") == []
+        at = _goto(logged_in("admin"), "trees")
+        assert not at.exception and len(at.selectbox(key="tree_pick").options) == 3

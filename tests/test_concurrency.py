@@ -21,12 +21,15 @@ pytest.importorskip("argtree.store")
 from sqlalchemy import select, text  # noqa: E402
 
 from argtree.store import (Label, add_annotator, next_question, save_tree, session_scope,  # noqa: E402
-                           set_queue_settings, submit_label)
+                           set_queue_settings, submit_label, utcnow)
 from argtree.store.testing import (check_consistency, dispose, fast_password_hashing, postgres_schema,  # noqa
                                    random_forest, sqlite_db)
 
 pytestmark = pytest.mark.slow
 
+HELD = text("SELECT max(p.n_answers + (SELECT count(*) FROM leases l WHERE l.proposition_id = p.id "
+            "AND l.expires_at > :now)) FROM propositions p "
+            "WHERE p.id IN (SELECT proposition_id FROM leases WHERE expires_at > :now)")
 ANNOTATORS = 16
 LABELS = 2000
 OVERLAP = 2
@@ -117,13 +120,25 @@ def test_sixteen_annotators_threads_and_processes(url, tmp_path):
 
     threads = [threading.Thread(target=run, args=(i, a))
                for i, a in enumerate(annotators[ANNOTATORS // 2:], ANNOTATORS // 2)]
-    for t in threads:
+    stop, held = threading.Event(), []
+
+    def watch():  # while they work: never more holders (answers + live leases) than the overlap allows
+        while not stop.is_set():
+            with session_scope(url, readonly=True) as s:
+                held.append(s.execute(HELD, {"now": utcnow()}).scalar() or 0)
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    for t in threads + [watcher]:
         t.start()
     for t in threads:
         t.join(timeout=300)
     for p in procs:
         p.join(timeout=300)
+    stop.set()
+    watcher.join()
     assert not errors, errors
+    assert len(held) > 10 and max(held) <= OVERLAP, (len(held), max(held))
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
     acks = [json.loads(line) for i in range(ANNOTATORS) for line in open(tmp_path / f"acks{i}.jsonl")]
     first = {(a["a"], a["rid"]): a for a in acks if not a.get("resubmit")}

@@ -27,9 +27,10 @@ Public API (everything below is importable from ``argtree.store``)::
     undo_last_label(s, annotator_id) -> Label | None   # and re-leases that question
     release_lease(s, annotator_id)
     root_history(s, tree_id) -> [RootPoint]
-    annotator_stats(s, annotator_id, since=None) -> AnnotatorStats
+    annotator_stats(s, annotator_id, since=None, remaining_limit=1000) -> AnnotatorStats
     labels_for(s, proposition_id=None, annotator_id=None, include_retracted=False)
     get_queue_settings(s), set_queue_settings(s, overlap=, lease_seconds=, metric=)
+                                                # other processes see a change within 2 s
 
     # accounts (accounts.py)
     add_annotator(s, name, password, admin=False, *, reliability=0.9) -> Annotator
@@ -59,8 +60,11 @@ Conventions:
 * The queue serves a proposition to at most ``queue.overlap`` people (answers plus
   live leases); "don't know" does not count as an answer, "ill-posed" does.
 
-Tests and other tools get a migrated throw-away database from
-``argtree.store.testing`` (SQLite file or a PostgreSQL schema of its own).
+Tests and other tools get a migrated throw-away database from ``argtree.store.testing``:
+``sqlite_db(tmp_path)`` (a copy of a database migrated once per process), ``postgres_schema()``
+(a schema of its own, dropped afterwards; skips with how-to-enable when the server is down),
+``reset_postgres(url)``, ``fast_password_hashing()`` (cheap argon2 for tests),
+``random_forest(...)`` and ``check_consistency(url)`` (stored numbers vs the core, from scratch).
 """
 
 from .accounts import add_annotator, get_annotator, list_annotators, set_annotator, set_password, verify_password

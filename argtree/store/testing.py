@@ -126,8 +126,9 @@ postgres_db = postgres_schema
 
 
 def random_forest(n_trees: int, nodes_per_tree: int, n_propositions: int, seed: int = 0):
-    """Random trees (an iterator of ArgumentTree) whose premises are drawn from a shared pool of
-    ``n_propositions`` texts, so propositions recur across trees as they do in a real forest."""
+    """Random recursive trees (each premise's parent uniform among the earlier nodes: depth ~ ln n, as
+    in bench/voi_bench.py) whose premises are drawn from a shared pool of ``n_propositions`` texts, so
+    propositions recur across trees as they do in a real forest.  An iterator of ArgumentTree."""
     import random
 
     from ..tree import ArgumentTree, Node
@@ -138,7 +139,7 @@ def random_forest(n_trees: int, nodes_per_tree: int, n_propositions: int, seed: 
         for i in range(1, nodes_per_tree):
             p1, p0 = rng.uniform(0.05, 0.95), rng.uniform(0.05, 0.95)
             nodes.append(Node(f"n{i}", f"Proposition {rng.randrange(n_propositions)} holds.",
-                              parent="r" if i < 4 else (nodes[rng.randrange(max(1, i - 8), i)].id),
+                              parent=nodes[rng.randrange(i)].id,
                               p_if_true=round(p1, 3), p_if_false=round(p0, 3)))
         yield ArgumentTree(nodes)
 

@@ -29,8 +29,9 @@ repeats its siblings and says 1.0 for everything):
   always bears on its claim in the direction it was asked for;
 * a premise that restates its claim or any ancestor, repeats a sibling (or a
   premise of the same answer), duplicates any node already in the tree
-  (normalized text), or says nothing (too few content words, "the claim is
-  true") is rejected with a reason;
+  (normalized text), says nothing (too few content words, "the claim is
+  true", the same words over and over), is no sentence (an identifier, a
+  timestamp) or no statement (a question, a "how to") is rejected with a reason;
 * an answer that is not JSON, is empty, is over ``MAX_RAW`` characters, has
   numbers outside [0, 1] or no acceptable premise is a failed attempt; the
   caller retries with sampling and finally records the raw text.
@@ -155,12 +156,22 @@ def yes_no_prompt(statement: str) -> str:
     return f"Is the following statement true? Answer Yes or No.\nStatement: {statement}"
 
 
+_PROB = re.compile(r'^\s*\{\s*"probability"\s*:\s*(-?[0-9]+(?:\.[0-9]*)?)')
+
+
 def parse_credence(text: str) -> float | None:
-    """The probability in a credence answer, or None when it is missing or out of [0, 1]."""
+    """The probability in a credence answer, or None when it is missing or out of [0, 1].
+
+    An answer cut off inside the number ("0.50000000..." to the token cap, which
+    small models do) still says its number: the digits before the cut are kept.
+    """
     try:
         value = json.loads(text).get("probability")
     except (ValueError, AttributeError):
-        return None
+        m = _PROB.match(text or "")
+        if not m:
+            return None
+        value = float(m.group(1))
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         return None
     return float(value)
@@ -169,6 +180,7 @@ def parse_credence(text: str) -> float | None:
 # -- text similarity -------------------------------------------------------
 _LABEL = re.compile(r"^\s*(?:(?:claim|premise|reason|argument|point|fact)\s*\d*|\d+)\s*[:.)\-]\s*", re.I)
 _WORD = re.compile(r"[a-z0-9]+")
+_QUESTION = re.compile(r"^\s*(how|what|why|when|where|who|which)\b", re.I)
 STOP = frozenset("""a an the is are was were be been being of to in on at for from by with and or but if then
 than that this these those it its as into about over under not no do does did has have had will would can could
 should may might must there their they them he she his her we our you your i me my so such very more most less""".split())
@@ -224,7 +236,7 @@ class Proposal:
 @dataclass(frozen=True)
 class Rejection:
     text: str
-    reason: str   # copies-claim, restates-ancestor, duplicate-sibling, duplicate-in-tree, vacuous, degenerate, ...
+    reason: str   # copies-claim, restates-ancestor, duplicate-*, vacuous, degenerate, not-a-sentence, ...
 
 
 @dataclass
@@ -274,6 +286,10 @@ class Guard:
         words = content_words(text)
         if len(words - META) < 2:
             return "vacuous"
+        if len(text.split()) < 3 or sum(ch.isalpha() for ch in text) < 0.6 * len(text.replace(" ", "")):
+            return "not-a-sentence"  # identifiers, timestamps, single words
+        if text.rstrip().endswith("?") or _QUESTION.match(text):
+            return "not-a-statement"  # a premise must be true or false, not a question or a how-to
         tokens = _WORD.findall(text.lower())
         if len(tokens) >= 8 and len(set(tokens)) / len(tokens) < 0.6:
             return "degenerate"  # the same few words over and over

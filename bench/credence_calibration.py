@@ -78,7 +78,7 @@ def main() -> None:
     texts, ys = [t for t, _ in items], [float(y) for _, y in items]
     be = LocalBackend(args.model, max_batch=16)
     t0 = time.perf_counter()
-    gens = be.generate_json([credence_prompt(t) for t in texts], credence_schema(), max_new_tokens=16)
+    gens = be.generate_json([credence_prompt(t) for t in texts], credence_schema(), max_new_tokens=24)
     verbal_raw = [parse_credence(g.text) for g in gens]
     parsed = sum(v is not None for v in verbal_raw)
     verbal = [0.5 if v is None else v for v in verbal_raw]
@@ -100,7 +100,7 @@ def main() -> None:
 
 Bundled SmolLM2-135M-Instruct, CPU.  {len(texts)} statements: {len(texts) // 2} StrategyQA facts (true) and
 their rule-checked negations (false).  verbal = the number the model writes under a JSON schema
-({parsed}/{len(texts)} parsed; distinct values: {', '.join(map(str, res['distinct_verbal_values']))});
+({parsed}/{len(texts)} parsed, digits cut at the token cap kept; distinct values: {', '.join(map(str, res['distinct_verbal_values']))});
 logprob = P(Yes)/(P(Yes)+P(No)) of the first answer token.  Brier 0.25 = always answering 0.5.
 
 | credence | Brier | mean p (true) | mean p (false) | accuracy (p>0.5) | AUC |

@@ -81,6 +81,10 @@ def test_guards_reject_copies_duplicates_restatements_and_vacuous():
         ("The claim is true.", 0.9, 0.9, 0.1),                                       # says nothing
         ("Yes, absolutely yes, the answer is yes, this is true, yes yes", 0.9, 0.9, 0.1),  # says nothing
         ("Cats nap cats nap cats nap cats nap cats nap", 0.9, 0.9, 0.1),           # degenerate
+        ("cryogenic_exercise_for_healing_roots", 0.9, 0.9, 0.1),                   # not a sentence
+        ("11-01:20:00:00 and 12:00", 0.9, 0.9, 0.1),                               # not a sentence
+        ("How to make avocados from corn", 0.9, 0.9, 0.1),                         # not a statement
+        ("Was the office invented in 1900?", 0.9, 0.9, 0.1),                       # not a statement
         ("Home offices have fewer interruptions from colleagues.", 0.7, 0.8, 0.3),   # fine
         ("Fewer interruptions from colleagues happen in home offices.", 0.7, 0.8, 0.3),  # dup of the one above
         ("Video calls tire people quickly.", 0.6, 0.5, 0.5),                         # bears on nothing
@@ -89,7 +93,8 @@ def test_guards_reject_copies_duplicates_restatements_and_vacuous():
     assert [p.text for p in parsed.proposals] == ["Home offices have fewer interruptions from colleagues."]
     reasons = [r.reason for r in parsed.rejected]
     assert reasons == ["copies-claim", "restates-ancestor", "duplicate-sibling", "duplicate-in-tree", "vacuous",
-                       "vacuous", "degenerate", "duplicate-sibling", "no-bearing"]
+                       "vacuous", "degenerate", "not-a-sentence", "not-a-sentence", "not-a-statement",
+                       "not-a-statement", "duplicate-sibling", "no-bearing"]
     assert parsed.ok
 
 
@@ -128,5 +133,7 @@ def test_parse_credence():
     assert parse_credence('{"probability": 0.25}') == 0.25
     assert parse_credence('{"probability": 1.5}') is None
     assert parse_credence("nope") is None
+    assert parse_credence('{"probability": 0.7500000000000') == 0.75   # cut at the token cap
+    assert parse_credence('{"probability": 3.5000') is None
     assert parse_credence('{"probability": true}') is None
     assert not math.isnan(parse_credence('{"probability": 0}'))

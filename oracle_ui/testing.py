@@ -42,7 +42,7 @@ def serve(db_url: str, *, home: str | os.PathLike, extra_env: dict | None = None
     env = dict(os.environ, ARGTREE_DATABASE_URL=db_url, ARGTREE_HOME=str(home), ARGTREE_UI_SECRET=SECRET,
                **(extra_env or {}))
     log = open(Path(home) / f"streamlit-{port}.log", "wb")
-    # The real command (`argtree ui`), which runs `streamlit run` as its child: stop the whole group after.
+    # The real command (`argtree ui`, which execs `streamlit run`), in a process group of its own.
     proc = subprocess.Popen([sys.executable, "-m", "argtree.cli", "ui", "--port", str(port), "--host", "127.0.0.1"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -61,10 +60,11 @@ def ui(port: int, host: str, database: str | None) -> None:
         engine.dispose()
     shown = "localhost" if host in ("127.0.0.1", "::1", "localhost") else host
     click.echo(f"argtree oracle on http://{shown}:{port}  (database {redact(url or _default_url())})", err=True)
-    try:
-        raise SystemExit(subprocess.call(streamlit_command(port, host), env=env))
-    except KeyboardInterrupt:
-        raise SystemExit(0) from None
+    cmd = streamlit_command(port, host)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Become the Streamlit server (no child process): Ctrl+C and SIGTERM reach it directly.
+    os.execve(cmd[0], cmd, env)
 
 
 def _default_url() -> str:

@@ -105,6 +105,30 @@ def oracle_path(tree, soft, labels: dict[str, bool], k: int, order: str, rng) ->
     return out
 
 
+def run_direct(args) -> dict:
+    """(a) only, on a larger subset: one forward pass per question, so it fits where growing does not."""
+    from argtree import strategyqa
+    from argtree.llm import make_backend
+
+    records = strategyqa.load(args.data)
+    rng = np.random.default_rng(args.seed)
+    subset = [records[i] for i in rng.choice(len(records), size=args.direct_only, replace=False)]
+    options = {"threads": args.threads} if args.backend == "local" else {}
+    backend = make_backend(args.backend, args.model, **options)
+    t0 = time.perf_counter()
+    p = backend.score_yes([direct_prompt(r["question"]) for r in subset])
+    y = np.array([r["answer"] for r in subset])
+    p = np.array(p)
+    doc = {"command": " ".join(["bench/strategyqa_voi.py"] + sys.argv[1:]), "n": len(subset), "seed": args.seed,
+           "model": backend.model_version, "seconds": round(time.perf_counter() - t0, 1),
+           "accuracy": _boot(_acc(p, y), args.seed), "brier": _boot((p - y) ** 2, args.seed),
+           "mean_p_yes": float(p.mean()), "share_p_yes_above_half": float((p > 0.5).mean()),
+           "gold_yes_share": float(y.mean())}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
 def run(args) -> dict:
     from argtree import strategyqa
     from argtree.grow import GrowConfig, grow
@@ -269,9 +293,14 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--report", action="store_true", help="only print the table from --out")
+    ap.add_argument("--direct-only", type=int, default=0, metavar="N",
+                    help="only (a), the direct answer, on a seeded subset of N questions (write to --out)")
     ap.add_argument("--handcheck-sample", type=int, default=0, metavar="N",
                     help="write N judged premises from --out to the hand-check file (keeps existing labels)")
     args = ap.parse_args(argv)
+    if args.direct_only:
+        print(json.dumps(run_direct(args), indent=1))
+        return 0
     if args.report or args.handcheck_sample:
         doc = json.loads(Path(args.out).read_text())
         if args.handcheck_sample:

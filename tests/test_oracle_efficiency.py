@@ -133,3 +133,13 @@ def test_strategyqa_script_runs_end_to_end_with_the_scripted_backend(tmp_path):
         assert len(row["voi"]) == len(row["random"]) == 3
     table = sq.report(doc)
     assert "| (a) direct answer |" in table and "| (c) k=3, VoI |" in table
+
+
+def test_strategyqa_direct_only_scores_a_larger_subset(tmp_path):
+    sq = _strategyqa_script()
+    out = tmp_path / "direct.json"
+    assert sq.main(["--backend", "fake", "--direct-only", "40", "--seed", "3", "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["n"] == 40
+    acc, lo, hi = doc["accuracy"]
+    assert 0.0 <= lo <= acc <= hi <= 1.0 and hi - lo > 0.1  # 40 questions: a wide interval, honestly

@@ -92,10 +92,14 @@ def main() -> None:
     with st.sidebar:
         st.text(f"{acct.name} ({acct.role})")
         st.button("Log out", on_click=logout, key="logout")
+    from argtree.store import StoreError
+
     try:
         nav.run()
     except data.Unavailable as err:
         st.error(f"The database is not available right now; nothing was lost.\n\n{err}")
+    except StoreError as err:  # e.g. a tree deleted while it was on screen: say so, then carry on
+        st.warning(f"That is no longer there: {err}. Reload the page to carry on.")
 
 
 main()

@@ -492,3 +492,17 @@ def test_answer_and_undo_on_postgresql(monkeypatch, tmp_path):
         assert premise(at) == first and live_labels("alice") == []
         at = _goto(logged_in("admin"), "trees")
         assert not at.exception and len(at.selectbox(key="tree_pick").options) == 3
+
+
+def test_a_tree_that_vanishes_gives_a_message_not_a_traceback(db, monkeypatch):
+    from argtree.store import NotFound
+
+    at = _goto(logged_in("admin"), "trees")
+
+    def gone(tree_id):
+        raise NotFound(f"no tree with id {tree_id}", "tree_id")
+
+    monkeypatch.setattr(data, "tree", gone)
+    at.text_input(key="tree_search").input("Q1:").run()
+    assert not at.exception
+    assert any("no longer there" in w.value for w in at.warning)

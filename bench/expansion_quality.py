@@ -42,7 +42,13 @@ def main() -> None:
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="write the result section into BENCHMARKS.md")
     ap.add_argument("--dump", default=None, help="write every tree (argtree/1 list) to this JSON file")
+    ap.add_argument("--offset", type=int, default=0, help="skip this many questions (to run shards in parallel)")
+    ap.add_argument("--records", default=None, help="append one JSON line per expansion here (for --merge)")
+    ap.add_argument("--merge", nargs="+", default=None, help="report on the --records files of several shards")
     args = ap.parse_args()
+    if args.merge:
+        recs = [json.loads(line) for f in args.merge for line in Path(f).read_text().splitlines() if line.strip()]
+        return report(recs, args, len({(r["shard"], r["tree"]) for r in recs}), None)
 
     from argtree.grow import GrowConfig, expand_many
     from argtree.io import to_dict
@@ -53,11 +59,12 @@ def main() -> None:
 
     recs = load(DATA)
     random.Random(args.seed).shuffle(recs)
-    questions = [r["question"] for r in recs[: args.questions]]
+    questions = [r["question"] for r in recs[args.offset: args.offset + args.questions]]
     be = LocalBackend(args.model, max_batch=2 * args.chunk)
     cfg = GrowConfig(max_new_tokens=args.max_new_tokens, seed=args.seed, retries=args.retries)
     trees = [ArgumentTree([Node("q", q, prior=0.5)]) for q in questions]
     outcomes = []
+    records: list[dict] = []
     sent = 0
     t0 = time.perf_counter()
 
@@ -70,6 +77,13 @@ def main() -> None:
             for (ti, nid), o in zip(part, outs):
                 outcomes.append((ti, nid, o))
                 trees[ti] = _add(trees[ti], nid, o.proposals)
+                rec = {"shard": args.offset, "tree": ti, "node": nid, "claim": trees[ti][nid].text,
+                       "attempts": o.attempts, "errors": o.errors, "rejected": [r["reason"] for r in o.rejected],
+                       "accepted": [{"text": p.text, "attack": p.p_if_true < p.p_if_false} for p in o.proposals]}
+                records.append(rec)
+                if args.records:
+                    with open(args.records, "a") as fh:
+                        fh.write(json.dumps(rec) + "\n")
             print(f"  {len(outcomes)} expansions, {sent} prompts, {time.perf_counter() - t0:.0f} s", flush=True)
 
     expand([(ti, "q") for ti in range(len(trees))])
@@ -81,45 +95,53 @@ def main() -> None:
     expand(step2)
     seconds = time.perf_counter() - t0
 
-    # -- numbers ----------------------------------------------------------------
-    per_node = [len(o.proposals) for _, _, o in outcomes]
-    answers = sent
-    parse_fail = sum(1 for _, _, o in outcomes for e in o.errors if e.split(": ", 1)[-1].split(" ")[0] in PARSE_ERRORS)
-    truncated = sum(1 for _, _, o in outcomes for e in o.errors if "token cap" in e)
-    rej = collections.Counter(r["reason"] for _, _, o in outcomes for r in o.rejected)
+    if args.dump:
+        Path(args.dump).write_text(json.dumps([to_dict(t) for t in trees], indent=1))
+    report(records, args, len(trees), {"answers": sent, "seconds": seconds, "tokens": be.tokens_generated})
+
+
+def report(records, args, n_trees, run) -> None:
+    """Numbers and the BENCHMARKS.md section from per-expansion records (one run or merged shards)."""
+    per_node = [len(r["accepted"]) for r in records]
+    errors = [e for r in records for e in r["errors"]]
+    # two first answers per expansion, plus one retry per failed answer that was not the last attempt
+    answers = sum(2 + sum(int(e.split(":", 1)[0].split("#")[1]) < args.retries for e in r["errors"])
+                  for r in records)
+    parse_fail = sum(1 for e in errors if e.split(": ", 1)[-1].split(" ")[0] in PARSE_ERRORS)
+    truncated = sum(1 for e in errors if "token cap" in e)
+    rej = collections.Counter(x for r in records for x in r["rejected"])
     accepted = sum(per_node)
     proposed = accepted + sum(rej.values())
     dups = rej["duplicate-sibling"] + rej["duplicate-in-tree"]
-    attacks = sum(1 for _, _, o in outcomes for p in o.proposals if p.p_if_true < p.p_if_false)
+    attacks = sum(1 for r in records for p in r["accepted"] if p["attack"])
     failed = sum(1 for n in per_node if n == 0)
-    retried = sum(1 for _, _, o in outcomes if o.attempts > 1)
+    retried = sum(1 for r in records if r["attempts"] > 1)
     dist = collections.Counter(per_node)
-    res = {"expansions": len(outcomes), "answers": answers, "parse_failures": parse_fail, "truncated": truncated,
-           "parse_rate": 1 - parse_fail / answers, "accepted": accepted, "proposed": proposed,
-           "rejections": dict(rej), "duplicate_rate": dups / proposed if proposed else 0.0,
+    res = {"expansions": len(records), "trees": n_trees, "answers": answers, "parse_failures": parse_fail,
+           "truncated": truncated, "parse_rate": 1 - parse_fail / answers, "accepted": accepted,
+           "proposed": proposed, "rejections": dict(rej), "duplicate_rate": dups / proposed if proposed else 0.0,
            "attack_share": attacks / accepted if accepted else 0.0, "failed_expansions": failed,
            "expansions_retried": retried, "premises_per_node": dict(sorted(dist.items())),
-           "mean_premises": accepted / len(outcomes), "seconds": seconds,
-           "tokens": be.tokens_generated, "tokens_per_s": be.tokens_generated / seconds}
+           "mean_premises": accepted / len(records), **(run or {})}
     print(json.dumps(res, indent=1))
-    if args.dump:
-        Path(args.dump).write_text(json.dumps([to_dict(t) for t in trees], indent=1))
-    examples = [(o.proposals[0].text, trees[ti][nid].text) for ti, nid, o in outcomes[:40] if o.proposals][:3]
+    examples = [(p["text"], r["claim"]) for r in records if r["accepted"] for p in r["accepted"][:1]][:4]
     dist_row = ", ".join(f"{k}: {v}" for k, v in sorted(dist.items()))
     rej_rows = "\n".join(f"| {k} | {v} |" for k, v in rej.most_common())
+    speed = (f", {run['seconds']:.0f} s, {run['tokens'] / run['seconds']:.1f} tokens/s on a shared, busy 2-core "
+             "machine" if run else " (shards run in parallel on a shared, busy 2-core machine)")
     md = f"""## Expansion quality: 100 expansions with the bundled model (issue 4)
 
-    .venv/bin/python bench/expansion_quality.py --questions {args.questions} --chunk {args.chunk} --write
+    .venv/bin/python bench/expansion_quality.py --questions 50 --write
+    # or in parallel shards: --questions 13 --offset 0|13|26|39 --records rK.jsonl, then --merge r*.jsonl --write
 
-SmolLM2-135M-Instruct (bundled), CPU, xgrammar-constrained; {len(questions)} StrategyQA questions as roots,
-each expanded, then each tree's highest-VoI premise expanded: {len(outcomes)} expansions, {answers} answers
-(a for and an against prompt per expansion, plus sampled retries), {seconds:.0f} s, {res['tokens_per_s']:.1f} tokens/s
-on a shared, busy 2-core machine.
+SmolLM2-135M-Instruct (bundled), CPU, xgrammar-constrained; {n_trees} StrategyQA questions as roots,
+each expanded, then each tree's highest-VoI premise expanded: {len(records)} expansions, {answers} answers
+(a for and an against prompt per expansion, plus sampled retries of failed sides){speed}.
 
 | measure | value |
 |---|---:|
 | answers that parsed (schema-valid JSON) | {answers - parse_fail}/{answers} = {100 * res['parse_rate']:.1f}% |
-| answers cut at the {args.max_new_tokens}-token cap | {truncated} |
+| answers cut at the {args.max_new_tokens}-token cap (counted as not parsed) | {truncated} |
 | premises proposed / accepted | {proposed} / {accepted} |
 | mean accepted premises per expanded node | {res['mean_premises']:.2f} |
 | premises per node (count: nodes) | {dist_row} |

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-import time
+import os
 from typing import Any
 
 import click
@@ -77,6 +76,7 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
         from ..io import dump
 
         try:
+            os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
             dump(tree, evidence, out)
         except OSError as e:
             raise InputError(f"cannot write {out}: {e.strerror}") from None

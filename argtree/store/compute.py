@@ -270,9 +270,12 @@ def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), 
         overlap = int(queue_settings(session)["queue.overlap"])
     pg = session.get_bind().dialect.name == "postgresql"
     n, t, p, lab = Node.__table__, Tree.__table__, Proposition.__table__, Label.__table__
-    fv = (select(func.coalesce(func.sum(t.c.priority * n.c.voi), 0.0))
-          .select_from(n.join(t, t.c.id == n.c.tree_id))
-          .where(n.c.proposition_id == p.c.id, t.c.status != "archived").scalar_subquery())
+    # Per node, its tree's weight by primary key (NULL when archived, which SUM skips): a join here let
+    # PostgreSQL hash all trees once per proposition.
+    weight = (select(t.c.priority).where(t.c.id == n.c.tree_id, t.c.status != "archived")
+              .correlate(n).scalar_subquery())
+    fv = (select(func.coalesce(func.sum(weight * n.c.voi), 0.0)).select_from(n)
+          .where(n.c.proposition_id == p.c.id).correlate(p).scalar_subquery())
     answers = (select(func.count()).select_from(lab)
                .where(lab.c.proposition_id == p.c.id, lab.c.retracted_at.is_(None), lab.c.reliability.is_(None),
                       or_(lab.c.value.is_not(None), lab.c.probability.is_not(None), lab.c.ill_posed))

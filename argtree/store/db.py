@@ -164,7 +164,17 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         _sqlite_setup(engine, lock_path)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if u.get_backend_name() == "postgresql":
+        @event.listens_for(engine, "connect")
+        def _no_jit(dbapi_conn, _record):
+            # JIT compiling took tens of ms per statement once the planner's estimates grew: these are
+            # short indexed statements, never worth compiling.
+            autocommit = dbapi_conn.autocommit
+            dbapi_conn.autocommit = True
+            dbapi_conn.execute("SET jit = off")
+            dbapi_conn.autocommit = autocommit
+    return engine
 
 
 _engines: dict[tuple[str, int], Engine] = {}

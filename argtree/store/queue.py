@@ -24,7 +24,7 @@ from .compute import (apply_forest_deltas, lock_proposition, lock_trees, queue_r
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
 from .text import check_text
-from .trees import upsert_propositions
+from .trees import stance, upsert_propositions
 
 __all__ = ["Question", "ChainLink", "RootPoint", "AnnotatorStats", "next_question", "submit_label",
            "undo_last_label", "release_lease", "root_history", "annotator_stats", "get_queue_settings",
@@ -217,10 +217,11 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
 
 def _question(session: Session, pid: int, expires: datetime) -> Question:
     occ = session.execute(
-        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Tree.question, Tree.root_belief, Proposition.text)
+        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Tree.question, Tree.root_belief, Proposition.text,
+               Tree.status)
         .join(Tree, Tree.id == Node.tree_id).join(Proposition, Proposition.id == Node.proposition_id)
         .where(Node.proposition_id == pid).order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
-    node_id, tree_id, _, question, root_belief, text = occ[0]
+    node_id, tree_id, _, question, root_belief, text, _ = occ[0]
     # The chain up to the root in one recursive query.
     up = (select(Node.id, Node.parent_id, literal(0).label("step")).where(Node.id == node_id)
           .cte("up", recursive=True))
@@ -231,12 +232,10 @@ def _question(session: Session, pid: int, expires: datetime) -> Question:
         .join(Proposition, Proposition.id == Node.proposition_id).order_by(up.c.step)).all()
     chain = []
     for n, t in rows:
-        stance = ("root" if n.parent_id is None else "supports" if n.p_if_true > n.p_if_false
-                  else "attacks" if n.p_if_true < n.p_if_false else "neutral")
-        chain.append(ChainLink(n.id, n.local_id, t, n.belief, stance))
+        chain.append(ChainLink(n.id, n.local_id, t, n.belief, stance(n.parent_id, n.p_if_true, n.p_if_false)))
     node = rows[0][0]
     return Question(
-        proposition_id=pid, text=text, forest_voi=sum(o[2] for o in occ), tree_id=tree_id, node_id=node_id,
+        proposition_id=pid, text=text, forest_voi=sum(o[2] for o in occ if o[6] != "archived"), tree_id=tree_id, node_id=node_id,
         question=question, chain=tuple(chain), voi=node.voi, belief=node.belief,
         model_credence=node.model_credence, rationale=node.rationale, model_output=node.model_output,
         root_belief=root_belief, root_if_true=node.root_if_true, root_if_false=node.root_if_false,

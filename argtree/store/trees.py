@@ -65,11 +65,16 @@ class NodeInfo:
 
     @property
     def stance(self) -> str:
-        if self.parent_id is None:
-            return "root"
-        if self.p_if_true > self.p_if_false:
-            return "supports"
-        return "attacks" if self.p_if_true < self.p_if_false else "neutral"
+        return stance(self.parent_id, self.p_if_true, self.p_if_false)
+
+
+def stance(parent_id: int | None, p_if_true: float | None, p_if_false: float | None) -> str:
+    """'supports' / 'attacks' / 'neutral' towards the parent, 'root' for the root (as tree.Node.stance)."""
+    if parent_id is None:
+        return "root"
+    if p_if_true > p_if_false:
+        return "supports"
+    return "attacks" if p_if_true < p_if_false else "neutral"
 
 
 def _model_version_id(session: Session, model_version: Any) -> int | None:

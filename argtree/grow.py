@@ -46,7 +46,8 @@ class GrowConfig:
     retries: int = 2                  # sampled retries after a failed greedy attempt
     temperature: float = 0.8          # for retries
     max_new_tokens: int = 200
-    credence: str = "verbal"          # "verbal" (the model's number) or "logprob" (P(yes) of the premise)
+    credence: str = "logprob"         # "logprob": P(yes) of the premise from token log-probs (better
+                                      # Brier score than "verbal", the number the model writes: BENCHMARKS.md)
     prior: float = 0.5                # root prior: the question is open until its premises speak
     seed: int = 0
     eps: float = EPS
@@ -207,6 +208,10 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
         outcomes, sent = expand_nodes(backend, current, picks, cfg, calls_left, seed=cfg.seed + 104729 * batch_no)
         batch_no += 1
         calls += sent
+        if cfg.credence == "logprob":  # one batched scoring call for every new premise
+            flat = _logprob_credences(backend, [p for o in outcomes for p in o.proposals], cfg.eps)
+            for o in outcomes:
+                o.proposals, flat = flat[:len(o.proposals)], flat[len(o.proposals):]
         for o in outcomes:
             tried.add(o.node)
             expansions += 1
@@ -215,8 +220,6 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
                 failures.append({"node": o.node, "attempts": o.attempts, "errors": o.errors, "raw": o.raw})
                 continue
             props = o.proposals
-            if cfg.credence == "logprob":
-                props = _logprob_credences(backend, props, cfg.eps)
             depth = current.depth(o.node) + 1
             for p in props:
                 if len(nodes) >= cfg.max_nodes:
@@ -242,6 +245,8 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
 
 def _logprob_credences(backend: Backend, props: list[Proposal], eps: float) -> list[Proposal]:
     """Replace each premise's verbal credence by P(yes) from token log-probabilities."""
+    if not props:
+        return props
     try:
         scores = backend.score_yes([yes_no_prompt(p.text) for p in props])
     except Exception:  # noqa: BLE001 - keep the verbal numbers if scoring fails

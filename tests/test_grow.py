@@ -26,7 +26,7 @@ def test_root_gets_premises_for_and_against():
     for k in kids:
         n = r.tree[k]
         assert 0.01 <= n.p_if_true <= 0.99 and 0.01 <= n.p_if_false <= 0.99
-        assert n.extra["credence_source"] == "verbal" and n.extra["model_version"] == "fake"
+        assert n.extra["credence_source"] == "logprob" and n.extra["model_version"] == "fake"
 
 
 def test_best_first_expands_the_highest_voi_leaf():
@@ -112,11 +112,16 @@ def test_duplicates_across_nodes_expanded_together_are_merged():
 
 
 def test_logprob_credence_replaces_the_verbal_number():
-    fb = FakeBackend([answer("Commute time is saved every day.", c=0.9), answer("Meetings are harder.", q1=0.2, q0=0.7)],
-                     yes_scores=[0.3, 0.4])
+    fb = FakeBackend([answer("Commute time is saved every day.", c=0.9),
+                      answer("Meetings are harder to schedule.", q1=0.2, q0=0.7)], yes_scores=[0.3, 0.4])
     r = grow(Q, fb, GrowConfig(expansions=1, credence="logprob"))
     creds = sorted(r.tree[k].extra["credence"] for k in r.tree.children("q"))
     assert creds == [0.3, 0.4]
+    # verbal keeps the number the model wrote
+    fb = FakeBackend([answer("Commute time is saved every day.", c=0.9),
+                      answer("Meetings are harder to schedule.", q1=0.2, q0=0.7, c=0.6)])
+    r = grow(Q, fb, GrowConfig(expansions=1, credence="verbal"))
+    assert sorted(r.tree[k].extra["credence"] for k in r.tree.children("q")) == [0.6, 0.9]
 
 
 def test_seeded_growth_is_reproducible():

@@ -36,9 +36,9 @@ MODEL_HELP = ("local: 'bundled' (default), a model or LoRA-adapter directory, a 
               help="Nodes expanded together in one batched model call.")
 @click.option("--per-side", type=click.IntRange(1, 5), default=2, show_default=True,
               help="Premises asked for on each side (for, against) of a node.")
-@click.option("--credence", type=click.Choice(["verbal", "logprob"]), default="verbal", show_default=True,
-              help="The premise's probability: the number the model writes, or P(yes) from token log-probs "
-                   "(see BENCHMARKS.md for which is better calibrated).")
+@click.option("--credence", type=click.Choice(["verbal", "logprob"]), default="logprob", show_default=True,
+              help="The premise's probability: P(yes) from token log-probs, or the number the model writes "
+                   "(log-probs had the better Brier score on StrategyQA facts and negations: BENCHMARKS.md).")
 @click.option("--prior", type=click.FloatRange(0.01, 0.99), default=0.5, show_default=True, help="Prior of the root.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampled retries.")
 @click.option("--device", default=None, help="local backend: cpu, cuda, cuda:1 ... (default: cuda if available).")

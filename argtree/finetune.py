@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 from .datasets import DatasetError, detect_format, read_jsonl, sha256_file
 
-__all__ = ["FinetuneError", "TrainConfig", "models_dir", "registry", "resolve_version", "register",
+__all__ = ["FinetuneError", "TrainConfig", "BUNDLED_ADAPTER", "bundled_adapter", "models_dir", "registry", "resolve_version", "register",
            "sft_records", "train"]
 
 SFT_FORMATS = ("text", "prompt-completion", "conversational")
@@ -63,6 +63,17 @@ class TrainConfig:
 
 
 # -- where versions live -----------------------------------------------------------
+
+# The adapter shipped in the package (trained on StrategyQA; BENCHMARKS.md).  `loop` (and, through
+# its default model setting, `ask`) use base + this adapter when no --model is given.
+BUNDLED_ADAPTER = "strategyqa-lora"
+
+
+def bundled_adapter() -> str | None:
+    """Directory of the shipped adapter, or None when this install has none."""
+    path = Path(__file__).resolve().parent / "adapters" / BUNDLED_ADAPTER
+    return str(path) if (path / "adapter_config.json").is_file() else None
+
 
 def models_dir() -> Path:
     """Trained versions (and registry.json): ARGTREE_HOME/versions.  Kept apart from the converted

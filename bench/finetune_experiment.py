@@ -90,6 +90,8 @@ def main(argv=None) -> None:
     m.add_argument("--questions", type=int, default=24, help="held-out questions expanded")
     m.add_argument("--out", default=None, help="write the metrics JSON and reliability diagram here")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--part", choices=["facts", "questions", "both"], default="both",
+                   help="run one half (two processes can share the work); results merge by role")
     m.add_argument("--only", choices=["base", "adapted"], default=None,
                    help="measure one side now (results kept in --out), the table is written once both exist")
     args = ap.parse_args(argv)
@@ -129,20 +131,23 @@ def measure(args) -> None:
     for role, name in (("base", args.base), ("adapted", args.model)):
         if args.only and role != args.only:
             continue
-        t0 = time.perf_counter()
+        path = os.path.join(dest, f"{role}.json")
         backend = make_backend("local", resolve_version(name))
-        probs = score_facts(backend, prompts, system)
-        cal = calibration(probs, truths)
-        side = {"model": name, "facts": {**cal.as_dict(), "seconds": round(time.perf_counter() - t0, 1)},
-                "probs": probs, "truths": truths}
-        print(role, "facts", json.dumps(side["facts"]), flush=True)
-        t0 = time.perf_counter()
-        side["questions"] = _expansions(backend, questions, GrowConfig(expansions=1, per_side=2, seed=args.seed),
-                                        grow, similarity, yes_no_prompt, beliefs, Evidence, np)
-        side["questions"]["seconds"] = round(time.perf_counter() - t0, 1)
-        print(role, "questions", json.dumps(side["questions"]), flush=True)
-        with open(os.path.join(dest, f"{role}.json"), "w") as fh:
-            json.dump(side, fh, indent=1)
+        if args.part in ("facts", "both"):
+            t0 = time.perf_counter()
+            probs = score_facts(backend, prompts, system)
+            cal = calibration(probs, truths)
+            fresh = {"facts": {**cal.as_dict(), "seconds": round(time.perf_counter() - t0, 1)},
+                     "probs": probs, "truths": truths}
+            print(role, "facts", json.dumps(fresh["facts"]), flush=True)
+            _merge(path, {"model": name, **fresh})
+        if args.part in ("questions", "both"):
+            t0 = time.perf_counter()
+            qs = _expansions(backend, questions, GrowConfig(expansions=1, per_side=2, seed=args.seed),
+                             grow, similarity, yes_no_prompt, beliefs, Evidence, np)
+            qs["seconds"] = round(time.perf_counter() - t0, 1)
+            print(role, "questions", json.dumps(qs), flush=True)
+            _merge(path, {"model": name, "questions": qs})
         del backend
     sides = {}
     for role in ("base", "adapted"):
@@ -150,7 +155,7 @@ def measure(args) -> None:
         if os.path.exists(path):
             with open(path) as fh:
                 sides[role] = json.load(fh)
-    if len(sides) < 2:
+    if len(sides) < 2 or not all("facts" in v and "questions" in v for v in sides.values()):
         return
     curves = {f"{role}: {os.path.basename(str(side['model']))}": (side["probs"], side["truths"])
               for role, side in sides.items()}
@@ -161,6 +166,20 @@ def measure(args) -> None:
     with open(os.path.join(dest, "metrics.json"), "w") as fh:
         json.dump(out, fh, indent=1)
     print(json.dumps(out, indent=1))
+
+
+def _merge(path: str, update: dict) -> dict:
+    """Add one half's results to the role's file (read again: the other half may have written meanwhile)."""
+    side = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            side = json.load(fh)
+    side.update(update)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(side, fh, indent=1)
+    os.replace(tmp, path)
+    return side
 
 
 def _expansions(backend, questions, cfg, grow, similarity, yes_no_prompt, beliefs, Evidence, np) -> dict:

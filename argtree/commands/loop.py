@@ -26,10 +26,11 @@ def _make_backend(backend: str, model: str | None, device: str | None):
 
     path = model
     if backend == "local":
-        from ..finetune import FinetuneError, resolve_version
+        from ..finetune import FinetuneError, bundled_adapter, resolve_version
 
         try:
-            path = resolve_version(model) if model else None
+            # No --model: the base model with the shipped StrategyQA adapter (--model bundled: base alone).
+            path = resolve_version(model) if model else bundled_adapter()
         except FinetuneError as err:
             raise InputError(str(err)) from None
     try:
@@ -69,7 +70,8 @@ def _worker_process(url, run_id, backend, model, device, oracle_kind, dataset, d
 @click.option("--ask-top", type=click.IntRange(min=1), default=3, show_default=True,
               help="Premises sent to the oracle per round (highest VoI first).")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True)
-@click.option("--model", default=None, help="Model version, 'latest', a directory, or 'bundled' (default).")
+@click.option("--model", default=None, help="Model version, 'latest', a directory, or 'bundled' (the base alone). "
+              "Default: the base model with the shipped adapter argtree/adapters/strategyqa-lora.")
 @click.option("--device", default=None, help="local backend: cpu, cuda ...")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--new", "fresh", is_flag=True, help="Start a new run even if a killed one could be resumed.")

@@ -22,7 +22,8 @@ The dataset oracle is a model-as-judge: the same model reads the question's gold
 facts and decomposition and answers whether the premise is true (P(yes) >= 0.5).
 Its own accuracy is measured against hand labels of a sample of premises stored in
 bench/results/strategyqa_handcheck.json (written by ``--handcheck-sample`` for a
-person to fill in; see BENCHMARKS.md).
+person to fill in: true, false or "undecidable", judged by the gold facts and common
+knowledge; see BENCHMARKS.md).
 
 Accuracy: P(root) > 0.5 matches the gold answer (0.5 counts one half).  Brier:
 (P(root) - answer)^2.  Intervals: 95% percentile bootstrap over questions (seeded).
@@ -254,9 +255,10 @@ def handcheck_summary(items: list[dict]) -> str:
     agree = np.array([(i["judge_p_yes"] >= 0.5) == i["hand"] for i in dec], dtype=float)
     m, lo, hi = _boot(agree, 0)
     base = np.mean([i["hand"] for i in dec])
-    return (f"Hand check of the judge: {len(done)} premises read by hand, {len(done) - len(dec)} undecidable from "
-            f"the gold facts; on the {len(dec)} decidable ones the judge agrees with the hand label "
-            f"{m:.0%} [{lo:.0%}, {hi:.0%}] of the time (hand-label 'true' share {base:.0%}).")
+    return (f"Hand check of the judge: {len(done)} premises read by hand, {len(done) - len(dec)} not decidable "
+            f"(fragments, gibberish, invented entities, nothing to check); on the {len(dec)} decidable ones "
+            f"(gold facts plus common knowledge) the judge agrees with the hand label {m:.0%} "
+            f"[{lo:.0%}, {hi:.0%}] of the time (hand-label 'true' share {base:.0%}).")
 
 
 def handcheck_sample(doc: dict, size: int, seed: int) -> None:

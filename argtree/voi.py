@@ -60,7 +60,7 @@ def metric_from_table(R: float, a: np.ndarray, c: np.ndarray, metric: str) -> np
         return 2.0 * R * (1.0 - R) * np.abs(a - c)
     if metric == "decision":
         gain = (np.maximum(R * a, (1 - R) * c) + np.maximum(R * (1 - a), (1 - R) * (1 - c))
-                - max(R, 1.0 - R))
+                - np.maximum(R, 1.0 - R))
         return np.maximum(gain, 0.0)
     if metric == "info":
         return np.maximum(_mutual_information(R, a, c), 0.0)

@@ -7,7 +7,7 @@ serving engine do the rest.
 
 * Structured output: ``response_format = {"type": "json_schema", ...}`` (the
   OpenAI form, spoken by vLLM, llama.cpp's llama-server, Ollama and SGLang).
-  A server that rejects it with 400/422 is asked once more in the older
+  A server that rejects it (400/422/500 naming ``response_format``) is asked once more in the older
   ``{"type": "json_object", "schema": ...}`` form (llama-cpp-python's server),
   and that form is then kept for the session.
 * Log-probabilities: ``logprobs=true, top_logprobs=K, max_tokens=1`` on the
@@ -83,13 +83,15 @@ class OpenAIBackend:
 
     def _post(self, body: dict) -> dict:
         r = self.client.post("/chat/completions", json=body)
-        if r.status_code in (400, 422) and self.schema_mode == "json_schema" and "response_format" in body:
-            # An older server: try the json_object form once and keep it if it works.
-            self.schema_mode = "json_object"
-            body = {**body, "response_format": self._format(body["response_format"]["json_schema"]["schema"])}
+        fmt = body.get("response_format") or {}
+        if (r.status_code in (400, 422, 500) and fmt.get("type") == "json_schema"
+                and ("json_schema" in r.text or "response_format" in r.text)):
+            # An older server (llama-cpp-python's answers 500 with a validation error naming
+            # response_format): ask again in the json_object form, and keep that form if it works.
+            body = {**body, "response_format": {"type": "json_object", "schema": fmt["json_schema"]["schema"]}}
             r = self.client.post("/chat/completions", json=body)
-            if r.status_code >= 400:
-                self.schema_mode = "json_schema"
+            if r.status_code < 400:
+                self.schema_mode = "json_object"
         r.raise_for_status()
         return r.json()
 

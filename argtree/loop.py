@@ -69,6 +69,8 @@ class LoopConfig:
     model: str | None = None               # model version name recorded with the trees
     poll_seconds: float = 5.0              # human oracle: how often to look for new labels
     label_root: bool = False               # benchmark mode: the oracle also answers the question itself
+    retries: int = 2                       # sampled retries of an unusable expansion
+    max_new_tokens: int = 200              # per model answer
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -334,7 +336,7 @@ def _grow_task(session_scope, run_id, cfg, backend, task_id, kind, payload, resu
             _, evidence = load_tree(s, payload["tree_id"])
     question = payload.get("question") or (tree[tree.root].text if tree is not None else "")
     gcfg = GrowConfig(expansions=1, max_depth=cfg.max_depth, per_side=cfg.per_side, batch=cfg.batch,
-                      seed=cfg.seed + task_id)
+                      retries=cfg.retries, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + task_id)
     while done < budget:
         step = min(cfg.batch, budget - done) if tree is not None else 1
         res = grow(question, backend, replace(gcfg, expansions=step, seed=gcfg.seed + done), tree=tree,

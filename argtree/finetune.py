@@ -64,8 +64,8 @@ class TrainConfig:
 
 # -- where versions live -----------------------------------------------------------
 
-# The adapter shipped in the package (trained on StrategyQA; BENCHMARKS.md).  `loop` (and, through
-# its default model setting, `ask`) use base + this adapter when no --model is given.
+# The adapter shipped in the package (trained on StrategyQA; BENCHMARKS.md): `loop --model adapter`.
+# Not the default: it calibrates yes/no credences but made root expansions worse (BENCHMARKS.md).
 BUNDLED_ADAPTER = "strategyqa-lora"
 
 

@@ -152,6 +152,16 @@ def _one_negation_apart(a: str, b: str) -> bool:
 
 # -- records -> trees ---------------------------------------------------------------
 
+def default_path() -> str:
+    """Where the shared StrategyQA train split is: $ARGTREE_STRATEGYQA, ../shared beside the checkout,
+    or /work/shared (a CI clone may live elsewhere); the first that exists, else the ../shared path."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.environ.get("ARGTREE_STRATEGYQA", ""),
+                  os.path.join(here, "..", "..", "shared", "data", "strategyqa", "train.json"),
+                  "/work/shared/data/strategyqa/train.json"]
+    return next((c for c in candidates if c and os.path.exists(c)), candidates[1])
+
+
 def load(path: str | os.PathLike) -> list[dict[str, Any]]:
     """StrategyQA records, checked: question (str), answer (bool), facts (list of str)."""
     path = os.fspath(path)

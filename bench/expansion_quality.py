@@ -28,7 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "strategyqa" / "train.json"
+from argtree.strategyqa import default_path  # noqa: E402
+DATA = Path(default_path())
 PARSE_ERRORS = ("empty", "not-json", "too-long", "no-premises")
 
 

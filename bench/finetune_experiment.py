@@ -24,7 +24,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-DATA = os.path.join(os.path.dirname(HERE), "..", "shared", "data", "strategyqa", "train.json")
+from argtree.strategyqa import default_path  # noqa: E402
+DATA = default_path()
 
 
 def build(args) -> None:

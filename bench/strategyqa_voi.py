@@ -41,7 +41,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "strategyqa" / "train.json"
+from argtree.strategyqa import default_path  # noqa: E402
+DATA = Path(default_path())
 OUT = ROOT / "bench" / "results" / "strategyqa_voi.json"
 HANDCHECK = ROOT / "bench" / "results" / "strategyqa_handcheck.json"
 KS = (1, 2, 3)

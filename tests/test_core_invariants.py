@@ -108,7 +108,6 @@ def brute_batch(nodes, ev, k, metric):
     root = next(n[0] for n in nodes if n[1] is None)
     for _ in range(k):
         total = {}
-        base = None
         for answers in itertools.product((True, False), repeat=len(chosen)):
             extra = [(nid, v, 1.0) for nid, v in zip(chosen, answers)]
             r = brute(nodes, ev + extra)
@@ -198,6 +197,7 @@ def test_deep_chain_of_10000_matches_forward_backward():
         beta[i] /= beta[i].max()
     # pred = P(x_i | evidence above i); beta includes i's own label; belief is their normalized product.
     pred = np.array([0.7, 0.3])
+    alpha = pred  # P(x_{i-1} | evidence down to i-1), set at the end of each step
     want = np.empty(n)
     for i in range(n):
         if i:

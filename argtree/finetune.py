@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .datasets import DatasetError, detect_format, read_jsonl, sha256_file
+from .process import pid_alive
 
 __all__ = ["FinetuneError", "TrainConfig", "BUNDLED_ADAPTER", "bundled_adapter", "models_dir", "registry", "resolve_version", "register",
            "sft_records", "train"]
@@ -208,18 +209,8 @@ def _sweep_leftovers(parent: Path) -> None:
     """Remove temporary directories of runs whose process is gone (a killed run's debris)."""
     for tmp in parent.glob(".*.tmp*"):
         pid = tmp.name.rsplit(".tmp", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def default_name() -> str:

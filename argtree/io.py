@@ -13,11 +13,25 @@ from typing import Any
 
 from .tree import ArgumentTree, Evidence, Node, TreeError
 
-__all__ = ["FORMAT", "load", "loads", "from_dict", "to_dict", "dumps", "dump"]
+__all__ = ["FORMAT", "read_json", "load", "loads", "from_dict", "to_dict", "dumps", "dump"]
 
 FORMAT = "argtree/1"
 NODE_KEYS = ("id", "parent", "text", "prior", "p_if_true", "p_if_false")
 EVIDENCE_KEYS = ("node", "value", "reliability")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Any JSON file's content; TreeError naming the file when it cannot be read or parsed."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as err:
+        raise TreeError(f"cannot read {path!r}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise TreeError(f"{path!r} is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise TreeError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
 
 
 def load(path: str | os.PathLike) -> tuple[ArgumentTree, tuple[Evidence, ...]]:

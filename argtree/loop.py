@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable
 
 from .datasets import normalize
+from .process import pid_alive
 from .oracle import Oracle, Query, record_answers
 
 __all__ = ["LoopConfig", "start_or_resume", "run_worker", "propose_questions", "loop_stats"]
@@ -121,23 +122,11 @@ def _release_dead_claims(session, run_id: int) -> int:
     n = 0
     for task in session.scalars(select(LoopTask).where(LoopTask.run_id == run_id, LoopTask.status == "running")):
         who = (task.worker or "").rsplit(":", 1)
-        if len(who) == 2 and who[0] == host and who[1].isdigit() and not _alive(int(who[1])):
+        if len(who) == 2 and who[0] == host and who[1].isdigit() and not pid_alive(int(who[1])):
             task.status = "pending"
             n += 1
     session.flush()
     return n
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def loop_stats(session, run_id: int) -> dict[str, Any]:

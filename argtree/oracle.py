@@ -142,21 +142,13 @@ class DatasetOracle:
     @classmethod
     def from_file(cls, path: str, **kw) -> "DatasetOracle":
         """A StrategyQA-style JSON list (question/answer/facts) or an argtree/1 file of labeled tree."""
-        import json
+        from .io import read_json
 
-        from .tree import TreeError
-
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except OSError as err:
-            raise TreeError(f"cannot read {path!r}: {err.strerror}") from None
-        except json.JSONDecodeError as err:
-            raise TreeError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
-        if isinstance(data, list):
+        data = read_json(path)
+        if isinstance(data, list):  # read once; checked as StrategyQA records without reading again
             from . import strategyqa
 
-            return cls.from_labeled_trees(strategyqa.trees(strategyqa.load(path)), **kw)
+            return cls.from_labeled_trees(strategyqa.trees(strategyqa.check_records(data, path)), **kw)
         from .datasets import from_files
 
         return cls.from_labeled_trees(from_files([path]), **kw)

@@ -35,6 +35,7 @@ import re
 from typing import Any, Iterable, Sequence
 
 from .datasets import LabeledTree, normalize
+from .io import read_json
 from .tree import ArgumentTree, Evidence, Node, TreeError
 
 __all__ = ["load", "negate", "to_tree", "trees", "negation_stats", "expansion_records"]
@@ -165,13 +166,11 @@ def default_path() -> str:
 def load(path: str | os.PathLike) -> list[dict[str, Any]]:
     """StrategyQA records, checked: question (str), answer (bool), facts (list of str)."""
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except OSError as err:
-        raise TreeError(f"cannot read {path!r}: {err.strerror}") from None
-    except json.JSONDecodeError as err:
-        raise TreeError(f"{path}: not JSON ({err.msg} at line {err.lineno})") from None
+    return check_records(read_json(path), path)
+
+
+def check_records(data: Any, path: str) -> list[dict[str, Any]]:
+    """``data`` (read from ``path``) as StrategyQA records, or a TreeError naming the bad record."""
     if not isinstance(data, list):
         raise TreeError(f"{path}: expected a JSON list of StrategyQA records")
     for i, rec in enumerate(data):

@@ -24,9 +24,14 @@ a label on the premise able to contradict the tree).
 Guards, measured necessary with the bundled 135M model (it copies the claim,
 repeats its siblings and says 1.0 for everything):
 
-* the schema keeps every number in [0.05, 0.95] and, per side, puts q1 above
-  q0 for a supporting premise and below it for an attacking one, so a premise
-  always bears on its claim in the direction it was asked for;
+* the schema lets every number be one of 0.05, 0.10, ..., 0.95 (an enum: a
+  small model otherwise writes 1.0 or runs digits on to the token cap) and,
+  per side, puts q1 above q0 for a supporting premise and below it for an
+  attacking one, so a premise always bears on its claim in the direction it
+  was asked for;
+* a premise's text is at most ``MAX_TEXT`` characters (95% of StrategyQA's
+  facts are shorter), so the longest answer the schema admits,
+  ``answer_bound``, fits the token cap and no answer is cut off;
 * a premise that restates its claim or any ancestor, repeats a sibling (or a
   premise of the same answer), duplicates any node already in the tree
   (normalized text), says nothing (too few content words, "the claim is
@@ -47,7 +52,7 @@ from typing import Any, Iterable, Sequence
 
 __all__ = [
     "EPS", "MAX_RAW", "STANCES", "SYSTEM", "Proposal", "Rejection", "Parsed",
-    "clamp", "cpt_from_elicitation", "expansion_schema", "expansion_prompt", "is_question", "parse_expansion",
+    "clamp", "cpt_from_elicitation", "expansion_schema", "answer_bound", "GRID", "MAX_TEXT", "expansion_prompt", "is_question", "parse_expansion",
     "normalize", "content_words", "similarity", "Guard",
     "credence_prompt", "credence_schema", "parse_credence", "yes_no_prompt",
 ]
@@ -57,6 +62,8 @@ MAX_RAW = 10_000
 STANCES = ("for", "against")
 LOW, HIGH = 0.05, 0.95   # range the schema allows for every elicited number
 MID = 0.5
+GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))   # the numbers an answer may use: 0.05 .. 0.95
+MAX_TEXT = 120           # characters of one premise
 
 SYSTEM = ("You are a careful analyst. You break a claim into short, concrete, checkable premises: facts "
           "or conditions that make the claim more or less likely. Never repeat the claim itself.")
@@ -79,19 +86,24 @@ def _number(lo: float, hi: float) -> dict:
     return {"type": "number", "minimum": lo, "maximum": hi}
 
 
+def _choice(lo: float, hi: float) -> dict:
+    """A number from GRID within [lo, hi]: finitely many short literals, so none can run on."""
+    return {"type": "number", "enum": [x for x in GRID if lo - 1e-9 <= x <= hi + 1e-9]}
+
+
 def expansion_schema(stance: str, per_side: int = 2) -> dict:
     """JSON schema for one side's answer; the ranges encode the side (see module doc)."""
     if stance not in STANCES:
         raise ValueError(f"stance must be one of {STANCES}, got {stance!r}")
     if stance == "for":
-        q1, q0 = _number(0.55, HIGH), _number(LOW, MID)
+        q1, q0 = _choice(0.55, HIGH), _choice(LOW, MID)
     else:
-        q1, q0 = _number(LOW, 0.45), _number(MID, HIGH)
+        q1, q0 = _choice(LOW, 0.45), _choice(MID, HIGH)
     item = {
         "type": "object",
         "properties": {
-            "text": {"type": "string", "minLength": 12, "maxLength": 200},
-            "credence": _number(LOW, HIGH),
+            "text": {"type": "string", "minLength": 12, "maxLength": MAX_TEXT},
+            "credence": _choice(LOW, HIGH),
             "claim_if_true": q1,
             "claim_if_false": q0,
         },
@@ -104,6 +116,17 @@ def expansion_schema(stance: str, per_side: int = 2) -> dict:
         "required": ["premises"],
         "additionalProperties": False,
     }
+
+
+def answer_bound(per_side: int = 2) -> int:
+    """Characters of the longest compact answer ``expansion_schema`` admits (escapes aside).
+
+    A constrained token adds at least one character, so this many new tokens
+    always let an answer finish: the default token cap of ``argtree.grow``.
+    """
+    longest = json.dumps({"text": "x" * MAX_TEXT, "credence": 0.05, "claim_if_true": 0.05,
+                          "claim_if_false": 0.05}, separators=(",", ":"))
+    return len('{"premises":[]}') + per_side * len(longest) + (per_side - 1)
 
 
 def is_question(text: str) -> bool:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from .expand import (EPS, STANCES, SYSTEM, Guard, Parsed, Proposal, cpt_from_elicitation,
+from .expand import (EPS, answer_bound, STANCES, SYSTEM, Guard, Parsed, Proposal, cpt_from_elicitation,
                      expansion_prompt, expansion_schema, parse_expansion, yes_no_prompt)
 from .llm.base import Backend
 from .tree import ArgumentTree, Evidence, Node
@@ -45,7 +45,7 @@ class GrowConfig:
     per_side: int = 2                 # premises asked for on each side
     retries: int = 2                  # sampled retries after a failed greedy attempt
     temperature: float = 0.8          # for retries
-    max_new_tokens: int = 200
+    max_new_tokens: int | None = None  # None: answer_bound(per_side), so the cap never cuts an answer
     credence: str = "logprob"         # "logprob": P(yes) of the premise from token log-probs (better
                                       # Brier score than "verbal", the number the model writes: BENCHMARKS.md)
     prior: float = 0.5                # root prior: the question is open until its premises speak
@@ -113,7 +113,7 @@ def expand_many(backend: Backend, targets: list[tuple[ArgumentTree, str]], cfg: 
         temperature = 0.0 if attempt == 0 else cfg.temperature
         crash = None
         try:
-            gens = list(backend.generate_json(prompts, schemas, system=SYSTEM, max_new_tokens=cfg.max_new_tokens,
+            gens = list(backend.generate_json(prompts, schemas, system=SYSTEM, max_new_tokens=cfg.max_new_tokens or answer_bound(cfg.per_side),
                                               temperature=temperature, seed=seed + 7919 * attempt))
         except Exception as err:  # noqa: BLE001 - a backend that raises anyway is a failed attempt
             gens, crash = [], f"{type(err).__name__}: {err}"

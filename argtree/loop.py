@@ -71,7 +71,7 @@ class LoopConfig:
     poll_seconds: float = 5.0              # human oracle: how often to look for new labels
     label_root: bool = False               # benchmark mode: the oracle also answers the question itself
     retries: int = 2                       # sampled retries of an unusable expansion
-    max_new_tokens: int = 200              # per model answer
+    max_new_tokens: int | None = None      # per model answer (None: the longest answer the schema admits)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)

@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=8, help="nodes expanded per batched call (2 prompts each)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--max-new-tokens", type=int, default=200)
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="default: grow's (answer_bound)")
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="write the result section into BENCHMARKS.md")
     ap.add_argument("--dump", default=None, help="write every tree (argtree/1 list) to this JSON file")
@@ -103,6 +103,8 @@ def main() -> None:
 
 def report(records, args, n_trees, run) -> None:
     """Numbers and the BENCHMARKS.md section from per-expansion records (one run or merged shards)."""
+    from argtree.expand import answer_bound
+
     per_node = [len(r["accepted"]) for r in records]
     errors = [e for r in records for e in r["errors"]]
     # two first answers per expansion, plus one retry per failed answer that was not the last attempt
@@ -142,7 +144,7 @@ each expanded, then each tree's highest-VoI premise expanded: {len(records)} exp
 | measure | value |
 |---|---:|
 | answers that parsed (schema-valid JSON) | {answers - parse_fail}/{answers} = {100 * res['parse_rate']:.1f}% |
-| answers cut at the {args.max_new_tokens}-token cap (counted as not parsed) | {truncated} |
+| answers cut at the {args.max_new_tokens or answer_bound(2)}-token cap (counted as not parsed) | {truncated} |
 | premises proposed / accepted | {proposed} / {accepted} |
 | mean accepted premises per expanded node | {res['mean_premises']:.2f} |
 | premises per node (count: nodes) | {dist_row} |

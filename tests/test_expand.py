@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from argtree.expand import (EPS, MAX_RAW, Guard, clamp, content_words, cpt_from_elicitation, expansion_prompt,
+from argtree.expand import (EPS, MAX_RAW, Guard, answer_bound, clamp, content_words, cpt_from_elicitation, expansion_prompt,
                             expansion_schema, normalize, parse_credence, parse_expansion, similarity)
 from argtree.inference import beliefs
 from argtree.tree import ArgumentTree, Evidence, Node
@@ -42,10 +42,29 @@ def test_cpt_by_enumeration_and_clamping():
 def test_schema_encodes_the_side():
     f = expansion_schema("for")["properties"]["premises"]["items"]["properties"]
     a = expansion_schema("against")["properties"]["premises"]["items"]["properties"]
-    assert f["claim_if_true"]["minimum"] > f["claim_if_false"]["maximum"]
-    assert a["claim_if_true"]["maximum"] < a["claim_if_false"]["minimum"]
+    assert min(f["claim_if_true"]["enum"]) > max(f["claim_if_false"]["enum"])
+    assert max(a["claim_if_true"]["enum"]) < min(a["claim_if_false"]["enum"])
+    for props in (f, a):
+        for key in ("credence", "claim_if_true", "claim_if_false"):
+            assert props[key]["enum"] and all(0.05 <= x <= 0.95 for x in props[key]["enum"])
     with pytest.raises(ValueError):
         expansion_schema("sideways")
+
+
+@pytest.mark.parametrize("per_side", [1, 2, 3])
+def test_answer_bound_is_the_longest_valid_answer(per_side):
+    """The token cap grow uses by default: any schema-valid compact answer (no escapes) fits in it."""
+    import jsonschema
+    schema = expansion_schema("against", per_side)
+    props = schema["properties"]["premises"]["items"]["properties"]
+    item = {"text": "x" * props["text"]["maxLength"],
+            **{k: max(props[k]["enum"], key=lambda v: len(json.dumps(v))) for k in ("credence", "claim_if_true",
+                                                                                   "claim_if_false")}}
+    longest = {"premises": [item] * per_side}
+    jsonschema.validate(longest, schema)
+    assert len(json.dumps(longest, separators=(",", ":"))) == answer_bound(per_side)
+    with pytest.raises(jsonschema.ValidationError):  # one character more is not admitted
+        jsonschema.validate({"premises": [{**item, "text": item["text"] + "x"}]}, schema)
 
 
 def test_prompt_names_claim_side_and_avoid_list():

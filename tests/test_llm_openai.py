@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from argtree.expand import Guard, expansion_prompt, expansion_schema, parse_expansion
+from argtree.expand import Guard, answer_bound, expansion_prompt, expansion_schema, parse_expansion
 from argtree.grow import GrowConfig, grow
 from argtree.llm.openai import OpenAIBackend
 
@@ -213,20 +213,23 @@ def llama_server():
 def test_real_server_structured_expansion_and_logprobs(llama_server):
     b = OpenAIBackend(llama_server, "smollm2", concurrency=2, timeout=600)
     claim = "Cities should ban cars from their centres."
+    schemas = [expansion_schema("for", 1), expansion_schema("against", 1)]
     gens = b.generate_json([expansion_prompt(claim, "for", per_side=1), expansion_prompt(claim, "against", per_side=1)],
-                           [expansion_schema("for", 1), expansion_schema("against", 1)], max_new_tokens=120)
-    for g, stance in zip(gens, ("for", "against")):
+                           schemas, max_new_tokens=answer_bound(1))
+    for g, stance, schema in zip(gens, ("for", "against"), schemas):
         assert g.ok, g.error
-        if g.truncated:
-            continue  # cut at the cap: valid up to there, the caller would retry
+        assert not g.truncated, g.text  # the cap admits the longest answer the schema allows
         data = json.loads(g.text)  # the server's grammar makes it valid JSON of our schema
         item = data["premises"][0]
         assert set(item) == {"text", "credence", "claim_if_true", "claim_if_false"}
-        # llama.cpp's schema grammar keeps the keys and types but not minimum/maximum (it wrote 2 for a
-        # probability here): the parser's guards reject such numbers, so what enters the tree is in range.
+        # llama.cpp's schema grammar drops minimum/maximum (it once wrote 2 for a probability) but keeps
+        # enums, which is why the schema lists the numbers it admits: every number is one of them.
+        allowed = schema["properties"]["premises"]["items"]["properties"]
+        for key in ("credence", "claim_if_true", "claim_if_false"):
+            assert item[key] in allowed[key]["enum"], (key, item[key])
         for p in parse_expansion(g.text, stance, Guard(claim)).proposals:
             assert 0 <= p.credence <= 1 and 0 <= p.claim_if_true <= 1 and 0 <= p.claim_if_false <= 1
     ps = b.score_yes(["Is the following statement true? Answer Yes or No.\nStatement: Paris is in France."])
     assert 0.0 < ps[0] < 1.0 and b.last_scoring_misses == 0
-    r = grow(claim, b, GrowConfig(expansions=1, per_side=1, retries=0, max_new_tokens=120))
+    r = grow(claim, b, GrowConfig(expansions=1, per_side=1, retries=0))
     assert len(r.tree) > 1 or r.failures

@@ -72,8 +72,8 @@ def _worker_process(url, run_id, backend, model, device, oracle_kind, dataset, d
               help="Premises sent to the oracle per round (highest VoI first).")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="Sampled retries of an unusable expansion (0 is fastest on a CPU).")
-@click.option("--max-new-tokens", type=click.IntRange(min=16), default=200, show_default=True,
-              help="Token cap per model answer.")
+@click.option("--max-new-tokens", type=click.IntRange(min=16), default=None,
+              help="Token cap per model answer (default: the longest answer the schema admits, so none is cut).")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True)
 @click.option("--model", default=None, help="Model version, 'latest', a directory, 'bundled' (default: the base "
               "model) or 'adapter' (base + the shipped argtree/adapters/strategyqa-lora).")

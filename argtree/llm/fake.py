@@ -32,6 +32,20 @@ _AGAINST = ["Problems with {f} weigh against {t}.", "Concerns about {f} cast dou
             "Studies of {f} show drawbacks for {t}.", "{F} have often worked against {t}."]
 
 
+def _values(spec: dict) -> list[float]:
+    """The numbers a schema entry admits: its enum, or its [minimum, maximum]."""
+    return list(spec["enum"]) if "enum" in spec else [spec["minimum"], spec["maximum"]]
+
+
+def _pick(spec: dict, rng: random.Random, lo: float = 0.0, hi: float = 1.0) -> float:
+    """A schema-valid number, preferring [lo, hi] when the schema allows it there."""
+    if "enum" in spec:
+        inside = [x for x in spec["enum"] if lo <= x <= hi] or list(spec["enum"])
+        return rng.choice(inside)
+    a, b = max(spec["minimum"], lo), min(spec["maximum"], hi)
+    return round(rng.uniform(a, b) if a <= b else rng.uniform(spec["minimum"], spec["maximum"]), 2)
+
+
 def _topic(claim: str) -> str:
     """A few of the claim's words (never all of them: that would read as a copy of the claim)."""
     words = [w for w in re.findall(r"[A-Za-z][A-Za-z'-]+", claim) if len(w) > 3]
@@ -96,7 +110,7 @@ class FakeBackend:
         topic = _topic(m.group(1) if m else prompt)
         item = props["premises"]["items"]["properties"]
         q1r, q0r = item["claim_if_true"], item["claim_if_false"]
-        side_for = q1r["minimum"] >= q0r["maximum"]
+        side_for = min(_values(q1r)) >= max(_values(q0r))
         templates = _FOR if side_for else _AGAINST
         n = props["premises"].get("maxItems", 2)
         factors = rng.sample(_FACTORS, n)
@@ -104,9 +118,9 @@ class FakeBackend:
         for f, tpl in zip(factors, rng.sample(templates, n)):
             premises.append({
                 "text": tpl.format(f=f, F=f[0].upper() + f[1:], t=topic),
-                "credence": round(rng.uniform(0.3, 0.9), 2),
-                "claim_if_true": round(rng.uniform(q1r["minimum"], q1r["maximum"]), 2),
-                "claim_if_false": round(rng.uniform(q0r["minimum"], q0r["maximum"]), 2),
+                "credence": _pick(item["credence"], rng, 0.3, 0.9),
+                "claim_if_true": _pick(q1r, rng),
+                "claim_if_false": _pick(q0r, rng),
             })
         return json.dumps({"premises": premises})
 

@@ -119,14 +119,15 @@ def expansion_schema(stance: str, per_side: int = 2) -> dict:
 
 
 def answer_bound(per_side: int = 2) -> int:
-    """Characters of the longest compact answer ``expansion_schema`` admits (escapes aside).
+    """Characters of the longest answer ``expansion_schema`` admits, escapes aside.
 
-    A constrained token adds at least one character, so this many new tokens
+    Written with json.dumps' separators (", " and ": "), as xgrammar's one-line
+    grammar and our training data write it; the compact form is shorter.  A
+    constrained token adds at least one character, so this many new tokens
     always let an answer finish: the default token cap of ``argtree.grow``.
     """
-    longest = json.dumps({"text": "x" * MAX_TEXT, "credence": 0.05, "claim_if_true": 0.05,
-                          "claim_if_false": 0.05}, separators=(",", ":"))
-    return len('{"premises":[]}') + per_side * len(longest) + (per_side - 1)
+    item = {"text": "x" * MAX_TEXT, "credence": 0.05, "claim_if_true": 0.05, "claim_if_false": 0.05}
+    return len(json.dumps({"premises": [item] * per_side}))
 
 
 def is_question(text: str) -> bool:

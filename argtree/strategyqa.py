@@ -238,9 +238,10 @@ def expansion_records(lt: LabeledTree, per_side: int = 2) -> list[dict[str, Any]
     The side that agrees with the gold answer gets the gold facts; the other side
     gets their rule negations (false, so credence 0.1): premises that would argue
     against the answer if they were true.  Each record is the exact system
-    prompt, user prompt and schema-shaped JSON answer that ``grow`` uses.
+    prompt, user prompt and schema-shaped JSON answer that ``grow`` uses; a
+    premise longer than the schema admits (``MAX_TEXT``) is left out.
     """
-    from .expand import SYSTEM, expansion_prompt
+    from .expand import MAX_TEXT, SYSTEM, expansion_prompt
 
     tree = lt.tree
     labels = {ev.node: ev.value for ev in lt.evidence}
@@ -254,6 +255,7 @@ def expansion_records(lt: LabeledTree, per_side: int = 2) -> list[dict[str, Any]
              "against": (negs, NEGATION_CREDENCE) if answer else (facts, FACT_CREDENCE)}
     out = []
     for stance, (texts, credence) in sides.items():
+        texts = [t for t in texts if len(t) <= MAX_TEXT]
         if not texts:
             continue
         q1, q0 = FOR_NUMBERS if stance == "for" else AGAINST_NUMBERS

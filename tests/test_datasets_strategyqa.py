@@ -85,3 +85,23 @@ def test_real_strategyqa_gives_balanced_facts_and_a_clean_split():
     train, held, _ = split_examples(exs, 0.9)
     assert not set().union(*(e.propositions for e in train)) & set().union(*(e.propositions for e in held))
     assert build(lts, "posteriors", "text")["card"]["examples"] == 300
+
+
+def test_expansion_records_are_answers_the_grammar_admits():
+    """Training answers for root expansion validate against the very schema generation is held to."""
+    import jsonschema
+
+    from argtree.expand import expansion_schema
+    from argtree.strategyqa import expansion_records
+
+    recs = load(DATA)[:300]
+    n = 0
+    for lt in trees(recs):
+        for rec in expansion_records(lt):
+            user, answer = rec["messages"][1]["content"], rec["messages"][2]["content"]
+            stance = "for" if ("YES more likely" in user or "SUPPORT" in user) else "against"
+            data = json.loads(answer)
+            jsonschema.validate(data, expansion_schema(stance))
+            assert lt.tree[lt.tree.root].text in user
+            n += 1
+    assert n > 300

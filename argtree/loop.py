@@ -169,10 +169,19 @@ def _run_trees(session, run_id: int) -> list[int]:
 
 # -- the worker -------------------------------------------------------------------------
 
+IDLE_POLL = 0.5  # seconds between looks for new work while other workers still hold tasks
+TAKEN_OVER = "taken over by another worker (this one's claim had gone stale): dropped"
+
+
 def run_worker(session_scope: Callable, run_id: int, backend, oracle: Oracle, *,
                deadline: float | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
-               stop: Callable[[], bool] = lambda: False, idle_exit: bool = True) -> str:
-    """Claim and run tasks until none are left (or the deadline / ``stop()``); returns why it stopped."""
+               stop: Callable[[], bool] = lambda: False, idle_exit: bool = False) -> str:
+    """Claim and run tasks until none are left (or the deadline / ``stop()``); returns why it stopped.
+
+    A worker with nothing to claim while others still hold tasks waits for them (their tasks may add
+    more: an ``ask`` after a ``question``, a ``reexpand`` after an ``ask``), unless ``idle_exit``; the
+    run is finished ("all done") only when no task is pending and none is running anywhere.  Tasks held
+    by dead processes of this host go back to pending on the way."""
     from .store import claim_loop_task, finish_loop_run, get_loop_run, heartbeat_loop_run
 
     with session_scope() as s:
@@ -191,15 +200,16 @@ def run_worker(session_scope: Callable, run_id: int, backend, oracle: Oracle, *,
                                                  task.result, task.tree_id)
         if claimed is None:
             with session_scope() as s:
-                waiting = _waiting_for_people(s, run_id)
-                if not waiting:
-                    busy = _others_running(s, run_id)
-                    if not busy:
-                        finish_loop_run(s, run_id, "done", loop_stats(s, run_id))
-                        return "all done"
-            if idle_exit and not waiting:
+                _release_dead_claims(s, run_id)
+                pending = _pending(s, run_id)  # one another worker's claim had locked, or a dead one's
+                if not pending and not _others_running(s, run_id):
+                    # Checked in one transaction after our claim found nothing: a task that ends adds
+                    # its follow-ups in the transaction that marks it done, so no work can appear now.
+                    finish_loop_run(s, run_id, "done", loop_stats(s, run_id))
+                    return "all done"
+            if idle_exit and not pending:
                 return "no tasks left for this worker"
-            time.sleep(cfg.poll_seconds)
+            time.sleep(min(cfg.poll_seconds, IDLE_POLL))
             continue
         task_id, kind, key, payload, result, tree_id = claimed
         try:
@@ -227,20 +237,38 @@ def _set_status(session, task_id: int, status: str, result: Any = ...) -> None:
     session.flush()
 
 
-def _checkpoint(session_scope, task_id: int, result: dict[str, Any]) -> None:
-    from .store import LoopTask
+def _checkpoint(session_scope, task_id: int, result: dict[str, Any]) -> bool:
+    """Store a finished batch in the task and renew the claim (a live worker's long task must not read as
+    a dead worker's stale claim).  False when the task is no longer this worker's: it was taken over."""
+    from sqlalchemy import update
+
+    from .store import LoopTask, utcnow
 
     with session_scope() as s:
-        s.get(LoopTask, task_id).result = result
+        now = utcnow()
+        return s.execute(update(LoopTask).where(LoopTask.id == task_id, LoopTask.worker == worker_name(),
+                                                LoopTask.status == "running")
+                         .values(result=result, claimed_at=now, updated_at=now)).rowcount == 1
 
 
-def _waiting_for_people(session, run_id: int) -> bool:
-    from sqlalchemy import func, select
+def _still_mine(session, task_id: int) -> bool:
+    """Whether this worker still holds the task, locking its row until the transaction ends (PostgreSQL),
+    so that no other worker can take it over between this check and the commit of its result."""
+    from sqlalchemy import select
 
     from .store import LoopTask
 
-    return bool(session.scalar(select(func.count()).select_from(LoopTask).where(
-        LoopTask.run_id == run_id, LoopTask.kind == "ask", LoopTask.status == "pending")))
+    return session.scalar(select(LoopTask.id).where(LoopTask.id == task_id, LoopTask.worker == worker_name(),
+                                                    LoopTask.status == "running").with_for_update()) is not None
+
+
+def _pending(session, run_id: int) -> bool:
+    from sqlalchemy import select
+
+    from .store import LoopTask
+
+    return session.scalar(select(LoopTask.id).where(LoopTask.run_id == run_id, LoopTask.status == "pending")
+                          .limit(1)) is not None
 
 
 def _others_running(session, run_id: int) -> bool:
@@ -288,10 +316,13 @@ def propose_questions(backend, topic: str, n: int, seed: int = 0) -> list[str]:
 def _propose(session_scope, run_id, cfg, backend, task_id, payload) -> str:
     from sqlalchemy import func, select
 
-    from .store import LoopTask, add_loop_tasks
+    from .store import LoopRun, LoopTask, add_loop_tasks
 
     questions = propose_questions(backend, payload["topic"], cfg.per_topic, cfg.seed)
     with session_scope() as s:
+        # One proposer at a time per run (PostgreSQL; SQLite has one writer anyway): two workers
+        # counting at once would both see room and add past --max-questions (or the same question twice).
+        s.execute(select(LoopRun.id).where(LoopRun.id == run_id).with_for_update(key_share=True))
         have = s.scalar(select(func.count()).select_from(LoopTask).where(LoopTask.run_id == run_id,
                                                                          LoopTask.kind == "question")) or 0
         room = max(cfg.max_questions - have, 0)
@@ -334,10 +365,13 @@ def _grow_task(session_scope, run_id, cfg, backend, task_id, kind, payload, resu
         tree = res.tree
         done += grown
         state = {"partial": to_dict(tree), "expansions": done}
-        _checkpoint(session_scope, task_id, state)  # a finished batch is never redone
+        if not _checkpoint(session_scope, task_id, state):  # a finished batch is never redone
+            return TAKEN_OVER
         if not grown or res.stop_reason in ("nothing-to-expand", "voi-below-threshold", "max-nodes"):
             break
     with session_scope() as s:
+        if not _still_mine(s, task_id):  # the one that took it over saves the tree, not both of us
+            return TAKEN_OVER
         tree_id = save_tree(s, tree, (), question=question, model_version=cfg.model if cfg.model else None,
                             meta=dict(tree.meta, loop_run=run_id, loop_task=task_id))
         _, evidence_now = load_tree(s, tree_id)

@@ -192,15 +192,26 @@ def record_answers(session, oracle: Oracle, queries: Sequence[Query], answers: S
 
 
 def oracle_annotator(session, name: str, reliability: float) -> int:
-    """Id of the oracle's system annotator, created with the oracle's reliability on first use."""
+    """Id of the oracle's system annotator, created with the oracle's reliability on first use.
+
+    Safe when several loop workers answer their first queries at once: the one whose insert loses the
+    race (unique name) rolls back to a savepoint and reads the winner's row."""
     from sqlalchemy import select
+    from sqlalchemy.exc import IntegrityError
 
     from .store import Annotator
 
-    aid = session.scalar(select(Annotator.id).where(Annotator.name == name))
+    query = select(Annotator.id).where(Annotator.name == name)
+    aid = session.scalar(query)
     if aid is None:
         row = Annotator(name=name, role="system", password_hash=None, reliability=float(reliability))
-        session.add(row)
-        session.flush()
-        aid = row.id
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+            aid = row.id
+        except IntegrityError:
+            aid = session.scalar(query)
+            if aid is None:
+                raise
     return aid

@@ -100,3 +100,111 @@ def test_eval_cli_unknown_model(tmp_path):
     good.write_text(json.dumps({"prompt": "Q?", "completion": "Yes"}) + "\n")
     res = _run("eval", "--model", "no-such-model-xyz", "--data", str(good), "--out", str(tmp_path))
     assert res.returncode == 2 and "no-such-model-xyz" in res.stderr and "Traceback" not in res.stderr
+
+
+# -- `argtree eval --model NAME` without --data: the eval split of the database's labeled facts ---------------
+
+RIVERS = [f"River number {k} floods its valley every spring." for k in range(60)]
+
+
+def _held_out(texts, split=0.9):
+    from argtree.datasets import normalize, split_value
+
+    return [t for t in texts if split_value(normalize(t)) >= split]
+
+
+def _labeled_store(tmp_path):
+    """Two live trees whose premises carry labels, and an archived version holding one more labelled premise.
+    Returns (url, {premise text: truth} of what the live trees hold)."""
+    from argtree.store import save_tree, session_scope, set_tree
+    from argtree.store.testing import sqlite_db
+    from argtree.tree import ArgumentTree, Evidence, Node
+
+    held = _held_out(RIVERS)
+    archived_only = held[-1]  # in the eval split by its hash: it would show up if archived trees were read
+    live = [t for t in RIVERS if t != archived_only]
+    truth = {t: k % 3 != 0 for k, t in enumerate(live)}
+    url = sqlite_db(tmp_path)
+    with session_scope(url) as s:
+        for i, texts in enumerate((live[: len(live) // 2], live[len(live) // 2:])):
+            nodes = [Node("r", f"Do the rivers of region {i} flood every year?", prior=0.5)]
+            nodes += [Node(f"n{j}", t, parent="r", p_if_true=0.8, p_if_false=0.3) for j, t in enumerate(texts)]
+            save_tree(s, ArgumentTree(nodes), [Evidence(f"n{j}", truth[t]) for j, t in enumerate(texts)])
+        old = ArgumentTree([Node("r", "Do the rivers of region 0 flood every year?", prior=0.5),
+                            Node("n0", archived_only, parent="r", p_if_true=0.8, p_if_false=0.3)])
+        set_tree(s, save_tree(s, old, [Evidence("n0", True)]), status="archived")
+    return url, truth
+
+
+def test_eval_without_data_reads_the_eval_split_export_writes(tmp_path):
+    from argtree.commands.eval import _facts_from_store
+    from argtree.expand import yes_no_prompt
+    from argtree.store.testing import dispose
+
+    url, truth = _labeled_store(tmp_path)
+    expected = _held_out(truth)
+    assert len(expected) >= 2
+    recs, source = _facts_from_store(url, 0.9)
+    assert source == "database (eval split of 0.9)"
+    # Exactly the labelled premises of live trees whose text hashes into the held-out share, with their labels.
+    prompts, truths, system = fact_items(recs, source)
+    assert sorted(zip(prompts, truths)) == sorted((yes_no_prompt(t), int(truth[t])) for t in expected)
+    assert system is None
+    # ... which is what `argtree export --split 0.9` writes as its eval file (the model never trained on it).
+    res = _run("export", "--kind", "facts", "--format", "prompt-completion", "--split", "0.9", "--out",
+               str(tmp_path / "facts.jsonl"), "--database", url)
+    assert res.returncode == 0, res.stderr
+    with open(tmp_path / "facts.eval.jsonl", encoding="utf-8") as fh:
+        assert [json.loads(line) for line in fh] == recs
+    # Another --split moves the line: more held out.
+    more, _ = _facts_from_store(url, 0.5)
+    assert len(more) == len(_held_out(truth, 0.5)) > len(recs)
+    dispose(url)
+
+
+def test_eval_without_data_fails_plainly_before_loading_a_model(tmp_path):
+    from argtree.store import save_tree, session_scope
+    from argtree.store.testing import dispose, sqlite_db
+    from argtree.tree import ArgumentTree, Evidence, Node
+
+    url = sqlite_db(tmp_path)
+    # No model is loaded on the way to these errors (the model name does not even exist).
+    res = _run("eval", "--model", "no-such-model-xyz", "--database", url, "--out", str(tmp_path))
+    assert res.returncode == 2 and "holds no trees" in res.stderr and "Traceback" not in res.stderr
+    with session_scope(url) as s:  # labels, but every labelled premise falls in the train share
+        train = [t for t in RIVERS if t not in _held_out(RIVERS)][:5]
+        save_tree(s, ArgumentTree([Node("r", "Do rivers flood?", prior=0.5)] + [
+            Node(f"n{j}", t, parent="r", p_if_true=0.8, p_if_false=0.3) for j, t in enumerate(train)]),
+            [Evidence(f"n{j}", True) for j in range(len(train))])
+    res = _run("eval", "--model", "no-such-model-xyz", "--database", url, "--out", str(tmp_path))
+    assert res.returncode == 2 and "eval split of the stored facts is empty" in res.stderr
+    assert "--data" in res.stderr and "no-such-model-xyz" not in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "metrics.json").exists()
+    dispose(url)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_eval_without_data_scores_the_bundled_model_on_the_stores_eval_split(tmp_path):
+    from argtree.store.testing import dispose
+
+    url, truth = _labeled_store(tmp_path)
+    expected = _held_out(truth)
+    out_dir = tmp_path / "out"
+    res = _run("eval", "--model", "bundled", "--database", url, "--device", "cpu", "--out", str(out_dir), "--json")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["data"] == "database (eval split of 0.9)" and summary["n"] == len(expected)
+    # --base defaults to bundled: the same model, so one column.
+    assert list(summary["results"]) == ["after"]
+    r = summary["results"]["after"]
+    assert r["model"] == "bundled" and r["n"] == len(expected)
+    assert r["share_true"] == pytest.approx(sum(truth[t] for t in expected) / len(expected))
+    assert 0 <= r["brier"] <= 1 and 0 <= r["ece"] <= 1 and 0 <= r["mean_p"] <= 1 and r["log_loss"] >= 0
+    # The model gives each fact its own P(true), not one constant.
+    assert r["std_p"] > 0
+    with open(out_dir / "metrics.json", encoding="utf-8") as fh:
+        assert json.load(fh) == summary
+    with open(summary["reliability_png"], "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+    dispose(url)

@@ -153,3 +153,343 @@ def test_cli_runs_and_resumes_nothing_when_done(tmp_path):
     out = json.loads(res.stdout)
     assert out["stop"] == "all done" and out["questions"] == 1 and out["labels"] >= 1
     dispose(url)
+
+
+# -- several worker processes on PostgreSQL (argtree loop --workers) -----------------------------------------
+
+WORKER_QUESTIONS = [f"Does policy number {i} reduce {topic} in the region?" for i, topic in
+                    enumerate(["traffic", "pollution", "crime", "poverty", "noise", "flooding", "obesity",
+                               "unemployment", "smoking", "littering", "homelessness", "drought", "wildfires",
+                               "congestion"])]
+
+
+def _check_run_shared_without_repeats(url, out, questions, oracle_name):
+    """The database after `argtree loop --workers W`: nothing done twice, and it says what the run reported."""
+    from collections import Counter
+
+    from sqlalchemy import func, select
+
+    from argtree.store import Annotator, Label, LoopRun, Node, Tree
+
+    with session_scope(url) as s:
+        runs = list(s.scalars(select(LoopRun)))
+        assert [(r.id, r.status) for r in runs] == [(out["run_id"], "done")]
+        tasks = list(s.scalars(select(LoopTask).where(LoopTask.run_id == out["run_id"])))
+        # Every task ran once, by one worker, and finished; several workers took part.
+        assert all(t.status == "done" and t.attempts == 1 for t in tasks), \
+            [(t.kind, t.key, t.status, t.attempts) for t in tasks if t.status != "done" or t.attempts != 1]
+        workers = Counter(t.worker for t in tasks)
+        assert len(workers) >= 2, f"one worker did everything: {workers}"
+        by_kind = Counter(t.kind for t in tasks)
+        assert by_kind["question"] == len(questions)
+        assert sorted(t.payload["question"] for t in tasks if t.kind == "question") == sorted(questions)
+        # One saved tree per growing task (question or reexpand), and no tree saved by no task.
+        grow = [t for t in tasks if t.kind in ("question", "reexpand")]
+        trees = {t.id: t for t in s.scalars(select(Tree))}
+        assert sorted(t.result["tree_id"] for t in grow) == sorted(trees)
+        assert sorted(tr.meta["loop_task"] for tr in trees.values()) == sorted(t.id for t in grow)
+        for t in grow:  # the checkpointed expansion count is what the saved tree holds, within the budget
+            assert 1 <= t.result["expansions"] <= (3 if t.kind == "question" else 2)
+            assert trees[t.result["tree_id"]].n_nodes == t.result["nodes"]
+        # Per question: one live tree, the older versions archived (one per re-expansion).
+        reexpanded = Counter(trees[t.payload["tree_id"]].question for t in tasks if t.kind == "reexpand")
+        for q in questions:
+            versions = Counter(tr.status for tr in trees.values() if tr.question == q)
+            assert versions == Counter({"active": 1, **({"archived": reexpanded[q]} if reexpanded[q] else {})}), q
+        assert by_kind["reexpand"] == sum(1 for t in tasks if t.kind == "ask" and t.result["reexpand"])
+        # Every premise the oracle answered was labelled once: no second label, live or retracted.
+        aid = s.scalar(select(Annotator.id).where(Annotator.name == oracle_name))
+        per_prop = Counter(s.scalars(select(Label.proposition_id).where(Label.annotator_id == aid)))
+        assert per_prop and max(per_prop.values()) == 1
+        assert sum(t.result["labels"] for t in tasks if t.kind == "ask") >= len(per_prop)
+        # What the command printed is the run's stored stats and what the database holds.
+        stats = {k: v for k, v in out.items() if k not in ("run_id", "resumed", "stop")}
+        assert runs[0].stats == stats
+        assert stats["tasks"] == {k: {"done": n} for k, n in by_kind.items()}
+        assert stats["questions"] == len(questions) and stats["trees"] == len(trees)
+        assert stats["nodes"] == s.scalar(select(func.count()).select_from(Node)) == sum(
+            tr.n_nodes for tr in trees.values())
+        assert stats["labels"] == len(per_prop) == s.scalar(select(func.count()).select_from(Label))
+        return trees, tasks, s.scalars(select(Label)).all()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("oracle", ["dataset", "model"])
+def test_cli_workers_share_a_postgres_run_without_doing_anything_twice(tmp_path, oracle):
+    from argtree.store.testing import postgres_schema
+
+    truth = {q: i % 2 == 0 for i, q in enumerate(WORKER_QUESTIONS)}
+    if oracle == "dataset":
+        data = tmp_path / "strategyqa.json"
+        data.write_text(json.dumps([{"qid": str(i), "question": q, "answer": a, "facts": [f"Fact {i} holds."]}
+                                    for i, (q, a) in enumerate(truth.items())]))
+        args = ["--oracle", "dataset", "--dataset", str(data)]
+    else:
+        args = ["--oracle", "model"] + [a for q in WORKER_QUESTIONS for a in ("--question", q)]
+    with postgres_schema() as url:
+        res = _cli("--backend", "fake", *args, "--workers", "3", "--budget", "3", "--max-questions", "20",
+                   "--retries", "0", "--json", "--database", url, home=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert "Traceback" not in res.stderr and "warning" not in res.stderr, res.stderr
+        out = json.loads(res.stdout)
+        assert out["stop"] == "all done" and not out["resumed"]
+        trees, tasks, labels = _check_run_shared_without_repeats(url, out, WORKER_QUESTIONS,
+                                                                 f"oracle-{oracle}")
+        if oracle == "dataset":
+            # Benchmark mode: each question's truth is a label on its root, in its live tree.
+            with session_scope(url) as s:
+                for tr in trees.values():
+                    if tr.status == "active":
+                        tree, evidence = load_tree(s, tr.id)
+                        assert [ev.value for ev in evidence if ev.node == tree.root] == [truth[tr.question]]
+        else:
+            # The model judges premises (soft labels), never the question itself.
+            assert labels and all(lab.probability is not None and lab.value is None for lab in labels)
+            assert sum(1 for t in tasks if t.kind == "ask") >= 1
+
+
+# -- the human oracle: the loop waits for labels from the web app's queue --------------------------------------
+
+def _wait_for(what, get, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = get()
+        if found:
+            return found
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _task(url, kind, **where):
+    from sqlalchemy import select
+
+    with session_scope(url) as s:
+        for t in s.scalars(select(LoopTask).where(LoopTask.kind == kind).order_by(LoopTask.id)):
+            if all(t.payload.get(k) == v for k, v in where.items()):
+                return {"id": t.id, "status": t.status, "attempts": t.attempts, "payload": dict(t.payload),
+                        "result": t.result}
+    return None
+
+
+def _annotate_until_moved(url, annotator_id, tree_id, root_before, delta, limit=10):
+    """Answer the queue's questions as a person in the web app would (next_question, then submit_label with
+    the answer that moves the root most) until the tree's root has moved by ``delta``; the labelled texts."""
+    from argtree.store import get_tree, next_question, submit_label, tree_nodes
+
+    answered = []
+    for _ in range(limit):
+        with session_scope(url) as s:
+            q = next_question(s, annotator_id)
+            assert q is not None, "the queue ran dry before the root moved"
+            assert tree_id in q.tree_ids  # the only live tree: the one the loop waits on
+            # (q.tree_id, the context shown, may name an archived version: its stale VoI can rank first)
+            node = next(n for n in tree_nodes(s, tree_id) if n.proposition_id == q.proposition_id)
+            root = get_tree(s, tree_id).root_belief
+            value = abs(node.root_if_true - root) >= abs(node.root_if_false - root)
+            submit_label(s, annotator_id, q.proposition_id, value, request_id=f"ui:{q.proposition_id}")
+            answered.append((q.text, value))
+        with session_scope(url) as s:
+            if abs(get_tree(s, tree_id).root_belief - root_before) >= delta:
+                return answered
+    pytest.fail(f"{limit} labels did not move the root by {delta}")
+
+
+def test_human_oracle_loop_waits_for_queue_labels_and_folds_them_in(tmp_path):
+    import threading
+
+    from sqlalchemy import select
+
+    from argtree.inference import beliefs
+    from argtree.oracle import HumanQueueOracle
+    from argtree.store import LoopRun, Tree, add_annotator, get_tree
+    from argtree.store.testing import fast_password_hashing
+
+    t0 = time.time()
+    fast_password_hashing()
+    url = sqlite_db(tmp_path)
+    scope = lambda: session_scope(url)  # noqa: E731
+    cfg = LoopConfig(questions=("Should cities ban private cars from their centres?",), budget=2,
+                     reexpand_budget=2, max_rounds=1, uncertain=(0.0, 1.0), poll_seconds=0.05)
+    run_id, _, cfg = start_or_resume(scope, cfg, "human")
+    with session_scope(url) as s:
+        alice = add_annotator(s, "alice", "password123").id
+    events, why = [], []
+    worker = threading.Thread(target=lambda: why.append(run_worker(scope, run_id, FakeBackend(), HumanQueueOracle(),
+                                                                   progress=events.append)), daemon=True)
+    worker.start()
+    try:
+        # Round 0: the tree is grown and queued; with nobody answering, the loop keeps looking and waits.
+        ask = _wait_for("the loop to wait on its first tree", lambda: (
+            (t := _task(url, "ask", round=0)) and t["attempts"] >= 3 and t["status"] != "done" and t))
+        tree1, root0 = ask["payload"]["tree_id"], ask["payload"]["root_before"]
+        assert _task(url, "reexpand") is None and worker.is_alive() and not why
+        waits = [e for e in events if e["kind"] == "ask"]
+        assert len(waits) >= 2 and all(e["outcome"] == "waiting for people's labels" and e["labels"] == 0
+                                       for e in waits)
+        with session_scope(url) as s:
+            assert s.get(LoopRun, run_id).status == "running"
+        labelled = _annotate_until_moved(url, alice, tree1, root0, cfg.reexpand_delta)
+
+        # The loop notices the moved root, records the move and grows the labelled tree again.
+        ask = _wait_for("round 0's ask to finish", lambda: (t := _task(url, "ask", round=0))
+                        and t["status"] == "done" and t)
+        with session_scope(url) as s:
+            tree, evidence = load_tree(s, tree1)
+            root_now = beliefs(tree, evidence)[tree.root]
+        assert ask["result"]["root_before"] == root0 and ask["result"]["reexpand"] is True
+        assert ask["result"]["root_after"] == pytest.approx(root_now)
+        assert abs(root_now - root0) >= cfg.reexpand_delta
+        re = _wait_for("the re-expansion", lambda: (t := _task(url, "reexpand")) and t["status"] == "done" and t)
+        tree2 = re["result"]["tree_id"]
+        with session_scope(url) as s:
+            assert get_tree(s, tree1).status == "archived" and get_tree(s, tree2).status == "active"
+            grown, evidence2 = load_tree(s, tree2)
+        assert len(grown) > len(tree)
+        # alice's answers are evidence in the new version (her labels live on the propositions).
+        texts = {ev.node: grown[ev.node].text for ev in evidence2}
+        assert sorted((texts[ev.node], ev.value) for ev in evidence2) == sorted(labelled)
+
+        # Round 1 (the last: max_rounds=1): waits again, and finishes once the answers move the root.
+        ask1 = _wait_for("the loop to wait on the new version", lambda: (
+            (t := _task(url, "ask", round=1)) and t["attempts"] >= 2 and t["status"] != "done" and t))
+        assert ask1["payload"]["tree_id"] == tree2 and worker.is_alive()
+        _annotate_until_moved(url, alice, tree2, ask1["payload"]["root_before"], cfg.reexpand_delta)
+        worker.join(timeout=10)
+        assert not worker.is_alive() and why == ["all done"]
+    finally:
+        if worker.is_alive():  # on failure, let the thread end: with every task done it finds nothing left
+            with session_scope(url) as s:
+                from sqlalchemy import update
+
+                s.execute(update(LoopTask).values(status="done"))
+            worker.join(timeout=10)
+    ask1 = _task(url, "ask", round=1)
+    assert ask1["status"] == "done" and ask1["result"]["reexpand"] is False  # no round beyond max_rounds
+    with session_scope(url) as s:
+        assert s.get(LoopRun, run_id).status == "done"
+        assert [t.status for t in s.scalars(select(Tree).order_by(Tree.id))] == ["archived", "active"]
+    assert events[-1]["labels"] >= len(labelled) + 1
+    assert time.time() - t0 < 20
+    dispose(url)
+
+
+PROPOSER = textwrap.dedent('''
+    import json, sys
+    from argtree.llm.base import Generation
+    from argtree.llm.fake import FakeBackend
+    from argtree.loop import run_worker
+    from argtree.oracle import ModelOracle
+    from argtree.store import session_scope
+
+    url, run_id = sys.argv[1], int(sys.argv[2])
+
+    class Proposer(FakeBackend):
+        """The fake backend, plus questions for a topic (it only writes premises): two of the topic's own,
+        and one every topic proposes."""
+        def generate_json(self, prompts, schema, **kw):
+            if "questions" not in schema.get("properties", {}):
+                return super().generate_json(prompts, schema, **kw)
+            out = []
+            for p in prompts:
+                topic = p.splitlines()[0].removeprefix("Topic: ")
+                qs = [f"Will {topic} matter more in ten years?", f"Is {topic} studied enough today?",
+                      "Should every city publish its budget online?"]
+                out.append(Generation(json.dumps({"questions": qs})))
+            return out
+
+    be = Proposer()
+    print(run_worker(lambda: session_scope(url), run_id, be, ModelOracle(be)), flush=True)
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workers_proposing_at_once_keep_to_max_questions(tmp_path):
+    """Three worker processes on one run, each starting with the topics' propose tasks: together they add
+    exactly --max-questions questions, the one every topic proposes once, and finish the run."""
+    from collections import Counter
+
+    from sqlalchemy import select
+
+    from argtree.store import LoopRun, Tree
+    from argtree.store.testing import postgres_schema
+
+    topics = ("urban cycling", "school meals", "river cleanups", "night trains", "public libraries", "tiny homes")
+    script = tmp_path / "proposer.py"
+    script.write_text(PROPOSER)
+    with postgres_schema() as url:
+        scope = lambda: session_scope(url)  # noqa: E731
+        cfg = LoopConfig(topics=topics, per_topic=3, max_questions=7, budget=1, max_rounds=0, retries=0)
+        run_id, _, _ = start_or_resume(scope, cfg, "oracle-model")
+        env = dict(os.environ, PYTHONPATH=os.getcwd())
+        procs = [subprocess.Popen([sys.executable, str(script), url, str(run_id)], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+        assert [out.strip() for out, _ in outs] == ["all done"] * 3
+        with session_scope(url) as s:
+            assert s.get(LoopRun, run_id).status == "done"
+            tasks = list(s.scalars(select(LoopTask).where(LoopTask.run_id == run_id)))
+            assert all(t.status == "done" and t.attempts == 1 for t in tasks)
+            questions = [t.payload["question"] for t in tasks if t.kind == "question"]
+            assert len(questions) == 7 == len(set(questions))
+            proposes = [t for t in tasks if t.kind == "propose"]
+            assert len(proposes) == len(topics) and sum(t.result["new"] for t in proposes) == 7
+            assert Counter(q == "Should every city publish its budget online?" for q in questions)[True] == 1
+            trees = Counter(tr.question for tr in s.scalars(select(Tree)))
+            assert sorted(trees) == sorted(questions) and set(trees.values()) == {1}
+
+
+def test_a_long_task_keeps_its_claim_and_one_taken_over_saves_nothing(tmp_path):
+    """claim_loop_task hands a task claimed more than stale_after (600 s) ago to another worker, for the
+    claims of dead workers.  A live worker's long task renews its claim with every checkpoint; and a worker
+    whose task was taken over all the same stops and saves nothing, so no question gets two trees."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from argtree.grow import GrowConfig, grow
+    from argtree.io import to_dict
+    from argtree.loop import TAKEN_OVER, _checkpoint, _grow_task, worker_name
+    from argtree.store import claim_loop_task, utcnow
+
+    url = sqlite_db(tmp_path)
+    scope = lambda: session_scope(url)  # noqa: E731
+    run_id, _, cfg = start_or_resume(scope, LoopConfig(questions=("Is the sun a star?",), budget=3, batch=1),
+                                     "oracle-dataset")
+
+    def age(seconds):  # the claim was made this long ago
+        with session_scope(url) as s:
+            s.execute(update(LoopTask).values(claimed_at=utcnow() - timedelta(seconds=seconds)))
+
+    with session_scope(url) as s:
+        task = claim_loop_task(s, run_id, worker_name())
+        task_id, payload = task.id, dict(task.payload)
+    age(700)  # grown for 700 s, a batch just finished:
+    assert _checkpoint(scope, task_id, {"expansions": 1})
+    with session_scope(url) as s:
+        assert claim_loop_task(s, run_id, "elsewhere:1") is None  # not stale: it was just renewed
+    age(700)  # silent for 700 s: taken over (as a dead worker's claim would be)
+    with session_scope(url) as s:
+        assert claim_loop_task(s, run_id, "elsewhere:1").id == task_id
+    assert not _checkpoint(scope, task_id, {"expansions": 2})
+    # Taken over while growing: it stops at the next checkpoint; after its last one: at the save.
+    assert _grow_task(scope, run_id, cfg, FakeBackend(), task_id, "question", payload, None) == TAKEN_OVER
+    with session_scope(url) as s:
+        assert list_trees(s) == []
+    full = grow(payload["question"], FakeBackend(), GrowConfig(expansions=3)).tree  # the whole budget grown:
+    res = _grow_task(scope, run_id, cfg, FakeBackend(), task_id, "question", payload,  # straight to the save
+                     {"partial": to_dict(full), "expansions": 3})
+    assert res == TAKEN_OVER
+    with session_scope(url) as s:
+        assert list_trees(s) == []
+        t = s.get(LoopTask, task_id)
+        assert (t.worker, t.status, t.attempts) == ("elsewhere:1", "running", 2)
+    # The worker holding it finishes it: one tree.  (Here that is this process again, after a takeover.)
+    age(700)
+    assert run_worker(scope, run_id, FakeBackend(), DatasetOracle({})) == "all done"
+    with session_scope(url) as s:
+        assert len(list_trees(s)) == 1
+        assert s.get(LoopTask, task_id).attempts == 3
+    dispose(url)

@@ -51,6 +51,16 @@ def _worker_process(url, run_id, backend, model, device, oracle_kind, dataset, d
     run_worker(lambda: session_scope(url), run_id, be, oracle, deadline=deadline)
 
 
+def _reaper(procs):
+    """A ``stop`` hook for the first worker that collects exited worker processes, so a crashed one is
+    no zombie: its pid reads as dead and the task it held goes back to pending."""
+    def stop() -> bool:
+        for p in procs:
+            p.is_alive()  # waitpid(WNOHANG) on the child
+        return False
+    return stop
+
+
 @click.command()
 @click.option("--topics", "topics_file", type=click.Path(dir_okay=False), default=None,
               help="File with one topic per line; the model proposes questions about each.")
@@ -143,15 +153,25 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
                   f"{'-' if unc is None else f'{unc:.2f}'}")
 
     try:
-        why = run_worker(scope, run_id, be, oracle, deadline=deadline, progress=show, idle_exit=oracle.synchronous)
+        # Every worker waits while others hold tasks (those add follow-ups), so this returns when the
+        # run is done or out of time, and the other workers stop then too.
+        why = run_worker(scope, run_id, be, oracle, deadline=deadline, progress=show, stop=_reaper(procs))
     except KeyboardInterrupt:
         from ..store import finish_loop_run
 
         with scope() as s:
             finish_loop_run(s, run_id, "stopped", loop_stats(s, run_id))
         why = "stopped (Ctrl-C)"
+        for p in procs:  # they got the Ctrl-C too: their tasks go back to pending
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
     for p in procs:
-        p.join(timeout=5)
+        p.join()
+    crashed = [p.exitcode for p in procs if p.exitcode]
+    if crashed and why != "stopped (Ctrl-C)":
+        click.echo(f"warning: {len(crashed)} of {len(procs)} extra workers failed (exit status "
+                   f"{', '.join(map(str, crashed))}); the tasks they held went back to the queue", err=True)
     with scope() as s:
         stats = loop_stats(s, run_id)
     if as_json:

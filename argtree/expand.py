@@ -5,7 +5,8 @@ expansion of a node asks the model twice, once for premises that SUPPORT
 the claim and once for premises that ATTACK it, so every expanded node is
 argued from both sides even when the model leans one way.
 
-Elicitation (DESIGN.md).  For each premise the model gives
+Elicitation (DESIGN.md).  For each premise the model gives, as whole
+percentages (below),
 
 * ``credence``        c  = P(premise),
 * ``claim_if_true``   q1 = P(claim | premise),
@@ -24,14 +25,17 @@ a label on the premise able to contradict the tree).
 Guards, measured necessary with the bundled 135M model (it copies the claim,
 repeats its siblings and says 1.0 for everything):
 
-* the schema lets every number be one of 0.05, 0.10, ..., 0.95 (an enum: a
-  small model otherwise writes 1.0 or runs digits on to the token cap) and,
-  per side, puts q1 above q0 for a supporting premise and below it for an
-  attacking one, so a premise always bears on its claim in the direction it
-  was asked for;
-* a premise's text is at most ``MAX_TEXT`` characters (95% of StrategyQA's
-  facts are shorter), so the longest answer the schema admits,
-  ``answer_bound``, fits the token cap and no answer is cut off;
+* the schema makes every number a whole percentage, one of 5, 10, ..., 95
+  (an enum of short integers: a small model otherwise writes 1.0 or runs
+  digits on to the token cap, and xgrammar spells a decimal enum such as 0.05
+  as "0.050000000000000003") and, per side, puts q1 above q0 for a
+  supporting premise and below it for an attacking one, so a premise always
+  bears on its claim in the direction it was asked for;
+* a premise's text is one sentence (``TEXT_PATTERN``: a capital letter first,
+  a full stop last, no quote, backslash or control character, so nothing is
+  escaped) of at most ``MAX_TEXT`` characters (95% of StrategyQA's facts are
+  shorter): the longest answer the schema admits, ``answer_bound``, fits the
+  token cap and no answer is cut off;
 * a premise that restates its claim or any ancestor, repeats a sibling (or a
   premise of the same answer), duplicates any node already in the tree
   (normalized text), says nothing (too few content words, "the claim is
@@ -52,7 +56,8 @@ from typing import Any, Iterable, Sequence
 
 __all__ = [
     "EPS", "MAX_RAW", "STANCES", "SYSTEM", "Proposal", "Rejection", "Parsed",
-    "clamp", "cpt_from_elicitation", "expansion_schema", "answer_bound", "GRID", "MAX_TEXT", "expansion_prompt", "is_question", "parse_expansion",
+    "clamp", "cpt_from_elicitation", "expansion_schema", "answer_bound", "PERCENTS", "MAX_TEXT",
+    "TEXT_PATTERN", "expansion_prompt", "is_question", "parse_expansion",
     "normalize", "content_words", "similarity", "Guard",
     "credence_prompt", "credence_schema", "parse_credence", "yes_no_prompt",
 ]
@@ -62,8 +67,9 @@ MAX_RAW = 10_000
 STANCES = ("for", "against")
 LOW, HIGH = 0.05, 0.95   # range the schema allows for every elicited number
 MID = 0.5
-GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))   # the numbers an answer may use: 0.05 .. 0.95
+PERCENTS = tuple(range(5, 100, 5))   # the numbers an answer may use: 5, 10, ..., 95 (percent)
 MAX_TEXT = 120           # characters of one premise
+TEXT_PATTERN = r'^[A-Z][^"\\\u0000-\u001f]{%d,%d}\.$' % (10, MAX_TEXT - 2)
 
 SYSTEM = ("You are a careful analyst. You break a claim into short, concrete, checkable premises: facts "
           "or conditions that make the claim more or less likely. Never repeat the claim itself.")
@@ -87,8 +93,8 @@ def _number(lo: float, hi: float) -> dict:
 
 
 def _choice(lo: float, hi: float) -> dict:
-    """A number from GRID within [lo, hi]: finitely many short literals, so none can run on."""
-    return {"type": "number", "enum": [x for x in GRID if lo - 1e-9 <= x <= hi + 1e-9]}
+    """A percentage from PERCENTS within [lo, hi] (fractions): a few short literals, none can run on."""
+    return {"type": "integer", "enum": [x for x in PERCENTS if lo * 100 - 1e-9 <= x <= hi * 100 + 1e-9]}
 
 
 def expansion_schema(stance: str, per_side: int = 2) -> dict:
@@ -102,7 +108,8 @@ def expansion_schema(stance: str, per_side: int = 2) -> dict:
     item = {
         "type": "object",
         "properties": {
-            "text": {"type": "string", "minLength": 12, "maxLength": MAX_TEXT},
+            # the pattern bounds the length too (xgrammar ignores min/maxLength beside a pattern)
+            "text": {"type": "string", "pattern": TEXT_PATTERN},
             "credence": _choice(LOW, HIGH),
             "claim_if_true": q1,
             "claim_if_false": q0,
@@ -126,7 +133,7 @@ def answer_bound(per_side: int = 2) -> int:
     constrained token adds at least one character, so this many new tokens
     always let an answer finish: the default token cap of ``argtree.grow``.
     """
-    item = {"text": "x" * MAX_TEXT, "credence": 0.05, "claim_if_true": 0.05, "claim_if_false": 0.05}
+    item = {"text": "x" * MAX_TEXT, **{k: max(PERCENTS) for k in ("credence", "claim_if_true", "claim_if_false")}}
     return len(json.dumps({"premises": [item] * per_side}))
 
 
@@ -159,10 +166,9 @@ def expansion_prompt(claim: str, stance: str, *, context: Sequence[str] = (), av
                  "answer with yes or no.")
     if avoid:
         lines.append("Already listed (do not repeat): " + "; ".join(a for a in avoid[:8]))
-    lines.append("For each fact give: credence = probability that the fact is true; "
-                 "claim_if_true = probability of the claim if the fact is true; "
-                 "claim_if_false = probability of the claim if the fact is false. "
-                 "Use numbers between 0.05 and 0.95.")
+    lines.append("For each fact give three whole percentages from 5 to 95: credence = how likely the fact "
+                 "is true; claim_if_true = how likely the claim is if the fact is true; "
+                 "claim_if_false = how likely the claim is if the fact is false.")
     return "\n".join(lines)
 
 
@@ -276,13 +282,18 @@ class Parsed:
         return self.error is None and bool(self.proposals)
 
 
-def _prob(value: Any) -> float | None:
+def _percent(value: Any) -> float | None:
+    """A whole percentage in [0, 100] as a probability; anything else (0.9, 150, "high") is None.
+
+    A fraction is refused rather than read as one: under the schema it cannot
+    occur, and from an unconstrained backend 1 would be ambiguous (1% or 100%).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
+    if math.isnan(value) or value != round(value) or not 0.0 <= value <= 100.0:
         return None
-    return value
+    return value / 100.0
 
 
 class Guard:
@@ -360,7 +371,7 @@ def parse_expansion(raw: str, stance: str, guard: Guard, eps: float = EPS) -> Pa
             out.rejected.append(Rejection(str(item)[:200], "malformed"))
             continue
         text = " ".join(_LABEL.sub("", item["text"]).split())
-        c, q1, q0 = (_prob(item.get(k)) for k in ("credence", "claim_if_true", "claim_if_false"))
+        c, q1, q0 = (_percent(item.get(k)) for k in ("credence", "claim_if_true", "claim_if_false"))
         if c is None or q1 is None or q0 is None:
             out.rejected.append(Rejection(text, "bad-numbers"))
             continue

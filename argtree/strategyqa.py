@@ -226,10 +226,10 @@ def negation_stats(records: Iterable[dict[str, Any]]) -> dict[str, int]:
 # Numbers for the taught premises.  StrategyQA says the facts are true and settle the
 # question together, not how each one bears on it; we teach the direction of the gold
 # answer for facts (and the opposite for their negations) with moderate strengths, and
-# credences 0.9 / 0.1 for true facts / rule negations.
-FACT_CREDENCE, NEGATION_CREDENCE = 0.9, 0.1
-FOR_NUMBERS = (0.8, 0.3)       # (claim_if_true, claim_if_false) for a supporting premise
-AGAINST_NUMBERS = (0.2, 0.7)   # ... for an attacking one
+# credences 90% / 10% for true facts / rule negations (the schema asks for whole percentages).
+FACT_CREDENCE, NEGATION_CREDENCE = 90, 10
+FOR_NUMBERS = (80, 30)         # (claim_if_true, claim_if_false) for a supporting premise
+AGAINST_NUMBERS = (20, 70)     # ... for an attacking one
 
 
 def expansion_records(lt: LabeledTree, per_side: int = 2) -> list[dict[str, Any]]:
@@ -239,9 +239,10 @@ def expansion_records(lt: LabeledTree, per_side: int = 2) -> list[dict[str, Any]
     gets their rule negations (false, so credence 0.1): premises that would argue
     against the answer if they were true.  Each record is the exact system
     prompt, user prompt and schema-shaped JSON answer that ``grow`` uses; a
-    premise longer than the schema admits (``MAX_TEXT``) is left out.
+    premise the schema would not admit (``TEXT_PATTERN``: too long, quotes, no
+    capital first) is left out, one without a final full stop gets one.
     """
-    from .expand import MAX_TEXT, SYSTEM, expansion_prompt
+    from .expand import SYSTEM, TEXT_PATTERN, expansion_prompt
 
     tree = lt.tree
     labels = {ev.node: ev.value for ev in lt.evidence}
@@ -255,7 +256,7 @@ def expansion_records(lt: LabeledTree, per_side: int = 2) -> list[dict[str, Any]
              "against": (negs, NEGATION_CREDENCE) if answer else (facts, FACT_CREDENCE)}
     out = []
     for stance, (texts, credence) in sides.items():
-        texts = [t for t in texts if len(t) <= MAX_TEXT]
+        texts = [t for t in (_sentence(t) for t in texts) if re.match(TEXT_PATTERN, t)]
         if not texts:
             continue
         q1, q0 = FOR_NUMBERS if stance == "for" else AGAINST_NUMBERS
@@ -267,3 +268,8 @@ def expansion_records(lt: LabeledTree, per_side: int = 2) -> list[dict[str, Any]
             {"role": "assistant", "content": json.dumps({"premises": premises}, ensure_ascii=False)},
         ]})
     return out
+
+
+def _sentence(text: str) -> str:
+    text = " ".join(text.split())
+    return text if text.endswith(".") else text.rstrip("!;:, ") + "."

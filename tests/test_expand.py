@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from argtree.expand import (EPS, MAX_RAW, Guard, answer_bound, clamp, content_words, cpt_from_elicitation, expansion_prompt,
+from argtree.expand import (EPS, MAX_RAW, MAX_TEXT, Guard, answer_bound, clamp, content_words, cpt_from_elicitation, expansion_prompt,
                             expansion_schema, normalize, parse_credence, parse_expansion, similarity)
 from argtree.inference import beliefs
 from argtree.tree import ArgumentTree, Evidence, Node
@@ -45,8 +45,8 @@ def test_schema_encodes_the_side():
     assert min(f["claim_if_true"]["enum"]) > max(f["claim_if_false"]["enum"])
     assert max(a["claim_if_true"]["enum"]) < min(a["claim_if_false"]["enum"])
     for props in (f, a):
-        for key in ("credence", "claim_if_true", "claim_if_false"):
-            assert props[key]["enum"] and all(0.05 <= x <= 0.95 for x in props[key]["enum"])
+        for key in ("credence", "claim_if_true", "claim_if_false"):  # whole percentages, off 0 and 100
+            assert props[key]["type"] == "integer" and all(5 <= x <= 95 for x in props[key]["enum"])
     with pytest.raises(ValueError):
         expansion_schema("sideways")
 
@@ -57,15 +57,18 @@ def test_answer_bound_is_the_longest_valid_answer(per_side):
     import jsonschema
     schema = expansion_schema("against", per_side)
     props = schema["properties"]["premises"]["items"]["properties"]
-    item = {"text": "x" * props["text"]["maxLength"],
+    item = {"text": "A" + "x" * (MAX_TEXT - 2) + ".",
             **{k: max(props[k]["enum"], key=lambda v: len(json.dumps(v))) for k in ("credence", "claim_if_true",
                                                                                    "claim_if_false")}}
     longest = {"premises": [item] * per_side}
     jsonschema.validate(longest, schema)
     assert len(json.dumps(longest)) == answer_bound(per_side)  # ", " and ": ", as xgrammar writes one line
     assert len(json.dumps(longest, separators=(",", ":"))) < answer_bound(per_side)
-    with pytest.raises(jsonschema.ValidationError):  # one character more is not admitted
-        jsonschema.validate({"premises": [{**item, "text": item["text"] + "x"}]}, schema)
+    for text in ("A" + "x" * (MAX_TEXT - 1) + ".",            # one character more
+                 'He said "yes" to the plan today.',            # a quote would need an escape
+                 "1.1.1.1.1.1.1.1.1.1.1.1.", "no capital letter first.", "No full stop at the end"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"premises": [{**item, "text": text}]}, schema)
 
 
 def test_prompt_names_claim_side_and_avoid_list():
@@ -85,8 +88,10 @@ def test_normalize_and_similarity():
 
 
 def _answer(*items):
-    return json.dumps({"premises": [dict(zip(("text", "credence", "claim_if_true", "claim_if_false"), i))
-                                    for i in items]})
+    """A model answer; numbers given as probabilities are written as whole percentages, as the schema asks."""
+    pct = lambda x: round(x * 100) if isinstance(x, float) else x  # noqa: E731
+    return json.dumps({"premises": [dict(zip(("text", "credence", "claim_if_true", "claim_if_false"),
+                                             (i[0], *map(pct, i[1:])))) for i in items]})
 
 
 def test_guards_reject_copies_duplicates_restatements_and_vacuous():
@@ -157,3 +162,15 @@ def test_parse_credence():
     assert parse_credence('{"probability": 3.5000') is None
     assert parse_credence('{"probability": true}') is None
     assert not math.isnan(parse_credence('{"probability": 0}'))
+
+
+def test_numbers_are_whole_percentages():
+    """0.9 is refused, not read as 0.9% (or guessed to be 90%): an unconstrained backend's fraction is ambiguous."""
+    raw = json.dumps({"premises": [
+        {"text": "Cats sleep sixteen hours daily.", "credence": 0.9, "claim_if_true": 90, "claim_if_false": 10},
+        {"text": "Kittens play most evenings.", "credence": 70.5, "claim_if_true": 90, "claim_if_false": 10},
+        {"text": "Indoor cats gain weight easily.", "credence": 70, "claim_if_true": 90.0, "claim_if_false": 10}]})
+    parsed = parse_expansion(raw, "for", Guard("Cats are lazy."))
+    assert [r.reason for r in parsed.rejected] == ["bad-numbers", "bad-numbers"]
+    (p,) = parsed.proposals
+    assert (p.credence, p.claim_if_true, p.claim_if_false) == pytest.approx((0.7, 0.9, 0.1))

@@ -13,8 +13,9 @@ Q = "Is remote work more productive than office work?"
 
 
 def answer(*texts, q1=0.8, q0=0.3, c=0.6):
-    return json.dumps({"premises": [{"text": t, "credence": c, "claim_if_true": q1, "claim_if_false": q0}
-                                    for t in texts]})
+    """A model answer: the schema asks for whole percentages."""
+    return json.dumps({"premises": [{"text": t, "credence": round(100 * c), "claim_if_true": round(100 * q1),
+                                     "claim_if_false": round(100 * q0)} for t in texts]})
 
 
 def test_root_gets_premises_for_and_against():
@@ -56,10 +57,10 @@ def test_stops_when_voi_is_below_threshold():
 
 
 @pytest.mark.parametrize("bad", [
-    "not json", "", "x" * 20000, json.dumps({"premises": [{"text": Q, "credence": 0.5, "claim_if_true": 0.9,
-                                                           "claim_if_false": 0.1}]}),
-    json.dumps({"premises": [{"text": "Some fact about offices.", "credence": 7, "claim_if_true": 0.9,
-                              "claim_if_false": 0.1}]}),
+    "not json", "", "x" * 20000, json.dumps({"premises": [{"text": Q, "credence": 50, "claim_if_true": 90,
+                                                           "claim_if_false": 10}]}),
+    json.dumps({"premises": [{"text": "Some fact about offices.", "credence": 700, "claim_if_true": 90,
+                              "claim_if_false": 10}]}),
     Generation("", error="HTTPError: 500 server error"), Generation("", error="ReadTimeout: timed out"),
     RuntimeError("backend exploded"),
 ])

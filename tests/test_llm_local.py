@@ -2,10 +2,12 @@
 SmolLM2-135M doing constrained generation, yes/no scoring, LoRA adapters and one real expansion."""
 
 import json
+import re
 
 import pytest
 
-from argtree.expand import EPS, GRID, MAX_TEXT, SYSTEM, answer_bound, expansion_prompt, expansion_schema
+from argtree.expand import (EPS, MAX_TEXT, PERCENTS, SYSTEM, TEXT_PATTERN, answer_bound, expansion_prompt,
+                            expansion_schema)
 from argtree.llm.local import bundled_gguf, resolve_model
 
 
@@ -67,12 +69,12 @@ def test_batched_constrained_generation_is_schema_valid(backend):
         assert g.ok and g.tokens > 0
         assert not g.truncated, g.text  # the default cap admits the longest answer the schema allows
         (item,) = json.loads(g.text)["premises"]
-        assert 12 <= len(item["text"]) <= MAX_TEXT
-        assert item["credence"] in GRID and item["claim_if_true"] in GRID and item["claim_if_false"] in GRID
+        assert re.match(TEXT_PATTERN, item["text"]) and 12 <= len(item["text"]) <= MAX_TEXT
+        assert {item["credence"], item["claim_if_true"], item["claim_if_false"]} <= set(PERCENTS)
         if stance == "for":
-            assert item["claim_if_true"] >= 0.55 and item["claim_if_false"] <= 0.5
+            assert item["claim_if_true"] >= 55 and item["claim_if_false"] <= 50
         else:
-            assert item["claim_if_true"] <= 0.45 and item["claim_if_false"] >= 0.5
+            assert item["claim_if_true"] <= 45 and item["claim_if_false"] >= 50
 
 
 @pytest.mark.model

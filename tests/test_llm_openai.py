@@ -24,8 +24,8 @@ from argtree.llm.openai import OpenAIBackend
 
 httpx = pytest.importorskip("httpx")
 
-OK_ANSWER = {"premises": [{"text": "Bicycles need less road space than cars.", "credence": 0.8,
-                           "claim_if_true": 0.7, "claim_if_false": 0.3}]}
+OK_ANSWER = {"premises": [{"text": "Bicycles need less road space than cars.", "credence": 80,
+                           "claim_if_true": 70, "claim_if_false": 30}]}
 
 
 def completion(content, finish="stop", tokens=20):

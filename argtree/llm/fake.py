@@ -38,9 +38,12 @@ def _values(spec: dict) -> list[float]:
 
 
 def _pick(spec: dict, rng: random.Random, lo: float = 0.0, hi: float = 1.0) -> float:
-    """A schema-valid number, preferring [lo, hi] when the schema allows it there."""
+    """A schema-valid number, preferring [lo, hi] (as probabilities) when the schema allows it there.
+
+    An integer enum holds percentages (argtree.expand's schema)."""
     if "enum" in spec:
-        inside = [x for x in spec["enum"] if lo <= x <= hi] or list(spec["enum"])
+        scale = 100 if spec.get("type") == "integer" else 1
+        inside = [x for x in spec["enum"] if lo * scale <= x <= hi * scale] or list(spec["enum"])
         return rng.choice(inside)
     a, b = max(spec["minimum"], lo), min(spec["maximum"], hi)
     return round(rng.uniform(a, b) if a <= b else rng.uniform(spec["minimum"], spec["maximum"]), 2)

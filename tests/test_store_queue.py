@@ -220,3 +220,104 @@ def test_contradictory_evidence_across_trees_is_refused_whole(url):
     with session_scope(url) as s:
         assert len(store.list_trees(s)) == 1
         assert s.query(store.Label).count() == 1
+
+
+# -- a re-expansion archives a tree and saves its next version (argtree loop) ----------------------------------
+
+ROOT_Q = "Will the new bridge cut commute times?"
+
+
+def bridge_v1():
+    """The first version: two premises, both tightly tied to the root (high VoI)."""
+    return ArgumentTree([Node("r", ROOT_Q, prior=0.5),
+                         Node("a", "Traffic will shift onto the bridge", parent="r", p_if_true=0.95, p_if_false=0.05),
+                         Node("b", "Construction finishes on time", parent="r", p_if_true=0.9, p_if_false=0.1)])
+
+
+def bridge_v2():
+    """The re-expanded version: the same premises, looser now, and new ones under and beside them."""
+    return ArgumentTree([Node("r", ROOT_Q, prior=0.5),
+                         Node("a", "Traffic will shift onto the bridge", parent="r", p_if_true=0.7, p_if_false=0.4),
+                         Node("b", "Construction finishes on time", parent="r", p_if_true=0.65, p_if_false=0.45),
+                         Node("c", "Tolls on the bridge will be low", parent="r", p_if_true=0.8, p_if_false=0.3),
+                         Node("a1", "The old road will be narrowed", parent="a", p_if_true=0.85, p_if_false=0.35)])
+
+
+def reexpand(url, old_id, new_tree):
+    """What the loop's re-expansion does: save the next version, archive the old one, in one transaction."""
+    from argtree.store import set_tree
+
+    with session_scope(url) as s:
+        new_id = save_tree(s, new_tree, question=ROOT_Q)
+        set_tree(s, old_id, status="archived")
+    return new_id
+
+
+def assert_live_question(s, q, live_id):
+    """``q`` is shown in the live tree, and its numbers are those the core computes from that tree."""
+    from argtree.store import get_tree
+
+    tree, evidence = load_tree(s, live_id)
+    nodes = [n for n in tree_nodes(s, live_id) if n.proposition_id == q.proposition_id]
+    assert len(nodes) == 1, "the question is not about a node of the live tree"
+    node = nodes[0]
+    assert (q.tree_id, q.tree_ids, q.node_id, q.node_ids) == (live_id, (live_id,), node.id, (node.id,))
+    assert q.question == get_tree(s, live_id).question and q.text == tree[node.local_id].text
+    assert [link.node_id for link in q.chain][0] == node.id
+    assert {link.node_id for link in q.chain} <= {n.id for n in tree_nodes(s, live_id)}
+    assert q.chain[-1].stance == "root" and q.chain[-1].text == tree[tree.root].text
+    ref, ref_voi = beliefs(tree, evidence), voi(tree, evidence)
+    if_true, if_false = root_if(tree, evidence, node.local_id)
+    assert q.belief == pytest.approx(ref[node.local_id], abs=1e-9)
+    assert q.root_belief == pytest.approx(ref[tree.root], abs=1e-9)
+    assert q.voi == pytest.approx(ref_voi[node.local_id], abs=1e-9)
+    assert q.forest_voi == pytest.approx(ref_voi[node.local_id], abs=1e-9)  # priority 1, one live tree
+    assert (q.root_if_true, q.root_if_false) == (pytest.approx(if_true, abs=1e-9), pytest.approx(if_false, abs=1e-9))
+
+
+def test_next_question_offers_only_the_live_tree_after_a_reexpansion(url):
+    (alice,) = people(url, "alice")
+    with session_scope(url) as s:
+        v1 = save_tree(s, bridge_v1(), question=ROOT_Q)
+        held = next_question(s, alice)  # alice holds a question of the first version ...
+    assert held.tree_id == v1
+    v2 = reexpand(url, v1, bridge_v2())  # ... when the loop replaces that version
+    with session_scope(url) as s:
+        # The archived version ranks the shared premises higher than the live one does, with other
+        # root-if numbers: a context picked from all versions would be the stale one.
+        old = {n.proposition_id: n for n in tree_nodes(s, v1)}
+        new = {n.proposition_id: n for n in tree_nodes(s, v2)}
+        shared = [pid for pid in old if pid in new and old[pid].parent_id is not None]
+        assert len(shared) == 2
+        for pid in shared:
+            assert old[pid].voi > new[pid].voi and old[pid].root_if_true != pytest.approx(new[pid].root_if_true)
+        again = next_question(s, alice)  # the lease is kept: the same proposition, now in its live tree
+        assert again.proposition_id == held.proposition_id
+        assert_live_question(s, again, v2)
+    # Answer the whole queue: every question (each answer moves the numbers) comes from the live tree.
+    asked = []
+    for i in range(20):
+        with session_scope(url) as s:
+            q = next_question(s, alice)
+            if q is None:
+                break
+            assert_live_question(s, q, v2)
+            asked.append(q.proposition_id)
+            submit_label(s, alice, q.proposition_id, i % 2 == 0, request_id=f"r{i}")
+    assert sorted(asked) == sorted(n.proposition_id for n in new.values() if n.parent_id is not None)
+
+
+def test_a_lease_on_a_premise_the_new_version_dropped_gives_way_to_a_live_question(url):
+    (alice,) = people(url, "alice")
+    with session_scope(url) as s:
+        v1 = save_tree(s, bridge_v1(), question=ROOT_Q)
+        held = next_question(s, alice)
+    dropped = bridge_v2()
+    dropped = ArgumentTree([n for n in dropped.nodes.values()
+                            if n.text != held.text and n.parent != held.chain[0].local_id])
+    v2 = reexpand(url, v1, dropped)
+    with session_scope(url) as s:
+        assert held.proposition_id not in {n.proposition_id for n in tree_nodes(s, v2)}
+        q = next_question(s, alice)
+        assert q is not None and q.proposition_id != held.proposition_id
+        assert_live_question(s, q, v2)

@@ -47,7 +47,7 @@ class Question:
     proposition_id: int
     text: str
     forest_voi: float
-    tree_id: int                 # the tree where it matters most (priority x VoI)
+    tree_id: int                 # the live tree where it matters most (priority x VoI)
     node_id: int
     question: str                # that tree's root question
     chain: tuple[ChainLink, ...]  # the node itself first, then its parent, ..., the root last
@@ -59,7 +59,7 @@ class Question:
     root_belief: float | None
     root_if_true: float | None
     root_if_false: float | None
-    tree_ids: tuple[int, ...]    # every tree that contains the proposition
+    tree_ids: tuple[int, ...]    # every live (not archived) tree that contains the proposition
     node_ids: tuple[int, ...]
     lease_expires_at: datetime
 
@@ -182,10 +182,13 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
                                                            Label.annotator_id == me, Label.retracted_at.is_(None)))
         .order_by(Lease.created_at.desc()).limit(1))
     if held is not None:
-        session.execute(update(Lease).where(Lease.annotator_id == me, Lease.proposition_id == held)
-                        .values(expires_at=expires))
-        session.execute(delete(Lease).where(Lease.annotator_id == me, Lease.proposition_id != held))
-        return _question(session, held, expires)
+        question = _question(session, held, expires)
+        if question is not None:
+            session.execute(update(Lease).where(Lease.annotator_id == me, Lease.proposition_id == held)
+                            .values(expires_at=expires))
+            session.execute(delete(Lease).where(Lease.annotator_id == me, Lease.proposition_id != held))
+            return question
+        # Every tree it was in has been archived since (a re-expansion replaced it): pick another.
     session.execute(delete(Lease).where(Lease.annotator_id == me))
     pg = _pg(session)
     skip: list[int] = []
@@ -209,19 +212,28 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
             if n >= overlap:
                 skip.append(pid)
                 continue
+        question = _question(session, pid, expires)
+        if question is None:  # in archived trees only (its rank not refreshed yet): not worth asking
+            skip.append(pid)
+            continue
         session.add(Lease(proposition_id=pid, annotator_id=me, created_at=now, expires_at=expires))
         session.flush()
-        return _question(session, pid, expires)
+        return question
     return None
 
 
-def _question(session: Session, pid: int, expires: datetime) -> Question:
+def _question(session: Session, pid: int, expires: datetime) -> Question | None:
+    """The question about proposition ``pid`` as shown in its live tree where it matters most (priority x
+    VoI); None when it is in no live tree.  Archived trees (versions a re-expansion replaced) are never
+    the context: their VoI and root-if numbers are stale, and they do not count towards the forest VoI."""
     occ = session.execute(
-        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Tree.question, Tree.root_belief, Proposition.text,
-               Tree.status)
+        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Tree.question, Tree.root_belief, Proposition.text)
         .join(Tree, Tree.id == Node.tree_id).join(Proposition, Proposition.id == Node.proposition_id)
-        .where(Node.proposition_id == pid).order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
-    node_id, tree_id, _, question, root_belief, text, _ = occ[0]
+        .where(Node.proposition_id == pid, Tree.status != "archived")
+        .order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
+    if not occ:
+        return None
+    node_id, tree_id, _, question, root_belief, text = occ[0]
     # The chain up to the root in one recursive query.
     up = (select(Node.id, Node.parent_id, literal(0).label("step")).where(Node.id == node_id)
           .cte("up", recursive=True))
@@ -235,7 +247,7 @@ def _question(session: Session, pid: int, expires: datetime) -> Question:
         chain.append(ChainLink(n.id, n.local_id, t, n.belief, stance(n.parent_id, n.p_if_true, n.p_if_false)))
     node = rows[0][0]
     return Question(
-        proposition_id=pid, text=text, forest_voi=sum(o[2] for o in occ if o[6] != "archived"), tree_id=tree_id, node_id=node_id,
+        proposition_id=pid, text=text, forest_voi=sum(o[2] for o in occ), tree_id=tree_id, node_id=node_id,
         question=question, chain=tuple(chain), voi=node.voi, belief=node.belief,
         model_credence=node.model_credence, rationale=node.rationale, model_output=node.model_output,
         root_belief=root_belief, root_if_true=node.root_if_true, root_if_false=node.root_if_false,

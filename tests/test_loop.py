@@ -152,6 +152,41 @@ def test_cli_runs_and_resumes_nothing_when_done(tmp_path):
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["stop"] == "all done" and out["questions"] == 1 and out["labels"] >= 1
+    assert _stored_loop_config(url, out["run_id"])["poll_seconds"] == 5.0  # the default without --poll-seconds
+    dispose(url)
+
+
+def _stored_loop_config(url, run_id):
+    from argtree.store import get_loop_run
+
+    with session_scope(url) as s:
+        return dict(get_loop_run(s, run_id).config["loop"])
+
+
+def test_cli_poll_seconds_is_checked_stored_and_used_by_the_human_oracle(tmp_path):
+    from sqlalchemy import func, select
+
+    from argtree.store import LoopRun
+
+    url = sqlite_db(tmp_path)
+    human = ("--backend", "fake", "--oracle", "human", "--question",
+             "Should cities ban private cars from their centres?", "--budget", "1", "--database", url)
+    for bad, why in (("0", "0.0 is not in the range x>0"), ("-1.5", "-1.5 is not in the range x>0"),
+                     ("nan", "nan is not a finite number of seconds"), ("soon", "'soon' is not a valid float")):
+        res = _cli(*human, "--poll-seconds", bad, home=tmp_path)
+        assert res.returncode == 2, (bad, res.stderr)
+        assert f"Invalid value for '--poll-seconds': {why}" in res.stderr and "Traceback" not in res.stderr
+    with session_scope(url) as s:
+        assert s.scalar(select(func.count()).select_from(LoopRun)) == 0  # refused before a run started
+    # A good value goes into the run's stored config, and the human oracle's waiting tree is looked at
+    # that often: within a 3.6 s budget, several times (the default 5 s would allow one look).
+    res = _cli(*human, "--poll-seconds", "0.2", "--hours", "0.001", "--json", home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["stop"] == "time budget spent" and out["tasks"]["ask"] == {"pending": 1}
+    assert _stored_loop_config(url, out["run_id"])["poll_seconds"] == 0.2
+    ask = [t for t in _tasks(url) if t[0] == "ask"]
+    assert len(ask) == 1 and ask[0][4]["waiting"] is True and ask[0][3] >= 3, ask
     dispose(url)
 
 
@@ -282,8 +317,8 @@ def _annotate_until_moved(url, annotator_id, tree_id, root_before, delta, limit=
         with session_scope(url) as s:
             q = next_question(s, annotator_id)
             assert q is not None, "the queue ran dry before the root moved"
-            assert tree_id in q.tree_ids  # the only live tree: the one the loop waits on
-            # (q.tree_id, the context shown, may name an archived version: its stale VoI can rank first)
+            # Shown in the only live tree, the one the loop waits on; never in an archived version.
+            assert q.tree_id == tree_id and q.tree_ids == (tree_id,)
             node = next(n for n in tree_nodes(s, tree_id) if n.proposition_id == q.proposition_id)
             root = get_tree(s, tree_id).root_belief
             value = abs(node.root_if_true - root) >= abs(node.root_if_false - root)

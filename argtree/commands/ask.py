@@ -9,9 +9,11 @@ import click
 
 from . import InputError, console, print_json
 
-BACKEND_HELP = ("local: a transformers model on this machine (default: the bundled SmolLM2-135M); "
+BACKEND_HELP = ("local: a transformers model on this machine (default: the bundled SmolLM2-135M with its "
+                "StrategyQA adapter); "
                 "openai: an OpenAI-compatible server (vLLM, llama.cpp, Ollama); fake: scripted, for demos.")
-MODEL_HELP = ("local: 'bundled' (default), a model or LoRA-adapter directory, a .gguf file, a registered "
+MODEL_HELP = ("local: 'adapter' (default: bundled + the shipped StrategyQA LoRA), 'bundled' (the base "
+              "alone), a model or LoRA-adapter directory, a .gguf file, a registered "
               "model version or 'latest'.  openai: the server's base URL (or set ARGTREE_OPENAI_BASE_URL "
               "and give the model id).  fake: a JSON file with a list of scripted answers.")
 

@@ -27,12 +27,10 @@ def _make_backend(backend: str, model: str | None, device: str | None):
 
     path = model
     if backend == "local":
-        from ..finetune import FinetuneError, bundled_adapter, resolve_version
+        from ..finetune import FinetuneError, resolve_version
 
         try:
-            # No --model: the base model.  The shipped adapter (--model adapter) calibrates yes/no
-            # credences but made root expansions worse in BENCHMARKS.md, so it is not the default yet.
-            path = (bundled_adapter() if model == "adapter" else resolve_version(model)) if model else None
+            path = resolve_version(model)  # names (bundled, adapter, default) resolve in llm.local
         except FinetuneError as err:
             raise InputError(str(err)) from None
     try:
@@ -96,8 +94,9 @@ def _finite_seconds(ctx, param, value: float) -> float:
 @click.option("--max-new-tokens", type=click.IntRange(min=16), default=None,
               help="Token cap per model answer (default: the longest answer the schema admits, so none is cut).")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True)
-@click.option("--model", default=None, help="Model version, 'latest', a directory, 'bundled' (default: the base "
-              "model) or 'adapter' (base + the shipped argtree/adapters/strategyqa-lora).")
+@click.option("--model", default=None, help="local: 'adapter' (default: the bundled SmolLM2-135M + the shipped "
+              "StrategyQA LoRA, argtree/adapters/strategyqa-lora), 'bundled' (the base alone), a registered "
+              "version, 'latest', or a model or adapter directory.")
 @click.option("--device", default=None, help="local backend: cpu, cuda ...")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--new", "fresh", is_flag=True, help="Start a new run even if a killed one could be resumed.")

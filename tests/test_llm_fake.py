@@ -56,3 +56,32 @@ def test_fake_yes_scores():
     a, b = fb.score_yes(["q1", "q2"])
     assert a == 0.2 and 0.05 <= b <= 0.95
     assert FakeBackend().score_yes(["q2"]) == [b]  # hashed: deterministic
+
+
+def test_fake_answers_question_proposals_within_the_schema():
+    import re
+
+    import jsonschema
+
+    from argtree.datasets import normalize
+    from argtree.loop import QUESTION_PATTERN, question_schema
+
+    prompt = "Topic: urban cycling\nWrite 3 different yes/no questions about this topic."
+    answers = {}
+    for seed in (0, 1):
+        for n in (1, 3, 5):
+            (g,) = FakeBackend(seed=seed).generate_json([prompt], question_schema(n))
+            data = json.loads(g.text)
+            jsonschema.validate(data, question_schema(n))
+            qs = data["questions"]
+            assert len(qs) == n and len({normalize(q) for q in qs}) == n  # as many as allowed, all different
+            assert all(re.match(QUESTION_PATTERN, q) and "urban cycling" in q for q in qs), qs
+            answers[seed, n] = qs
+    assert FakeBackend(seed=1).generate_json([prompt], question_schema(3))[0].text == \
+        json.dumps({"questions": answers[1, 3]})  # deterministic from the seed
+    assert answers[0, 3] != answers[1, 3]
+    # A topic the pattern could not hold as it is (quotes, backslash, accents, length) still gives valid questions.
+    odd = 'Topic: "Café" culture\\ in Paris' + ", and more" * 20 + "?\nWrite 3 questions."
+    (g,) = FakeBackend().generate_json([odd], question_schema(3))
+    jsonschema.validate(json.loads(g.text), question_schema(3))
+    assert all("Cafe culture in Paris" in q for q in json.loads(g.text)["questions"])

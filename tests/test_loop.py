@@ -528,3 +528,181 @@ def test_a_long_task_keeps_its_claim_and_one_taken_over_saves_nothing(tmp_path):
         assert len(list_trees(s)) == 1
         assert s.get(LoopTask, task_id).attempts == 3
     dispose(url)
+
+
+# -- question proposals: the schema, its token bound, the fake's answers and the real model's ----------------
+
+def test_question_bound_is_the_longest_answer_the_schema_admits():
+    import jsonschema
+
+    from argtree.loop import (MAX_QUESTION, MIN_QUESTION, QUESTION_PATTERN, QUESTION_SCHEMA, question_bound,
+                              question_schema)
+
+    assert QUESTION_SCHEMA == question_schema(5)
+    item = QUESTION_SCHEMA["properties"]["questions"]["items"]
+    assert item == {"type": "string", "pattern": QUESTION_PATTERN}  # no min/maxLength beside the pattern
+    for n in (1, 3, 5):
+        schema = question_schema(n)
+        longest = {"questions": ["W" + "x" * (MAX_QUESTION - 2) + "?"] * n}
+        jsonschema.validate(longest, schema)
+        assert len(json.dumps(longest)) == question_bound(n)  # ", " and ": ", as xgrammar writes one line
+        assert len(json.dumps(longest, separators=(",", ":"))) < question_bound(n)
+        # Every character the pattern allows in a question writes as itself: nothing is escaped.
+        every = "".join(chr(c) for c in range(32, 127) if chr(c) not in '"\\')
+        assert len(json.dumps("A" + every + "?")) == len(every) + 4
+        jsonschema.validate({"questions": ["A" + every + "?"]}, schema)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"questions": ["W" + "x" * (MAX_QUESTION - 1) + "?"]}, schema)  # one char more
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"questions": ["Wx?"] * (n + 1)}, schema)  # one question more
+    schema = question_schema(3)
+    ok = "Is urban cycling safe in winter?"
+    jsonschema.validate({"questions": [ok, "W" + "x" * (MIN_QUESTION - 2) + "?"]}, schema)
+    for bad in ("Is urban cycling \"safe\" in winter?",   # a quote
+                "Is urban cycling safe in winter",         # no '?'
+                "Is urban cycling safe? In winter.",       # '?' not last
+                "is urban cycling safe in winter?",        # no capital first
+                "Is urban cycling\\safe in winter?",       # a backslash
+                "Is urban cycling\nsafe in winter?",       # a control character
+                "Is café cycling safe in winter?",         # not ASCII (a token may be part of a character)
+                "W" + "x" * (MIN_QUESTION - 3) + "?"):     # one char short
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"questions": [bad]}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"questions": []}, schema)
+    with pytest.raises(ValueError):
+        question_schema(0)
+
+
+def test_xgrammar_compiles_the_question_schema_and_keeps_its_bound():
+    """As LocalBackend compiles it (cached compiler, one-line JSON); a tiny ASCII vocabulary stands in for
+    the model's.  xgrammar 0.2.8 fails on a pattern repeat above {,128} with its cache on: this catches it."""
+    xgr = pytest.importorskip("xgrammar")
+    from xgrammar.testing import _is_grammar_accept_string as accepts
+
+    from argtree.loop import MAX_QUESTION, question_schema
+
+    info = xgr.TokenizerInfo([chr(c) for c in range(32, 127)] + ["</s>"], stop_token_ids=[95])
+    for n in (1, 3, 5):
+        xgr.GrammarCompiler(info).compile_json_schema(json.dumps(question_schema(n)), any_whitespace=False)
+    grammar = xgr.Grammar.from_json_schema(json.dumps(question_schema(2)), any_whitespace=False)
+    longest = "W" + "x" * (MAX_QUESTION - 2) + "?"
+    assert accepts(grammar, json.dumps({"questions": [longest, longest]}))
+    assert not accepts(grammar, json.dumps({"questions": ["W" + "x" * (MAX_QUESTION - 1) + "?"]}))  # one char more
+    assert not accepts(grammar, json.dumps({"questions": ["Is urban cycling safe in winter."]}))
+    assert not accepts(grammar, json.dumps({"questions": ["Is urban cycling safe in winter?"] * 3}))
+    assert not accepts(grammar, json.dumps({"questions": ["Is urban cycling safe in winter?"]}, indent=1))
+
+
+def test_propose_questions_asks_with_the_bound_and_filters():
+    from argtree.llm.base import Generation
+    from argtree.loop import propose_questions, question_bound, question_schema
+
+    class Scripted(FakeBackend):
+        def generate_json(self, prompts, schema, **kw):
+            self.asked = (schema, kw)
+            return super().generate_json(prompts, schema, **kw)
+
+    answer = {"questions": ["Urban cycling?",                            # the topic (normalized) itself
+                            "Is urban  cycling safe in winter?",          # kept, spaces collapsed
+                            "is urban cycling safe in winter?",           # a repeat (normalized)
+                            "Safe enough?",                               # under three words
+                            "Does cycling cut commuting costs.",           # no question (breaks the pattern)
+                            "Do bike lanes reduce traffic deaths?",       # kept
+                            "Can cargo bikes replace delivery vans?",     # kept
+                            "Will cycling grow in cold cities?"]}         # past n
+    be = Scripted([json.dumps(answer)])
+    assert propose_questions(be, "urban cycling?", 3, seed=4) == [
+        "Is urban cycling safe in winter?", "Do bike lanes reduce traffic deaths?",
+        "Can cargo bikes replace delivery vans?"]
+    schema, kw = be.asked
+    assert schema == question_schema(3) and kw["max_new_tokens"] == question_bound(3) and kw["seed"] == 4
+    assert propose_questions(FakeBackend(["not json"]), "x", 3) == []
+    assert propose_questions(FakeBackend([Generation("", error="boom")]), "x", 3) == []
+    assert propose_questions(FakeBackend(['{"questions": "Is it one string?"}']), "x", 3) == []
+
+
+def test_cli_fake_proposes_and_grows_questions_about_a_topic(tmp_path):
+    import re
+    from collections import Counter
+
+    from sqlalchemy import func, select
+
+    from argtree.datasets import normalize
+    from argtree.loop import QUESTION_PATTERN
+    from argtree.store import Label, LoopRun, Node, Tree
+
+    url = sqlite_db(tmp_path)
+    res = _cli("--backend", "fake", "--topic", "urban cycling", "--oracle", "model", "--max-questions", "3",
+               "--json", "--database", url, home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    out = json.loads(res.stdout)
+    assert out["stop"] == "all done" and not out["resumed"]
+    with session_scope(url) as s:
+        tasks = list(s.scalars(select(LoopTask).where(LoopTask.run_id == out["run_id"])))
+        assert all(t.status == "done" for t in tasks), [(t.kind, t.status, t.result) for t in tasks]
+        (propose,) = [t for t in tasks if t.kind == "propose"]
+        questions = [t.payload["question"] for t in tasks if t.kind == "question"]
+        assert propose.result["questions"] == questions and propose.result["new"] == 3
+        assert len(questions) == 3 and len({normalize(q) for q in questions}) == 3  # distinct
+        for t in tasks:
+            if t.kind == "question":
+                q = t.payload["question"]
+                assert q.endswith("?") and re.match(QUESTION_PATTERN, q) and "urban cycling" in q
+                assert t.payload["topic"] == "urban cycling"
+        # Each question grew a tree; the live ones are one per question.
+        trees = list(s.scalars(select(Tree)))
+        assert sorted(t.result["tree_id"] for t in tasks if t.kind in ("question", "reexpand")) == \
+            sorted(tr.id for tr in trees)
+        assert sorted(tr.question for tr in trees if tr.status == "active") == sorted(questions)
+        assert all(tr.n_nodes > 1 for tr in trees)
+        # What the command printed is the run's stored stats and what the database holds.
+        stats = {k: v for k, v in out.items() if k not in ("run_id", "resumed", "stop")}
+        assert s.get(LoopRun, out["run_id"]).stats == stats
+        assert stats["tasks"] == {k: {"done": n} for k, n in Counter(t.kind for t in tasks).items()}
+        assert stats["questions"] == 3 and stats["trees"] == len(trees)
+        assert stats["nodes"] == s.scalar(select(func.count()).select_from(Node)) == sum(tr.n_nodes for tr in trees)
+        assert stats["labels"] == s.scalar(select(func.count()).select_from(Label))
+    dispose(url)
+
+
+@pytest.fixture(scope="module")
+def local_backend():
+    from argtree.llm.local import LocalBackend
+
+    return LocalBackend(None)
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_real_model_proposes_untruncated_questions_about_a_topic(local_backend):
+    import re
+
+    from argtree.datasets import normalize
+    from argtree.loop import QUESTION_PATTERN, propose_questions, question_bound
+
+    class Recording:
+        """The real backend, keeping what it generated for propose_questions."""
+        def __init__(self, backend):
+            self.backend, self.asked = backend, []
+
+        def generate_json(self, prompts, schema, **kw):
+            gens = self.backend.generate_json(prompts, schema, **kw)
+            self.asked.append((kw, gens))
+            return gens
+
+    be = Recording(local_backend)
+    questions = propose_questions(be, "urban cycling", 3)
+    assert 1 <= len(questions) <= 3, questions
+    for q in questions:
+        assert isinstance(q, str) and q.endswith("?") and re.match(QUESTION_PATTERN, q), q
+        assert normalize(q) != normalize("urban cycling")
+    assert len({normalize(q) for q in questions}) == len(questions)
+    # The generation itself: one answer, schema-valid JSON, not cut off by the token cap.
+    ((kw, (g,)),) = be.asked
+    assert kw["max_new_tokens"] == question_bound(3)
+    assert g.ok and not g.truncated and 0 < g.tokens < question_bound(3), g
+    items = json.loads(g.text)["questions"]
+    assert 1 <= len(items) <= 3 and all(re.match(QUESTION_PATTERN, q) for q in items), items
+    print(f"\nproposed in {g.seconds:.1f} s, {g.tokens} tokens (cap {question_bound(3)}): {items}")

@@ -5,7 +5,9 @@ text of one answer, a ``Generation`` (e.g. one carrying an error), or an
 exception instance to come back as an error.  When the script runs out (or
 without one) it answers like a model would: for an expansion prompt, premises
 on the asked side made from the claim's words and a seeded word bank, all
-distinct, with numbers on the asked side; for a credence prompt, a number.
+distinct, with numbers on the asked side; for a credence prompt, a number;
+for a question proposal (``argtree.loop``), as many distinct yes/no questions
+about the topic as the schema allows, each matching its pattern.
 ``score_yes`` replays ``yes_scores`` or hashes the prompt to a probability.
 """
 
@@ -15,6 +17,7 @@ import hashlib
 import json
 import random
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -30,6 +33,10 @@ _FOR = ["Recent data on {f} point in favour of {t}.", "Improvements in {f} make 
         "Studies of {f} report benefits linked to {t}.", "{F} have steadily favoured {t}."]
 _AGAINST = ["Problems with {f} weigh against {t}.", "Concerns about {f} cast doubt on {t}.",
             "Studies of {f} show drawbacks for {t}.", "{F} have often worked against {t}."]
+
+_QUESTIONS = ["Does {t} improve {f} in most places?", "Is {t} held back by {f}?",
+              "Would better {f} make {t} more common?", "Has {t} changed {f} over the last decade?",
+              "Do experts see {f} as important for {t}?", "Will {f} decide the future of {t}?"]
 
 
 def _values(spec: dict) -> list[float]:
@@ -109,6 +116,8 @@ class FakeBackend:
         props = schema.get("properties", {})
         if "probability" in props:
             return json.dumps({"probability": round(rng.uniform(0.2, 0.9), 2)})
+        if "questions" in props:
+            return self._questions(prompt, props["questions"], rng)
         m = re.search(r"^(?:Claim|Question): (.*)$", prompt, re.M)
         topic = _topic(m.group(1) if m else prompt)
         item = props["premises"]["items"]["properties"]
@@ -126,6 +135,26 @@ class FakeBackend:
                 "claim_if_false": _pick(q0r, rng),
             })
         return json.dumps({"premises": premises})
+
+    @staticmethod
+    def _questions(prompt: str, spec: dict, rng: random.Random) -> str:
+        """maxItems distinct yes/no questions about the prompt's topic, each matching the items' pattern."""
+        m = re.search(r"^Topic: (.*)$", prompt, re.M)
+        # The topic as printable ASCII without quotes, backslashes or end punctuation, at most 60 characters.
+        topic = unicodedata.normalize("NFKD", m.group(1) if m else "")
+        topic = " ".join(re.sub(r'[^ !#-\[\]-~]', lambda c: "" if unicodedata.combining(c[0]) else " ",
+                                topic).split()).rstrip(".?!")
+        topic = (topic[:60].rsplit(" ", 1)[0] if len(topic) > 60 else topic) or "this topic"
+        pattern = spec.get("items", {}).get("pattern")
+        pairs = [(tpl, f) for tpl in _QUESTIONS for f in _FACTORS]
+        out = []
+        for tpl, f in rng.sample(pairs, len(pairs)):
+            q = tpl.format(t=topic, f=f)
+            if pattern is None or re.search(pattern, q):
+                out.append(q)
+            if len(out) == spec.get("maxItems", 3):
+                break
+        return json.dumps({"questions": out})
 
     def score_yes(self, prompts: Sequence[str], *, system: str | None = None) -> list[float]:
         self.calls += 1

@@ -126,15 +126,18 @@ def expansion_schema(stance: str, per_side: int = 2) -> dict:
 
 
 def answer_bound(per_side: int = 2) -> int:
-    """Characters of the longest answer ``expansion_schema`` admits, escapes aside.
+    """UTF-8 bytes of the longest answer ``expansion_schema`` admits.
 
     Written with json.dumps' separators (", " and ": "), as xgrammar's one-line
-    grammar and our training data write it; the compact form is shorter.  A
-    constrained token adds at least one character, so this many new tokens
-    always let an answer finish: the default token cap of ``argtree.grow``.
+    grammar and our training data write it (the compact form is shorter), and
+    with every character of the text as wide as UTF-8 gets (4 bytes; nothing
+    is escaped).  A byte-level token adds at least one byte, so this many new
+    tokens always let an answer finish: the default token cap of ``argtree.grow``.
+    A cap costs nothing until it is reached; a typical answer is 60-150 tokens.
     """
-    item = {"text": "x" * MAX_TEXT, **{k: max(PERCENTS) for k in ("credence", "claim_if_true", "claim_if_false")}}
-    return len(json.dumps({"premises": [item] * per_side}))
+    text = "A" + "\U0001F600" * (MAX_TEXT - 2) + "."
+    item = {"text": text, **{k: max(PERCENTS) for k in ("credence", "claim_if_true", "claim_if_false")}}
+    return len(json.dumps({"premises": [item] * per_side}, ensure_ascii=False).encode("utf-8"))
 
 
 def is_question(text: str) -> bool:

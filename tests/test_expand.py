@@ -53,17 +53,19 @@ def test_schema_encodes_the_side():
 
 @pytest.mark.parametrize("per_side", [1, 2, 3])
 def test_answer_bound_is_the_longest_valid_answer(per_side):
-    """The token cap grow uses by default: any schema-valid compact answer (no escapes) fits in it."""
+    """The token cap grow uses by default: every schema-valid answer's UTF-8 bytes fit in it."""
     import jsonschema
     schema = expansion_schema("against", per_side)
     props = schema["properties"]["premises"]["items"]["properties"]
-    item = {"text": "A" + "x" * (MAX_TEXT - 2) + ".",
+    item = {"text": "A" + "\U0001F600" * (MAX_TEXT - 2) + ".",   # the widest characters UTF-8 has
             **{k: max(props[k]["enum"], key=lambda v: len(json.dumps(v))) for k in ("credence", "claim_if_true",
                                                                                    "claim_if_false")}}
     longest = {"premises": [item] * per_side}
     jsonschema.validate(longest, schema)
-    assert len(json.dumps(longest)) == answer_bound(per_side)  # ", " and ": ", as xgrammar writes one line
-    assert len(json.dumps(longest, separators=(",", ":"))) < answer_bound(per_side)
+    wide = len(json.dumps(longest, ensure_ascii=False).encode("utf-8"))  # ", " and ": ", as xgrammar writes
+    assert wide == answer_bound(per_side)
+    ascii_item = {**item, "text": "A" + "x" * (MAX_TEXT - 2) + "."}
+    assert len(json.dumps({"premises": [ascii_item] * per_side})) < answer_bound(per_side)
     for text in ("A" + "x" * (MAX_TEXT - 1) + ".",            # one character more
                  'He said "yes" to the plan today.',            # a quote would need an escape
                  "1.1.1.1.1.1.1.1.1.1.1.1.", "no capital letter first.", "No full stop at the end"):

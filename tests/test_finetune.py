@@ -153,7 +153,7 @@ def test_loop_export_finetune_and_the_new_version_answers(tmp_path):
     data.write_text(json.dumps([{"qid": "1", "question": "Is the sun a star?", "answer": True,
                                  "facts": ["The sun is a star."]}]))
     res = _cli("loop", "--oracle", "dataset", "--dataset", str(data), "--budget", "1", "--retries", "0",
-               "--max-new-tokens", "120", "--json", env=env)
+               "--json", env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     out = json.loads(res.stdout)
     assert out["questions"] == 1 and out["labels"] >= 1 and out["nodes"] >= 2

@@ -69,7 +69,9 @@ LOW, HIGH = 0.05, 0.95   # range the schema allows for every elicited number
 MID = 0.5
 PERCENTS = tuple(range(5, 100, 5))   # the numbers an answer may use: 5, 10, ..., 95 (percent)
 MAX_TEXT = 120           # characters of one premise
-TEXT_PATTERN = r'^[A-Z][^"\\\u0000-\u001f]{%d,%d}\.$' % (10, MAX_TEXT - 2)
+# The full stop is written [.], not \.: llama.cpp's schema-to-grammar copies \. into a GBNF string
+# literal, which its grammar parser rejects ("unknown escape"), and the server then crashes.
+TEXT_PATTERN = r'^[A-Z][^"\\\u0000-\u001f]{%d,%d}[.]$' % (10, MAX_TEXT - 2)
 
 SYSTEM = ("You are a careful analyst. You break a claim into short, concrete, checkable premises: facts "
           "or conditions that make the claim more or less likely. Never repeat the claim itself.")

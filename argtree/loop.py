@@ -53,7 +53,8 @@ __all__ = ["LoopConfig", "start_or_resume", "run_worker", "propose_questions", "
 # tokens always let an answer finish (outside ASCII a token may be a fragment of a character, adding none).
 # 130 at most: xgrammar 0.2.8's cached compiler fails ("per_rule_fsm_hashes") on a repeat above {,128}.
 MIN_QUESTION, MAX_QUESTION = 15, 130
-QUESTION_PATTERN = r'^[A-Z][ !#-\[\]-~]{%d,%d}\?$' % (MIN_QUESTION - 2, MAX_QUESTION - 2)
+# [?], not \?: llama.cpp's schema-to-grammar breaks on escapes (see argtree.expand.TEXT_PATTERN).
+QUESTION_PATTERN = r'^[A-Z][ !#-\[\]-~]{%d,%d}[?]$' % (MIN_QUESTION - 2, MAX_QUESTION - 2)
 
 
 def question_schema(n: int = 5) -> dict:

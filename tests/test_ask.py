@@ -80,3 +80,36 @@ def test_ask_scripted_garbage_records_failure(home):
 def test_ask_bad_input_exits_2(home, args, msg):
     r = CliRunner().invoke(main, ["ask", *args])
     assert r.exit_code == 2 and msg in r.output
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_ask_with_the_default_local_model_grows_stores_and_reports(tmp_path, monkeypatch):
+    """The README's main job: no --backend, no --model -> the bundled model + shipped adapter, for real."""
+    from argtree.llm.local import model_cache_dir
+    from argtree.store import load_tree, session_scope
+    from argtree.store.testing import sqlite_db
+
+    monkeypatch.setenv("ARGTREE_MODEL_CACHE", str(model_cache_dir()))  # share the converted base model
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))
+    url = sqlite_db(tmp_path)
+    monkeypatch.setenv("ARGTREE_DATABASE_URL", url)
+    out = tmp_path / "t.json"
+    r = CliRunner().invoke(main, ["ask", "Is remote work more productive than office work?", "--budget", "1",
+                                  "--json", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)  # progress and the model's loading note go to stderr
+    tree, _ = load(out)
+    assert data["store"] == "stored"
+    with session_scope(url) as s:
+        stored, _ = load_tree(s, data["tree_id"])
+    assert len(stored) == len(tree) == len(data["tree"]["nodes"])
+    growth = tree.meta["growth"]
+    assert growth["expansions"] == 1
+    assert len(tree) > 1 or growth["failed"] == 1  # premises, or a recorded failed expansion
+    for nid in tree.children(tree.root):
+        node = tree[nid]
+        assert node.extra["model_version"] == "bundled+strategyqa-lora"  # the default is base + adapter
+        assert 0 < node.p_if_true < 1 and 0 < node.p_if_false < 1 and node.p_if_true != node.p_if_false
+    if len(tree) > 1:
+        assert 1 <= len(data["questions"]) <= 5 and 0 < data["root_belief"] < 1

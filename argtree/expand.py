@@ -298,7 +298,7 @@ def _percent(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
-    if math.isnan(value) or value != round(value) or not 0.0 <= value <= 100.0:
+    if not math.isfinite(value) or value != round(value) or not 0.0 <= value <= 100.0:
         return None
     return value / 100.0
 

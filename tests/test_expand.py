@@ -172,7 +172,10 @@ def test_numbers_are_whole_percentages():
         {"text": "Cats sleep sixteen hours daily.", "credence": 0.9, "claim_if_true": 90, "claim_if_false": 10},
         {"text": "Kittens play most evenings.", "credence": 70.5, "claim_if_true": 90, "claim_if_false": 10},
         {"text": "Indoor cats gain weight easily.", "credence": 70, "claim_if_true": 90.0, "claim_if_false": 10}]})
+    # json.loads reads Infinity and NaN too: refused, not a crash
+    raw = raw[:-2] + ', {"text": "Old cats nap in the sun.", "credence": Infinity, "claim_if_true": 90, ' \
+        '"claim_if_false": NaN}]}'
     parsed = parse_expansion(raw, "for", Guard("Cats are lazy."))
-    assert [r.reason for r in parsed.rejected] == ["bad-numbers", "bad-numbers"]
+    assert [r.reason for r in parsed.rejected] == ["bad-numbers", "bad-numbers", "bad-numbers"]
     (p,) = parsed.proposals
     assert (p.credence, p.claim_if_true, p.claim_if_false) == pytest.approx((0.7, 0.9, 0.1))

@@ -38,7 +38,8 @@ from typing import Any, Sequence
 
 from .base import Generation
 
-__all__ = ["BUNDLED", "ADAPTER", "DEFAULT_MODEL", "default_model", "shipped_adapter", "bundled_gguf", "model_cache_dir", "resolve_model", "load_local_model", "LocalBackend"]
+__all__ = ["BUNDLED", "ADAPTER", "DEFAULT_MODEL", "default_model", "shipped_adapter", "bundled_gguf",
+           "model_cache_dir", "resolve_model", "load_local_model", "LocalBackend"]
 
 BUNDLED = "bundled"
 BUNDLED_ALIASES = {"bundled", "smollm2", "base"}

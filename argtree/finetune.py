@@ -32,7 +32,7 @@ from typing import Any, Callable, Sequence
 from .datasets import DatasetError, detect_format, read_jsonl, sha256_file
 from .process import pid_alive
 
-__all__ = ["FinetuneError", "TrainConfig", "BUNDLED_ADAPTER", "bundled_adapter", "models_dir", "registry", "resolve_version", "register",
+__all__ = ["FinetuneError", "TrainConfig", "models_dir", "registry", "resolve_version", "register",
            "sft_records", "train"]
 
 SFT_FORMATS = ("text", "prompt-completion", "conversational")
@@ -64,11 +64,6 @@ class TrainConfig:
 
 
 # -- where versions live -----------------------------------------------------------
-
-# The adapter shipped in the package (trained on StrategyQA; BENCHMARKS.md): `--model adapter`, and
-# the default model (argtree.llm.local.DEFAULT_MODEL).  Its location is known to the one model loader.
-from .llm.local import SHIPPED_ADAPTER as BUNDLED_ADAPTER  # noqa: E402
-from .llm.local import shipped_adapter as bundled_adapter  # noqa: E402
 
 
 def models_dir() -> Path:

@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--model", default=None)
+    ap.add_argument("--model", default="bundled", help="the model measured (default: the base, as BENCHMARKS.md reports)")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the numbers to this file")
     args = ap.parse_args()
 

@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--questions", type=int, default=50, help="trees; each gets 2 expansions")
     ap.add_argument("--chunk", type=int, default=8, help="nodes expanded per batched call (2 prompts each)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--model", default=None, help="bundled (the base), adapter (the shipped one) or a directory")
+    ap.add_argument("--model", default="bundled", help="bundled (the base), adapter (the shipped one, the default model) or a directory")
     ap.add_argument("--max-new-tokens", type=int, default=None, help="default: grow's (answer_bound)")
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--write", action="store_true", help="write the result section into BENCHMARKS.md")
@@ -144,13 +144,15 @@ def report(records, args, n_trees, run) -> None:
     rej_rows = "\n".join(f"| {k} | {v} |" for k, v in rej.most_common())
     speed = (f", {run['seconds']:.0f} s, {run['tokens'] / run['seconds']:.1f} tokens/s on the 2-core CPU"
              if run else " (report merged from per-expansion records; timing below)")
-    adapted = args.model not in (None, "bundled", "base")
+    from argtree.llm.local import BUNDLED_ALIASES
+
+    adapted = args.model not in BUNDLED_ALIASES
     who = ("SmolLM2-135M-Instruct + the shipped adapter strategyqa-lora (the default model)"
            if args.model == "adapter" else f"SmolLM2-135M-Instruct + adapter `{args.model}`" if adapted
            else "SmolLM2-135M-Instruct (bundled base, no adapter)")
     md = f"""## Expansion quality: 100 expansions, {'base + adapter' if adapted else 'bundled base model'} (issue 4)
 
-    .venv/bin/python bench/expansion_quality.py --questions 50 --model {args.model or 'bundled'} --write
+    .venv/bin/python bench/expansion_quality.py --questions 50 --model {args.model} --write
     # keep per-expansion records: --records r.jsonl; report from them (or from shards): --merge r*.jsonl --write
 
 {who}, CPU, xgrammar-constrained; {n_trees} StrategyQA questions as roots,

@@ -116,7 +116,7 @@ def run_direct(args) -> dict:
     rng = np.random.default_rng(args.seed)
     subset = [records[i] for i in rng.choice(len(records), size=args.direct_only, replace=False)]
     options = {"threads": args.threads} if args.backend == "local" else {}
-    backend = make_backend(args.backend, args.model, **options)
+    backend = make_backend(args.backend, args.model or ("bundled" if args.backend == "local" else None), **options)
     t0 = time.perf_counter()
     p = backend.score_yes([direct_prompt(r["question"]) for r in subset])
     y = np.array([r["answer"] for r in subset])
@@ -142,7 +142,7 @@ def run(args) -> dict:
     subset = [records[i] for i in rng.choice(len(records), size=args.n, replace=False)]
     t0 = time.perf_counter()
     options = {"threads": args.threads} if args.backend == "local" else {}
-    backend = make_backend(args.backend, args.model, **options)
+    backend = make_backend(args.backend, args.model or ("bundled" if args.backend == "local" else None), **options)
     load_s = time.perf_counter() - t0
     cfg = GrowConfig(expansions=args.expansions, seed=args.seed, max_new_tokens=args.max_new_tokens)
     rows = []
@@ -288,7 +288,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=200)
     ap.add_argument("--backend", default="local", choices=["local", "openai", "fake"],
                     help="argtree.llm backend (fake: scripted, for tests of this script)")
-    ap.add_argument("--model", default=None, help="model for argtree.llm (default: the bundled SmolLM2-135M)")
+    ap.add_argument("--model", default=None, help="model for argtree.llm (default for --backend local: the bundled SmolLM2-135M base)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop starting new questions after this long (the subset's order is fixed, so the "

@@ -18,7 +18,7 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["Base", "Proposition", "Tree", "Node", "Annotator", "Label", "Lease", "RootBelief", "ModelVersion",
-           "LoopRun", "LoopTask", "Setting", "utcnow", "MAX_TEXT", "ROLES", "TREE_STATUSES"]
+           "LoopRun", "LoopTask", "Setting", "Calibration", "utcnow", "MAX_TEXT", "ROLES", "TREE_STATUSES"]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -93,7 +93,9 @@ class Tree(Base):
     priority: Mapped[float] = mapped_column(Float, default=1.0)
     model_version_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("model_versions.id", ondelete="SET NULL"), index=True)
-    root_belief: Mapped[Optional[float]] = mapped_column(Float)
+    root_belief: Mapped[Optional[float]] = mapped_column(Float)        # the tree's belief: model evidence + labels
+    root_labels_only: Mapped[Optional[float]] = mapped_column(Float)   # human/oracle labels alone
+    direct_answer: Mapped[Optional[float]] = mapped_column(Float)      # the model's own P(yes), calibrated
     n_nodes: Mapped[int] = mapped_column(Integer, default=0)
     content_hash: Mapped[Optional[str]] = mapped_column(String(64), index=True)  # of the imported argtree/1 data
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # other top-level keys of the argtree/1 file
@@ -131,6 +133,9 @@ class Node(Base):
     rationale: Mapped[Optional[str]] = mapped_column(Text)
     model_output: Mapped[Optional[Any]] = mapped_column(JSON)
     extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The model's credence as fixed virtual evidence (DESIGN.md): {"value", "reliability", "credence",
+    # "calibrated", "marginal"}; counted only while the node is not expanded (the frontier rule).
+    model_evidence: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # Derived, recomputed whenever a label on this tree's propositions changes.
     belief: Mapped[Optional[float]] = mapped_column(Float)
     voi: Mapped[float] = mapped_column(Float, default=0.0)
@@ -242,7 +247,9 @@ class RootBelief(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tree_id: Mapped[int] = mapped_column(ForeignKey("trees.id", ondelete="CASCADE"))
-    belief: Mapped[float] = mapped_column(Float)
+    belief: Mapped[float] = mapped_column(Float)                     # the tree's belief
+    labels_only: Mapped[Optional[float]] = mapped_column(Float)      # from labels alone
+    direct: Mapped[Optional[float]] = mapped_column(Float)           # the model's direct answer
     cause: Mapped[str] = mapped_column(String(16))  # created | label | undo | edit | recompute
     label_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -298,3 +305,27 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class Calibration(Base):
+    """A fitted monotone map from a model's credence to a probability (``argtree.calibration``).
+
+    ``kind`` 'premise' maps premise credences (model evidence), 'direct' the direct answer to a
+    question.  The newest row per (model, kind) is the one in use."""
+
+    __tablename__ = "calibrations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(32))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    n: Mapped[int] = mapped_column(Integer)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('premise', 'direct')", name="kind_known"),
+        CheckConstraint("n >= 0", name="n_nonneg"),
+        Index("ix_calibrations_model_kind_id", "model", "kind", "id"),
+    )

@@ -21,9 +21,13 @@ import numpy as np
 
 from .tree import ArgumentTree, Evidence, TreeError
 
-__all__ = ["CompiledTree", "Propagation", "compile_tree", "beliefs", "propagate"]
+__all__ = ["MODEL_MODES", "CompiledTree", "Propagation", "compile_tree", "beliefs", "propagate"]
 
 NEG_INF = -np.inf
+# How model evidence counts (DESIGN.md, Model evidence): "frontier" (default; AlphaZero's value at
+# the leaves: a node's credence counts until the node is expanded), "all" (every node but the root),
+# "none" (labels only).
+MODEL_MODES = ("frontier", "all", "none")
 
 
 @dataclass(frozen=True)
@@ -85,16 +89,38 @@ class CompiledTree:
             prior=float(prior),
         )
 
-    def loglik(self, evidence: Iterable[Evidence]) -> np.ndarray:
-        """Evidence as log-likelihoods (n, 2) in BFS order: column v is log P(labels | node = v)."""
+    def expanded(self) -> np.ndarray:
+        """Per BFS position: does the node have premises (children)?"""
+        out = np.zeros(self.n, dtype=bool)
+        out[self.parent[self.parent >= 0]] = True
+        return out
+
+    def loglik(self, evidence: Iterable[Evidence], model: str = "frontier") -> np.ndarray:
+        """Evidence as log-likelihoods (n, 2) in BFS order: column v is log P(labels | node = v).
+
+        Model evidence (``Evidence.is_model``) obeys ``model`` (see ``MODEL_MODES``):
+        never on the root (its credence is the direct answer); under "frontier" only on
+        nodes not expanded; under "all" on every other node; under "none" nowhere.
+        """
+        if model not in MODEL_MODES:
+            raise ValueError(f"model evidence mode must be one of {MODEL_MODES}, got {model!r}")
         index = {nid: i for i, nid in enumerate(self.ids)}
         le = np.zeros((self.n, 2))
+        expanded = None
         with np.errstate(divide="ignore"):
             for ev in evidence:
                 i = index.get(ev.node)
                 if i is None:
                     raise TreeError("evidence on an unknown node", ev.node, "node")
                 pos = self.position[i]
+                if ev.is_model:
+                    if model == "none" or pos == 0:
+                        continue
+                    if model == "frontier":
+                        if expanded is None:
+                            expanded = self.expanded()
+                        if expanded[pos]:
+                            continue
                 a = ev.reliability
                 le[pos, int(ev.value)] += np.log(a)
                 le[pos, 1 - int(ev.value)] += np.log1p(-a) if a < 1 else NEG_INF
@@ -191,13 +217,15 @@ class Propagation:
         return bel
 
 
-def propagate(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = ()) -> Propagation:
+def propagate(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = (),
+              model: str = "frontier") -> Propagation:
     ct = tree if isinstance(tree, CompiledTree) else compile_tree(tree)
-    return Propagation(ct, ct.loglik(evidence))
+    return Propagation(ct, ct.loglik(evidence, model))
 
 
-def beliefs(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = ()) -> dict[str, float]:
-    """P(node = true | evidence) for every node, keyed by node id."""
-    prop = propagate(tree, evidence)
+def beliefs(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = (),
+            model: str = "frontier") -> dict[str, float]:
+    """P(node = true | evidence) for every node, keyed by node id (``model``: see MODEL_MODES)."""
+    prop = propagate(tree, evidence, model)
     bel = prop.ct.to_caller(prop.down())
     return dict(zip(prop.ct.ids, bel.tolist()))

@@ -83,12 +83,18 @@ class Node:
 
 @dataclass(frozen=True)
 class Evidence:
-    """An oracle label on a node.
+    """An observation on a node: an oracle's label, or the model's own credence.
 
     ``reliability`` 1.0 is a hard label; a value in (0.5, 1) is a soft one that
     multiplies the node's likelihood by ``reliability`` for ``value`` and
     ``1 - reliability`` for the other value.  Several labels on one node are
     independent observations and multiply.
+
+    ``extra["source"] == "model"`` marks *model evidence* (DESIGN.md): virtual
+    evidence from the model's credence, never a label.  It is always soft (a
+    reliability in [0.5, 1); 0.5 says nothing) and counts only where the
+    frontier rule lets it (``argtree.inference``); ``argtree.model_evidence``
+    makes it.
     """
 
     node: str
@@ -100,12 +106,22 @@ class Evidence:
         if not isinstance(self.value, bool):
             raise TreeError(f"must be true or false, got {self.value!r}", self.node, "value")
         r = self.reliability
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or math.isnan(r) or not 0.5 < r <= 1.0:
+        if isinstance(r, bool) or not isinstance(r, (int, float)) or math.isnan(r):
+            raise TreeError(f"must be a number, got {r!r}", self.node, "reliability")
+        if self.is_model:
+            if not 0.5 <= r < 1.0:
+                raise TreeError(f"model evidence is soft: must be in [0.5, 1), got {r!r}", self.node, "reliability")
+        elif not 0.5 < r <= 1.0:
             raise TreeError(f"must be in (0.5, 1], got {r!r}", self.node, "reliability")
 
     @property
     def is_hard(self) -> bool:
         return self.reliability == 1.0
+
+    @property
+    def is_model(self) -> bool:
+        """Model evidence (the model's credence as virtual evidence), not an oracle's label."""
+        return isinstance(self.extra, Mapping) and self.extra.get("source") == "model"
 
 
 class ArgumentTree:

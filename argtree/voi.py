@@ -92,10 +92,12 @@ def voi_arrays(ct: CompiledTree, loglik: np.ndarray, metric: str = "shift",
 
 
 def voi(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = (),
-        metric: str = "shift") -> dict[str, float]:
-    """VoI of every node that is neither the root nor hard-labeled, keyed by id."""
+        metric: str = "shift", model: str = "frontier") -> dict[str, float]:
+    """VoI of every node that is neither the root nor hard-labeled, keyed by id.
+
+    ``model``: how model evidence counts (``argtree.inference.MODEL_MODES``)."""
     ct = tree if isinstance(tree, CompiledTree) else compile_tree(tree)
-    le = ct.loglik(evidence)
+    le = ct.loglik(evidence, model)
     values, askable = voi_arrays(ct, le, metric)
     values, askable = ct.to_caller(values), ct.to_caller(askable)
     return {nid: float(v) for nid, v, ok in zip(ct.ids, values, askable) if ok}
@@ -107,25 +109,26 @@ def rank(scores: dict[str, float], top: int | None = None) -> list[tuple[str, fl
     return ordered if top is None else ordered[:top]
 
 
-def root_if(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence], node: str) -> tuple[float, float]:
+def root_if(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence], node: str,
+            model: str = "frontier") -> tuple[float, float]:
     """(P(root | e, node true), P(root | e, node false)): what each answer would do to the root."""
     ct = tree if isinstance(tree, CompiledTree) else compile_tree(tree)
     evidence = tuple(evidence)
     out = []
     for value in (True, False):
-        prop = Propagation(ct, ct.loglik(evidence + (Evidence(node, value),)))
+        prop = Propagation(ct, ct.loglik(evidence + (Evidence(node, value),), model))
         out.append(float(prop.root_belief))
     return out[0], out[1]
 
 
 def select_batch(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = (), k: int = 1,
-                 metric: str = "shift") -> list[str]:
+                 metric: str = "shift", model: str = "frontier") -> list[str]:
     """Greedy batch of up to ``k`` node ids for ``k`` annotators answering at once (see module doc)."""
     if not 1 <= k <= MAX_BATCH:
         raise ValueError(f"k must be between 1 and {MAX_BATCH}, got {k}")
     ct = tree if isinstance(tree, CompiledTree) else compile_tree(tree)
     evidence = tuple(evidence)
-    base = Propagation(ct, ct.loglik(evidence))
+    base = Propagation(ct, ct.loglik(evidence, model))
     _, askable = voi_arrays(ct, base.le, metric, base)
     chosen: list[int] = []  # BFS positions
     for _ in range(k):
@@ -133,7 +136,7 @@ def select_batch(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence]
         for answers in itertools.product((True, False), repeat=len(chosen)):
             extra = tuple(Evidence(ct.ids[ct.order[p]], v) for p, v in zip(chosen, answers))
             try:
-                prop = Propagation(ct, ct.loglik(evidence + extra))
+                prop = Propagation(ct, ct.loglik(evidence + extra, model))
             except TreeError:
                 continue  # this answer pattern is impossible: weight zero
             weight = np.exp(prop.log_evidence - base.log_evidence)

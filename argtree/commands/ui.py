@@ -10,7 +10,19 @@ import click
 
 from . import InputError
 
-APP = Path(__file__).resolve().parents[2] / "oracle_ui" / "app.py"
+
+
+def _app_path() -> Path:
+    """The installed ``oracle_ui`` package's app.py (a package of the wheel, not a path into a checkout)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("oracle_ui")  # locates the package without importing it (no streamlit)
+    if spec is None or not spec.submodule_search_locations:
+        return Path(__file__).resolve().parents[2] / "oracle_ui" / "app.py"
+    return Path(list(spec.submodule_search_locations)[0]) / "app.py"
+
+
+APP = _app_path()
 
 
 def streamlit_command(port: int, host: str, app: Path = APP) -> list[str]:
@@ -44,7 +56,7 @@ def ui(port: int, host: str, database: str | None) -> None:
     except ImportError:
         raise InputError("the web app needs the 'ui' extra: pip install 'argtree[ui]'") from None
     if not APP.exists():
-        raise InputError(f"the app file {APP} is missing; install argtree from a source checkout (pip install -e .)")
+        raise InputError(f"the app file {APP} is missing: this argtree install is incomplete, reinstall it")
     env = dict(os.environ)
     if database:
         env["ARGTREE_DATABASE_URL"] = database

@@ -2,7 +2,7 @@
 
 * URL: ``ARGTREE_DATABASE_URL`` (e.g. ``postgresql+psycopg://user@host/db``), else a
   SQLite file ``argtree.db`` under ``ARGTREE_HOME`` (default: the user data dir).
-* SQLite connections run in WAL mode with foreign keys on, ``synchronous=NORMAL``
+* SQLite connections run in WAL mode with foreign keys on, ``synchronous=FULL``
   (see SYNCHRONOUS) and a busy timeout; every transaction is ``BEGIN IMMEDIATE`` (one writer at a
   time, no lock-upgrade deadlocks) unless the session is opened read-only, and
   writers queue on a lock file beside the database (``argtree.db.writer-lock``).
@@ -30,12 +30,15 @@ __all__ = ["SchemaError", "database_url", "data_home", "make_engine", "get_engin
            "session_scope", "check_schema", "schema_status", "upgrade", "downgrade", "alembic_config",
            "MIGRATIONS_DIR", "redact"]
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Inside the package (argtree/migrations, a symlink to the top-level migrations/ in a checkout, real files in
+# a wheel), so a non-editable install finds them.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 BUSY_TIMEOUT_MS = 30_000
-# WAL + NORMAL: a commit survives the process being killed (SIGKILL, a crash); only an OS crash or
-# power cut can roll back the last transactions.  ARGTREE_SQLITE_SYNCHRONOUS=FULL fsyncs every commit
-# (about 6 ms each on a typical cloud disk) to survive those too.
-SYNCHRONOUS = "FULL" if os.environ.get("ARGTREE_SQLITE_SYNCHRONOUS", "").upper() == "FULL" else "NORMAL"
+# WAL + FULL (the default): every commit is fsynced, so an acknowledged answer survives a power cut or an OS
+# crash, as it does on PostgreSQL.  ARGTREE_SQLITE_SYNCHRONOUS=NORMAL trades that for speed: a commit then
+# survives the process being killed (SIGKILL, a crash) but an OS crash can roll back the last few
+# (cost of FULL: BENCHMARKS.md, "Queue").
+SYNCHRONOUS = "NORMAL" if os.environ.get("ARGTREE_SQLITE_SYNCHRONOUS", "").strip().upper() == "NORMAL" else "FULL"
 
 
 class SchemaError(RuntimeError):
@@ -227,8 +230,8 @@ def alembic_config(url: str | None = None):
     from alembic.config import Config
 
     if not (MIGRATIONS_DIR / "env.py").exists():
-        raise SchemaError(f"the Alembic migrations are missing ({MIGRATIONS_DIR}); "
-                          "install argtree from a source checkout (pip install -e .)")
+        raise SchemaError(f"the Alembic migrations are missing ({MIGRATIONS_DIR}); this argtree install is "
+                          "incomplete: reinstall it")
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))

@@ -34,7 +34,7 @@ MODEL_MODES = ("frontier", "all", "none")
 class CompiledTree:
     """A tree as arrays in breadth-first order (position 0 is the root)."""
 
-    ids: tuple[str, ...]        # node ids in the caller's order
+    ids: Sequence[str]          # node ids in the caller's order (a tuple, or _IndexIds)
     order: np.ndarray           # order[pos] = caller index of the node at BFS position pos
     position: np.ndarray        # position[caller index] = BFS position
     parent: np.ndarray          # parent BFS position, -1 for the root
@@ -50,17 +50,28 @@ class CompiledTree:
     @classmethod
     def from_arrays(cls, parent: np.ndarray, p1: np.ndarray, p0: np.ndarray, prior: float,
                     ids: Sequence[str] | None = None) -> "CompiledTree":
-        """Build from caller-order arrays: ``parent[i]`` is i's parent index (-1 for the root)."""
+        """Build from caller-order arrays: ``parent[i]`` is i's parent index (-1 for the root).
+
+        The layout is breadth-first by level; within a level, nodes follow their parents'
+        order, and siblings keep the caller's order.  No comparison sort: the children lists
+        (CSR) come from a stable counting sort of the parent array (``_counting_order``,
+        linear), then each level is one gather.  O(n) time and memory.
+        Without ``ids`` the ids are the indices as strings, made only when read.
+        """
         parent = np.asarray(parent, dtype=np.int64)
         n = len(parent)
         roots = np.flatnonzero(parent < 0)
         if len(roots) != 1:
             raise TreeError(f"need exactly one root, found {len(roots)}")
-        # Children in CSR form, then BFS one level at a time.
         nonroot = np.flatnonzero(parent >= 0)
-        kids = nonroot[np.argsort(parent[nonroot], kind="stable")]
-        counts = np.bincount(parent[nonroot], minlength=n)
-        offsets = np.concatenate(([0], np.cumsum(counts)))
+        up = parent[nonroot]
+        if len(up) and int(up.max()) >= n:
+            raise TreeError(f"parent index {int(up.max())} is out of range for {n} nodes")
+        # Children in CSR form: kids[offsets[p]:offsets[p + 1]] are p's children in caller order.
+        kids = nonroot[_counting_order(up, n)]
+        counts = np.bincount(up, minlength=n)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
         frontier = roots
         chunks, levels = [], [0]
         while len(frontier):
@@ -72,17 +83,19 @@ class CompiledTree:
                 break
             starts = offsets[frontier]
             # Concatenate kids[starts[i] : starts[i] + cnt[i]] for all i without a loop.
-            first = np.repeat(starts - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt)
-            frontier = kids[first + np.arange(total)]
+            ends = np.cumsum(cnt)
+            first = np.repeat(starts - (ends - cnt), cnt)
+            first += np.arange(total)
+            frontier = kids[first]
         order = np.concatenate(chunks)
         if len(order) != n:
             raise TreeError("some nodes are not reachable from the root (a cycle through parents)")
         position = np.empty(n, dtype=np.int64)
         position[order] = np.arange(n)
-        par = parent[order]
-        bfs_parent = np.where(par >= 0, position[np.maximum(par, 0)], -1)
+        bfs_parent = position[parent[order]]  # order[0] is the root: its entry is fixed below
+        bfs_parent[0] = -1
         return cls(
-            ids=tuple(ids) if ids is not None else tuple(str(i) for i in range(n)),
+            ids=tuple(ids) if ids is not None else _IndexIds(n),
             order=order, position=position, parent=bfs_parent,
             levels=np.asarray(levels, dtype=np.int64),
             p1=np.asarray(p1, dtype=float)[order], p0=np.asarray(p0, dtype=float)[order],
@@ -129,6 +142,58 @@ class CompiledTree:
     def to_caller(self, values: np.ndarray) -> np.ndarray:
         """Reorder a BFS-order array into the caller's node order."""
         return values[self.position]
+
+
+def _counting_order(key: np.ndarray, n: int) -> np.ndarray:
+    """Stable argsort of integer keys in [0, n), in linear time: a radix sort on 16-bit digits.
+
+    numpy sorts 16-bit integers with a stable counting (radix) sort, so each digit is one
+    O(len) pass; least significant digit first keeps the whole sort stable.  Two passes for
+    up to 4.3 billion nodes.
+    """
+    if n <= 1 << 16:
+        return np.argsort(key.astype(np.uint16), kind="stable")
+    perm = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while (n - 1) >> shift:
+        digit = ((key[perm] >> shift) & 0xFFFF).astype(np.uint16)
+        perm = perm[np.argsort(digit, kind="stable")]
+        shift += 16
+    return perm
+
+
+class _IndexIds(Sequence[str]):
+    """The ids "0", "1", ... "n-1" of a tree built from bare arrays, made only when read."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, n: int):
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(str(k) for k in range(self._n)[i])
+        k = int(i)
+        if not -self._n <= k < self._n:
+            raise IndexError("node index out of range")
+        return str(k % self._n)
+
+    def __iter__(self):
+        return map(str, range(self._n))
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, _IndexIds):
+            return self._n == other._n
+        return isinstance(other, (tuple, list)) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"_IndexIds({self._n})"
 
 
 def compile_tree(tree: ArgumentTree) -> CompiledTree:

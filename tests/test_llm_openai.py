@@ -8,6 +8,7 @@ bundled GGUF, started by the test (marked ``model``).
 """
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -35,22 +36,33 @@ def completion(content, finish="stop", tokens=20):
 
 
 class Stub:
-    """Replays (status, body, delay) per request; records request bodies."""
+    """Replays (status, body, delay[, headers]) per request; records request bodies and the most requests it
+    had in flight at once.  ``delay`` stands for a slow server (the client's timeout is what is tested)."""
 
     def __init__(self, replies):
         self.replies = list(replies)
         self.requests = []
+        self.in_flight = self.max_in_flight = 0
+        lock = threading.Lock()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append(body)
-                status, payload, delay = stub.replies.pop(0) if stub.replies else (500, {"error": "no more"}, 0)
+                with lock:
+                    stub.requests.append(body)
+                    reply = stub.replies.pop(0) if stub.replies else (500, {"error": "no more"}, 0)
+                    stub.in_flight += 1
+                    stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+                status, payload, delay, *more = reply
                 time.sleep(delay)
+                with lock:
+                    stub.in_flight -= 1
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
+                    for k, v in (more[0] if more else {}).items():
+                        self.send_header(k, v)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -63,7 +75,7 @@ class Stub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
@@ -106,9 +118,10 @@ def test_request_carries_schema_model_and_seed(stub):
 ])
 def test_server_failures_become_errors(stub, reply, expect):
     s = stub(reply)
-    b = OpenAIBackend(s.url, "m", timeout=0.5, concurrency=1)
+    b = OpenAIBackend(s.url, "m", timeout=0.5, concurrency=1, retries=0)
     (g,) = b.generate_json(["p"], expansion_schema("for"))
     assert not g.ok and expect in g.error
+    assert len(s.requests) == 1 and b.retried == 0
 
 
 def test_connection_refused_is_an_error():
@@ -116,10 +129,13 @@ def test_connection_refused_is_an_error():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    b = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout=2)
+    b = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout=2, retries=2, backoff=0.001)
     g = b.generate_json(["a", "b"], expansion_schema("for"))
     assert all(not x.ok and "connection failed" in x.error for x in g)
-    assert b.score_yes(["Is it?"]) == [0.5] and b.last_scoring_misses == 1
+    assert b.retried == 4  # two retries for each prompt, then it gives up
+    (p,) = b.score_yes(["Is it?"])
+    assert math.isnan(p) and b.last_scoring_misses == 1 and b.scoring_failures == 1
+    assert "connection failed" in b.last_scoring_errors[0]
 
 
 @pytest.mark.parametrize("status", [422, 500])
@@ -155,8 +171,136 @@ def test_score_yes_renormalizes_top_logprobs(stub):
 
 def test_grow_over_a_failing_server_keeps_the_root(stub):
     s = stub(*[(500, {"error": "down"}, 0)] * 6)
-    r = grow("Should cities ban cars?", OpenAIBackend(s.url, "m", concurrency=1), GrowConfig(expansions=2, retries=2))
+    r = grow("Should cities ban cars?", OpenAIBackend(s.url, "m", concurrency=1, retries=0),
+             GrowConfig(expansions=2, retries=2))
     assert len(r.tree) == 1 and r.failures and "HTTP 500" in r.failures[0]["errors"][0]
+
+
+# -- retries, backoff, timeouts and concurrency against the stub server ------------------------------------
+
+FAST = {"backoff": 0.001, "max_backoff": 0.01}  # real waits, just short: the test is what is retried, not how long
+
+
+@pytest.mark.parametrize("first", [
+    (429, {"error": "rate limited"}, 0),
+    (500, {"error": "boom"}, 0),
+    (502, b"<html>bad gateway</html>", 0),
+    (503, {"error": "overloaded"}, 0),
+    (200, completion("late"), 1.0),  # slower than the timeout
+])
+def test_transient_failures_are_retried_until_an_answer(stub, first):
+    s = stub(first, first, (200, completion(json.dumps(OK_ANSWER)), 0))
+    b = OpenAIBackend(s.url, "m", timeout=0.3, concurrency=1, retries=3, **FAST)
+    (g,) = b.generate_json(["p"], expansion_schema("for"))
+    assert g.ok and json.loads(g.text) == OK_ANSWER
+    assert len(s.requests) == 3 and b.retried == 2
+    assert s.requests[0] == s.requests[2]  # the same request again
+
+
+def test_retries_stop_after_the_limit_and_say_why(stub):
+    s = stub(*[(503, {"error": "overloaded"}, 0)] * 5)
+    b = OpenAIBackend(s.url, "m", concurrency=1, retries=2, **FAST)
+    (g,) = b.generate_json(["p"], expansion_schema("for"))
+    assert not g.ok and "HTTP 503" in g.error
+    assert len(s.requests) == 3 and b.retried == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 422])
+def test_client_errors_are_not_retried(stub, status):
+    s = stub((status, {"error": "no"}, 0), (200, completion(json.dumps(OK_ANSWER)), 0))
+    b = OpenAIBackend(s.url, "m", concurrency=1, retries=3, **FAST)
+    (g,) = b.generate_json(["p"], expansion_schema("for"))
+    assert not g.ok and f"HTTP {status}" in g.error and len(s.requests) == 1 and b.retried == 0
+
+
+def test_retry_after_of_a_429_is_the_least_wait():
+    from argtree.llm.openai import _retry_after
+
+    def err(status, headers):
+        req = httpx.Request("POST", "http://x/v1/chat/completions")
+        return httpx.HTTPStatusError("x", request=req, response=httpx.Response(status, headers=headers, request=req))
+
+    assert _retry_after(err(429, {"Retry-After": "3"}), 30) == 3.0
+    assert _retry_after(err(429, {"Retry-After": "999"}), 30) == 30.0  # capped
+    assert _retry_after(err(429, {"Retry-After": "Wed, 21 Oct 2015"}), 30) == 0.0
+    assert _retry_after(err(503, {}), 30) == 0.0 and _retry_after(None, 30) == 0.0
+
+
+def test_backoff_is_exponential_with_jitter():
+    from tenacity import RetryCallState
+
+    b = OpenAIBackend("http://127.0.0.1:9/v1", "m", backoff=1.0, max_backoff=8.0)
+    seen = {}
+    for n in (1, 2, 3, 6):
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = n
+        seen[n] = [b._wait(state) for _ in range(300)]
+        assert all(0 <= w <= min(8.0, 2 ** (n - 1)) for w in seen[n])
+        assert len(set(seen[n])) > 250  # random (jitter), not a fixed schedule
+    assert max(seen[1]) <= 1.0 < max(seen[2]) and max(seen[6]) > 6.0  # the ceiling doubles, up to max_backoff
+    # A 429's Retry-After is a floor under the jitter.
+    req = httpx.Request("POST", "http://x/v1/chat/completions")
+    state = RetryCallState(None, None, (), {})
+    state.attempt_number = 1
+    state.set_exception((httpx.HTTPStatusError, httpx.HTTPStatusError(
+        "x", request=req, response=httpx.Response(429, headers={"Retry-After": "5"}, request=req)), None))
+    assert all(b._wait(state) == 5.0 for _ in range(50))
+
+
+def test_concurrency_caps_requests_in_flight(stub):
+    answers = [(200, completion(json.dumps(OK_ANSWER)), 0.2)] * 8
+    s = stub(*answers)
+    b = OpenAIBackend(s.url, "m", concurrency=2, retries=0)
+    gens = b.generate_json([f"p{i}" for i in range(8)], expansion_schema("for"))
+    assert all(g.ok for g in gens) and len(s.requests) == 8
+    assert s.max_in_flight == 2
+
+
+@pytest.mark.parametrize("timeout, concurrency", [(0, 1), (-1, 1), (float("nan"), 1), (1, 0)])
+def test_bad_timeout_or_concurrency_is_refused(timeout, concurrency):
+    with pytest.raises(ValueError):
+        OpenAIBackend("http://127.0.0.1:9/v1", "m", timeout=timeout, concurrency=concurrency)
+
+
+# -- scoring failures: counted, explained, never a made-up 0.5 ---------------------------------------------
+
+def _logprobs(pairs):
+    top = [{"token": t, "logprob": math.log(p)} for t, p in pairs]
+    return {"choices": [{"message": {"content": top[0]["token"]},
+                         "logprobs": {"content": [{"token": top[0]["token"], "top_logprobs": top}]}}]}
+
+
+def test_scoring_failures_are_nan_counted_and_explained(stub):
+    s = stub((200, _logprobs([("Yes", 0.6), ("No", 0.2)]), 0),
+             (500, {"error": "down"}, 0),
+             (200, completion("Yes"), 0),                       # no logprobs in the body
+             (200, _logprobs([("Maybe", 0.9), ("Perhaps", 0.1)]), 0))
+    b = OpenAIBackend(s.url, "m", concurrency=1, retries=0)
+    p = b.score_yes(["a?", "b?", "c?", "d?"])
+    assert p[0] == pytest.approx(0.75) and all(math.isnan(x) for x in p[1:])
+    assert b.last_scoring_misses == 3 and b.scoring_failures == 3
+    assert "HTTP 500" in b.last_scoring_errors[0] or any("HTTP 500" in e for e in b.last_scoring_errors)
+    assert any("no logprobs" in e for e in b.last_scoring_errors)
+    assert any("neither yes nor no" in e for e in b.last_scoring_errors)
+    s2 = stub((200, _logprobs([("No", 0.5)]), 0))
+    b.base_url = s2.url
+    b.client = httpx.Client(base_url=s2.url, timeout=5)
+    assert b.score_yes(["e?"]) == [0.0] and b.last_scoring_misses == 0 and b.scoring_failures == 3
+
+
+def test_scoring_is_retried_too(stub):
+    s = stub((429, {"error": "slow down"}, 0), (200, _logprobs([("Yes", 0.3), ("No", 0.1)]), 0))
+    b = OpenAIBackend(s.url, "m", concurrency=1, retries=2, **FAST)
+    assert b.score_yes(["a?"]) == [pytest.approx(0.75)] and b.retried == 1 and b.scoring_failures == 0
+
+
+def test_model_oracle_abstains_where_scoring_failed(stub):
+    from argtree.oracle import ModelOracle, Query
+
+    s = stub((500, {"error": "down"}, 0), (200, _logprobs([("Yes", 0.9), ("No", 0.1)]), 0))
+    b = OpenAIBackend(s.url, "m", concurrency=1, retries=0)
+    a = ModelOracle(b).answer([Query("Is it?"), Query("Is that?")])
+    assert a[0] is None and a[1] is not None and a[1].probability == pytest.approx(0.9)
 
 
 def test_from_option_parses_url_and_model(monkeypatch):

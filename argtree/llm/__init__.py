@@ -4,7 +4,7 @@ Protocol (batch in, batch out; errors come back in ``Generation.error``, never r
 
     backend.generate_json(prompts, schema, *, system=None, max_new_tokens=256,
                           temperature=0.0, seed=None) -> list[Generation]
-    backend.score_yes(prompts, *, system=None) -> list[float]   # P(yes) from token log-probs
+    backend.score_yes(prompts, *, system=None) -> list[float]   # P(yes) from token log-probs; nan: not scored
 
 Backends (``make_backend(kind, model)``):
 

@@ -33,7 +33,10 @@ class Backend(Protocol):
     Errors never raise: they come back as ``Generation.error``.
 
     ``score_yes``: for each prompt (a yes/no question), P(yes) from the first
-    answer token's log-probabilities, renormalized over yes and no.
+    answer token's log-probabilities, renormalized over yes and no; ``nan`` for a
+    prompt that could not be scored (never a stand-in such as 0.5), so callers
+    can tell "no credence" from "50%".  A backend that can fail counts these in
+    ``scoring_failures``.
     """
 
     kind: str

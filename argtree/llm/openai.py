@@ -12,11 +12,21 @@ serving engine do the rest.
   and that form is then kept for the session.
 * Log-probabilities: ``logprobs=true, top_logprobs=K, max_tokens=1`` on the
   chat endpoint; P(yes) is renormalized over the yes/no spellings among the
-  top tokens (0.5 when neither appears, which the caller can see in
-  ``last_scoring_misses``).
+  top tokens.  A prompt that cannot be scored (the request failed for good, no
+  logprobs came back, or neither yes nor no is among the top tokens) gives
+  ``nan``, never a made-up 0.5: it is counted in ``scoring_failures`` (and
+  ``last_scoring_misses`` for the last call), its reason kept in
+  ``last_scoring_errors``, and callers treat it as "no credence".
+* Retries: a request that hits a transient failure (HTTP 429, 5xx, a timeout,
+  a refused or dropped connection) is sent again up to ``retries`` times with
+  exponential backoff and full jitter (tenacity's ``wait_random_exponential``:
+  a random wait in [0, min(max_backoff, backoff * 2^(n-1))] after the n-th failure), never less than a 429's
+  ``Retry-After``.  Other 4xx answers are not retried.  ``retried`` counts them.
+* ``timeout`` (seconds per request) and ``concurrency`` (requests in flight at
+  once) are the ``--timeout`` and ``--concurrency`` options of the commands.
 
 Errors (connection refused, timeouts, 5xx, bad JSON bodies) come back as
-``Generation.error``; nothing raises.  Configuration: ``base_url`` (e.g.
+``Generation.error`` once the retries are spent; nothing raises.  Configuration: ``base_url`` (e.g.
 ``http://127.0.0.1:8080/v1``), ``model`` (the server's model id), ``api_key``
 (ARGTREE_OPENAI_API_KEY or OPENAI_API_KEY; most local servers need none).
 """
@@ -25,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
@@ -34,6 +45,8 @@ from .base import Generation
 __all__ = ["OpenAIBackend"]
 
 DEFAULT_URL = "http://127.0.0.1:8080/v1"
+DEFAULT_TIMEOUT = 120.0     # seconds per request
+DEFAULT_CONCURRENCY = 8     # requests in flight at once
 YES = {"yes", "Yes", "YES", " yes", " Yes", "yes.", "Yes."}
 NO = {"no", "No", "NO", " no", " No", "no.", "No."}
 
@@ -42,23 +55,42 @@ class OpenAIBackend:
     kind = "openai"
 
     def __init__(self, base_url: str = DEFAULT_URL, model: str | None = None, *, api_key: str | None = None,
-                 timeout: float = 120.0, concurrency: int = 8, schema_mode: str = "json_schema",
-                 transport: Any = None):
+                 timeout: float | None = None, concurrency: int | None = None, schema_mode: str = "json_schema",
+                 retries: int = 4, backoff: float = 0.5, max_backoff: float = 30.0, transport: Any = None):
         import httpx  # the llm extra
+
+        timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
+        concurrency = DEFAULT_CONCURRENCY if concurrency is None else int(concurrency)
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if retries < 0 or backoff < 0 or max_backoff < 0:
+            raise ValueError("retries, backoff and max_backoff must not be negative")
+        self.timeout = timeout
+        self.retries = int(retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
 
         self.base_url = base_url.rstrip("/")
         self.model = model or os.environ.get("ARGTREE_OPENAI_MODEL") or "default"
         self.model_version = f"openai:{self.model}"
         key = api_key or os.environ.get("ARGTREE_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers, transport=transport)
-        self.concurrency = max(1, concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self.client = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers, transport=transport,
+                                   limits=limits)
+        self.concurrency = concurrency
         if schema_mode not in ("json_schema", "json_object"):
             raise ValueError(f"schema_mode must be json_schema or json_object, got {schema_mode!r}")
         self.schema_mode = schema_mode
         self.calls = 0
         self.tokens_generated = 0
         self.last_scoring_misses = 0
+        self.scoring_failures = 0          # prompts that got nan from score_yes, over the backend's life
+        self.last_scoring_errors: list[str] = []
+        self.retried = 0                   # requests sent again after a transient failure
+        self._count = threading.Lock()
 
     @classmethod
     def from_option(cls, model: str | None = None, **options) -> "OpenAIBackend":
@@ -82,6 +114,28 @@ class OpenAIBackend:
         return {"type": "json_object", "schema": schema}
 
     def _post(self, body: dict) -> dict:
+        """POST with retries on transient failures (see the module doc); raises the last error."""
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+        def count(state) -> None:
+            with self._count:
+                self.retried += 1
+
+        for attempt in Retrying(retry=retry_if_exception(_transient), wait=self._wait, reraise=True,
+                                stop=stop_after_attempt(self.retries + 1), before_sleep=count):
+            with attempt:
+                return self._post_once(body)
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or reraises
+
+    def _wait(self, state) -> float:
+        """Seconds before the next attempt: full jitter, random in [0, min(max_backoff, backoff * 2^(n-1))] after
+        the n-th failed attempt, and at least what a 429's Retry-After asks for."""
+        from tenacity import wait_random_exponential
+
+        jitter = wait_random_exponential(multiplier=self.backoff, max=self.max_backoff)(state)
+        return max(jitter, _retry_after(state.outcome.exception() if state.outcome else None, self.max_backoff))
+
+    def _post_once(self, body: dict) -> dict:
         r = self.client.post("/chat/completions", json=body)
         fmt = body.get("response_format") or {}
         if (r.status_code in (400, 422, 500) and fmt.get("type") == "json_schema"
@@ -129,27 +183,60 @@ class OpenAIBackend:
             return list(pool.map(lambda j: self._one(*j), jobs))
 
     def score_yes(self, prompts: Sequence[str], *, system: str | None = None) -> list[float]:
+        """P(yes) per prompt; ``nan`` where it could not be scored (counted and explained, see the module doc)."""
         self.calls += 1
-        self.last_scoring_misses = 0
+        errors: list[str] = []
+
+        def miss(why: str) -> float:
+            with self._count:
+                errors.append(why)
+            return math.nan
 
         def one(prompt: str) -> float:
             body = {"model": self.model, "messages": self._messages(prompt, system), "max_tokens": 1,
                     "temperature": 0.0, "logprobs": True, "top_logprobs": 20}
             try:
                 data = self._post(body)
+            except Exception as err:  # noqa: BLE001 - the request failed for good
+                return miss(_describe(err))
+            try:
                 top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-            except Exception:  # noqa: BLE001 - no logprobs: no information
-                self.last_scoring_misses += 1
-                return 0.5
-            py = sum(math.exp(t["logprob"]) for t in top if t.get("token") in YES)
-            pn = sum(math.exp(t["logprob"]) for t in top if t.get("token") in NO)
-            if py + pn <= 0:
-                self.last_scoring_misses += 1
-                return 0.5
+                py = sum(math.exp(float(t["logprob"])) for t in top if t.get("token") in YES)
+                pn = sum(math.exp(float(t["logprob"])) for t in top if t.get("token") in NO)
+            except Exception as err:  # noqa: BLE001 - a body without logprobs
+                return miss(f"no logprobs in the answer: {_describe(err)}")
+            if not py + pn > 0:
+                return miss("neither yes nor no among the top tokens")
             return py / (py + pn)
 
         with ThreadPoolExecutor(min(self.concurrency, max(len(prompts), 1))) as pool:
-            return list(pool.map(one, prompts))
+            out = list(pool.map(one, prompts))
+        self.last_scoring_misses = len(errors)
+        self.last_scoring_errors = errors
+        self.scoring_failures += len(errors)
+        return out
+
+
+def _transient(err: BaseException) -> bool:
+    """Worth asking again: 429, 5xx (not the json_schema fallback, handled before), timeouts, connection errors."""
+    import httpx
+
+    if isinstance(err, httpx.HTTPStatusError):
+        return err.response.status_code == 429 or err.response.status_code >= 500
+    return isinstance(err, httpx.TransportError)  # timeouts, refused/reset connections, protocol errors
+
+
+def _retry_after(err: BaseException | None, cap: float) -> float:
+    """Seconds a 429/503's Retry-After header asks for (capped), else 0."""
+    import httpx
+
+    if not isinstance(err, httpx.HTTPStatusError):
+        return 0.0
+    try:
+        value = float(err.response.headers.get("retry-after", "0"))
+    except ValueError:
+        return 0.0
+    return min(max(value, 0.0), cap) if math.isfinite(value) else 0.0
 
 
 def _describe(err: Exception) -> str:

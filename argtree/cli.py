@@ -43,6 +43,23 @@ class LazyGroup(click.Group):
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(f"argtree.commands.{module}"), attr)
 
+    def invoke(self, ctx):
+        """Ctrl-C exits 130 with one line; a database that is down or unmigrated is one line (status 2) in
+        every command, never a traceback (``argtree.commands.exits``)."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("argtree: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as err:  # noqa: BLE001 - only database trouble is turned into a line; the rest re-raises
+            from .commands import InputError
+            from .commands.exits import database_problem
+
+            line = database_problem(err)
+            if line is None:
+                raise
+            raise InputError(line) from None
+
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):

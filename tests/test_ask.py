@@ -24,7 +24,7 @@ def run(*args):
 
 def test_ask_fake_prints_tree_root_and_questions(home):
     out = home / "t.json"
-    r = run(Q, "--backend", "fake", "--budget", "3", "--out", str(out))
+    r = run(Q, "--backend", "fake", "--budget", "3", "--out", str(out), "--no-store")
     assert r.exit_code == 0, r.output
     assert "P(yes) for the question" in r.output and "Ask a person first" in r.output
     assert "+ for" in r.output and "- against" in r.output
@@ -60,14 +60,16 @@ def test_ask_stores_in_a_migrated_database(home, monkeypatch):
 def test_ask_unmigrated_database_is_a_message_not_a_crash(home, monkeypatch):
     monkeypatch.setenv("ARGTREE_DATABASE_URL", f"sqlite:///{home / 'empty.db'}")
     r = run(Q, "--backend", "fake", "--budget", "1")
-    assert r.exit_code == 0 and "not stored" in r.output
+    assert r.exit_code == 5 and "not stored" in r.output and "Traceback" not in r.output  # could not save: exit 5
+    assert r.stderr.splitlines()[-1].startswith("argtree: error: not stored") and "argtree db upgrade" in r.stderr
 
 
 def test_ask_scripted_garbage_records_failure(home):
     script = home / "script.json"
     script.write_text(json.dumps(["not json"] * 6))
     r = run(Q, "--backend", "fake", "--model", str(script), "--budget", "1", "--json", "--no-store")
-    data = json.loads(r.output)
+    data = json.loads(r.stdout)
+    assert r.exit_code == 3 and "grew nothing" in r.stderr  # the root alone: nothing grew
     assert data["failed_expansions"] == 1 and len(data["tree"]["nodes"]) == 1
     assert data["tree"]["failed_expansions"][0]["raw"][0] == "not json"
 

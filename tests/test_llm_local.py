@@ -53,7 +53,9 @@ def test_registered_model_versions_resolve_through_the_store(tmp_path, monkeypat
 
     url = sqlite_db(tmp_path)
     monkeypatch.setenv("ARGTREE_DATABASE_URL", url)
-    assert resolve_model("latest") == ("bundled", None)  # nothing registered yet
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))  # no registry file either
+    with pytest.raises(ValueError, match="no fine-tuned model version yet"):
+        resolve_model("latest")  # nothing registered: an error, never the base model in its place
     adapter = tmp_path / "lora-v1"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
@@ -61,6 +63,29 @@ def test_registered_model_versions_resolve_through_the_store(tmp_path, monkeypat
         register_model_version(s, "lora-v1", path=str(adapter), base="bundled")
     assert resolve_model("lora-v1") == ("adapter", str(adapter))
     assert resolve_model("latest") == ("adapter", str(adapter))
+
+
+def test_versions_in_the_registry_file_resolve_for_every_command(tmp_path, monkeypatch):
+    """``argtree finetune`` writes the registry file even without a database: 'latest' and names resolve from it
+    in load_local_model, which ask, loop and eval all go through (no command resolves names on its own)."""
+    import json
+
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ARGTREE_DATABASE_URL", f"sqlite:///{tmp_path / 'none.db'}")  # never migrated
+    old, new = tmp_path / "v1", tmp_path / "v2"
+    for d in (old, new):
+        d.mkdir()
+        (d / "adapter_config.json").write_text("{}")
+    reg = tmp_path / "home" / "versions" / "registry.json"
+    reg.parent.mkdir(parents=True)
+    reg.write_text(json.dumps({"versions": [{"name": "v1", "path": str(old), "base": "bundled", "kind": "lora"},
+                                            {"name": "v2", "path": str(new), "base": "bundled", "kind": "lora"}]}))
+    assert resolve_model("latest") == ("adapter", str(new))
+    assert resolve_model("v1") == ("adapter", str(old))
+    new.joinpath("adapter_config.json").unlink()
+    new.rmdir()
+    with pytest.raises(ValueError, match="'v2' is registered at .* which is gone"):
+        resolve_model("latest")
 
 
 # -- the real model ------------------------------------------------------------------------------

@@ -44,11 +44,17 @@ MODEL_HELP = ("local: 'adapter' (default: bundled + the shipped StrategyQA LoRA)
 @click.option("--prior", type=click.FloatRange(0.01, 0.99), default=0.5, show_default=True, help="Prior of the root.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampled retries.")
 @click.option("--device", default=None, help="local backend: cpu, cuda, cuda:1 ... (default: cuda if available).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="openai backend: seconds per request before it is retried (default 120).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="openai backend: requests in flight at once (default 8).")
 @click.option("--no-store", is_flag=True, help="Do not save the tree in the database.")
+@click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (tree, root belief, questions, stats).")
 def ask(question: str, budget: int, backend: str, model: str | None, out: str | None, max_nodes: int,
         max_depth: int, max_calls: int | None, seconds: float | None, threshold: float, batch: int, per_side: int,
-        credence: str, prior: float, seed: int, device: str | None, no_store: bool, as_json: bool) -> None:
+        credence: str, prior: float, seed: int, device: str | None, timeout: float | None, concurrency: int | None,
+        no_store: bool, database: str | None, as_json: bool) -> None:
     """Grow an argument tree for QUESTION with a language model, best-first on value of information.
 
     The model proposes premises for and against the question, then for and
@@ -59,6 +65,9 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
     five questions a person should answer first, with what each answer would
     do to the root.  Unusable model output is retried and then recorded as a
     failed expansion; the tree grown so far is always kept.
+
+    Exit status: 0 done; 2 bad input; 3 nothing grew (every expansion failed);
+    4 the model server could not be reached; 5 the tree could not be saved.
     """
     from ..grow import GrowConfig, grow
 
@@ -71,7 +80,7 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
     cfg = GrowConfig(expansions=budget, max_nodes=max_nodes, max_depth=max_depth, max_calls=max_calls,
                      max_seconds=seconds, threshold=threshold, batch=batch, per_side=per_side, credence=credence,
                      prior=prior, seed=seed)
-    be = _backend(backend, model, device, err, quiet=as_json)
+    be = _backend(backend, model, device, err, quiet=as_json, timeout=timeout, concurrency=concurrency)
     result = _grow_with_progress(question, be, cfg, grow, err, quiet=as_json)
     tree, evidence = result.tree, result.evidence
     if out:
@@ -82,7 +91,8 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
             dump(tree, evidence, out)
         except OSError as e:
             raise InputError(f"cannot write {out}: {e.strerror}") from None
-    stored, store_note = (None, "not stored (--no-store)") if no_store else _store(tree, evidence, question, be, model)
+    stored, store_note = ((None, "not stored (--no-store)") if no_store
+                          else _store(tree, evidence, question, be, model, database))
     report = _report(tree, evidence)
     if as_json:
         from ..io import to_dict
@@ -90,8 +100,24 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
         print_json({"tree": to_dict(tree, evidence), "root_belief": report["root"], "questions": report["questions"],
                     "stats": result.stats, "failed_expansions": len(result.failures), "tree_id": stored,
                     "store": store_note, "out": out})
-        return
-    _print(tree, report, result, stored, store_note, out)
+    else:
+        _print(tree, report, result, stored, store_note, out)
+    _exit_status(result, stored, store_note, no_store)
+
+
+def _exit_status(result, stored, store_note: str, no_store: bool) -> None:
+    """Non-zero when ask did not do its job (``argtree.commands.exits``), after the output is printed."""
+    from .exits import NOT_SAVED, NOTHING_GROWN, UNREACHABLE, Failed
+
+    if len(result.tree) <= 1:
+        errors = [e for f in result.failures for e in f.get("errors", [])]
+        unreachable = bool(errors) and all(("connection failed" in e or "timeout" in e) for e in errors)
+        if unreachable:
+            raise Failed(f"could not reach the model server: {errors[-1].split(': ', 1)[-1]}", UNREACHABLE)
+        why = errors[-1] if errors else result.stop_reason
+        raise Failed(f"grew nothing: no expansion gave a usable premise (last: {why})", NOTHING_GROWN)
+    if stored is None and not no_store:
+        raise Failed(store_note, NOT_SAVED)
 
 
 def console_err():
@@ -100,17 +126,14 @@ def console_err():
     return Console(stderr=True)
 
 
-def _backend(kind: str, model: str | None, device: str | None, err, quiet: bool):
-    from ..llm import make_backend
+def _backend(kind: str, model: str | None, device: str | None, err, quiet: bool, **options: Any):
+    from ..llm import open_backend
 
-    options: dict[str, Any] = {}
-    if kind == "local" and device:
-        options["device"] = device
     try:
         if kind == "local" and not quiet:
             with err.status("Loading the model (the first run converts the bundled GGUF once, ~20 s)..."):
-                return make_backend(kind, model, **options)
-        return make_backend(kind, model, **options)
+                return open_backend(kind, model, device=device, **options)
+        return open_backend(kind, model, device=device, **options)
     except (ValueError, RuntimeError, OSError) as e:
         raise InputError(f"--model {model!r} ({kind}): {e}") from None
     except ImportError as e:
@@ -138,14 +161,14 @@ def _grow_with_progress(question, be, cfg, grow, err, quiet: bool):
         return grow(question, be, cfg, progress=on)
 
 
-def _store(tree, evidence, question, be, model) -> tuple[int | None, str]:
+def _store(tree, evidence, question, be, model, database: str | None = None) -> tuple[int | None, str]:
     """Save in the database; an unmigrated or unreachable one gives a message, never a crash."""
     try:
         from ..store import SchemaError, save_tree, session_scope
     except ImportError as e:
         return None, f"not stored: the store extra is missing ({e}); pip install 'argtree[store]'"
     try:
-        with session_scope() as s:
+        with session_scope(database) as s:
             mv = _registered(s, model if be.kind == "local" else None)
             return save_tree(s, tree, evidence, question=question, model_version=mv), "stored"
     except SchemaError as e:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from .base import Backend, Generation
 
-__all__ = ["Backend", "Generation", "BACKENDS", "make_backend"]
+__all__ = ["Backend", "Generation", "BACKENDS", "make_backend", "open_backend"]
 
 BACKENDS = ("local", "openai", "fake")
 
@@ -53,3 +53,31 @@ def make_backend(kind: str = "local", model: str | None = None, **options) -> Ba
 
         return FakeBackend.from_option(model, **options)
     raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def open_backend(kind: str = "local", model: str | None = None, *, device: str | None = None,
+                 timeout: float | None = None, concurrency: int | None = None) -> Backend:
+    """The one way the commands (ask, loop, eval ...) build a backend from their options.
+
+    Model names resolve in one place for every command and kind: ``local`` through
+    ``argtree.llm.local.resolve_model`` (bundled, adapter, directories, .gguf, registered
+    versions and ``latest`` from the registry file and the store), ``openai`` and ``fake`` through
+    their ``from_option``.  ``device`` applies to ``local``; ``timeout`` (seconds per request) and
+    ``concurrency`` (requests in flight) to ``openai``; giving one to a backend it does not apply
+    to is an error rather than ignored.  Raises ValueError (a bad option or model), ImportError (an
+    extra is missing), RuntimeError/OSError (the model cannot be loaded): a command turns these
+    into one line.
+    """
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+    options: dict = {}
+    if device:
+        if kind != "local":
+            raise ValueError(f"--device applies to the local backend, not {kind}")
+        options["device"] = device
+    for name, value in (("timeout", timeout), ("concurrency", concurrency)):
+        if value is not None:
+            if kind != "openai":
+                raise ValueError(f"--{name} applies to the openai backend, not {kind}")
+            options[name] = value
+    return make_backend(kind, model, **options)

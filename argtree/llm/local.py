@@ -133,9 +133,24 @@ def _convert_gguf(gguf: Path, target: Path) -> Path:
 def _lookup_registered(name: str) -> str | None:
     """Directory (or base name) of a registered model version, or of ``latest``; None if unknown.
 
-    Read from the store's registry (``argtree.store.get_model_version``); an
-    unmigrated or missing database counts as "not registered".
+    The ONE lookup of version names, for every command: the registry file that ``argtree finetune``
+    writes (``argtree.finetune.registry``, ARGTREE_HOME/versions/registry.json; newest last), then the
+    store's registry (``argtree.store.get_model_version``), where an unmigrated or missing database
+    counts as "not registered".  A name registered at a directory that is gone is an error, not a
+    fallback to another model.
     """
+    from ..finetune import registry
+
+    versions = registry()
+    for v in reversed(versions):
+        if name in ("latest", v["name"]):
+            if v.get("path") and not Path(v["path"]).exists():
+                raise ValueError(f"model version {v['name']!r} is registered at {v['path']}, which is gone")
+            return v.get("path") or v.get("base") or BUNDLED
+    return _lookup_in_store(name)
+
+
+def _lookup_in_store(name: str) -> str | None:
     try:
         from ..store import get_model_version, session_scope
     except Exception:  # noqa: BLE001 - the store extra is not installed
@@ -176,7 +191,8 @@ def resolve_model(name: str | None) -> tuple[str, str | None]:
     if registered is not None and registered != name:
         return resolve_model(registered)
     if name == "latest":
-        return "bundled", None  # nothing registered yet: the newest model is the bundled one
+        raise ValueError("no fine-tuned model version yet: 'latest' needs one (run `argtree finetune`), "
+                         "or name the model ('adapter', 'bundled')")
     raise ValueError(f"unknown model {name!r}: not 'bundled', not a local directory or .gguf file, "
                      f"and not a registered model version")
 

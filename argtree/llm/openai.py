@@ -18,7 +18,8 @@ serving engine do the rest.
   ``last_scoring_misses`` for the last call), its reason kept in
   ``last_scoring_errors``, and callers treat it as "no credence".
 * Retries: a request that hits a transient failure (HTTP 429, 5xx, a timeout,
-  a refused or dropped connection) is sent again up to ``retries`` times with
+  a refused or dropped connection) is sent again up to ``retries`` times
+  (default 4, ARGTREE_OPENAI_RETRIES) with
   exponential backoff and full jitter (tenacity's ``wait_random_exponential``:
   a random wait in [0, min(max_backoff, backoff * 2^(n-1))] after the n-th failure), never less than a 429's
   ``Retry-After``.  Other 4xx answers are not retried.  ``retried`` counts them.
@@ -47,6 +48,7 @@ __all__ = ["OpenAIBackend"]
 DEFAULT_URL = "http://127.0.0.1:8080/v1"
 DEFAULT_TIMEOUT = 120.0     # seconds per request
 DEFAULT_CONCURRENCY = 8     # requests in flight at once
+DEFAULT_RETRIES = 4         # transient failures retried per request (ARGTREE_OPENAI_RETRIES)
 YES = {"yes", "Yes", "YES", " yes", " Yes", "yes.", "Yes."}
 NO = {"no", "No", "NO", " no", " No", "no.", "No."}
 
@@ -56,8 +58,15 @@ class OpenAIBackend:
 
     def __init__(self, base_url: str = DEFAULT_URL, model: str | None = None, *, api_key: str | None = None,
                  timeout: float | None = None, concurrency: int | None = None, schema_mode: str = "json_schema",
-                 retries: int = 4, backoff: float = 0.5, max_backoff: float = 30.0, transport: Any = None):
+                 retries: int | None = None, backoff: float = 0.5, max_backoff: float = 30.0, transport: Any = None):
         import httpx  # the llm extra
+
+        if retries is None:
+            try:
+                retries = int(os.environ.get("ARGTREE_OPENAI_RETRIES", DEFAULT_RETRIES))
+            except ValueError:
+                raise ValueError(f"ARGTREE_OPENAI_RETRIES must be a whole number, got "
+                                 f"{os.environ['ARGTREE_OPENAI_RETRIES']!r}") from None
 
         timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         concurrency = DEFAULT_CONCURRENCY if concurrency is None else int(concurrency)

@@ -38,6 +38,13 @@ Public API (everything below is importable from ``argtree.store``)::
     get_annotator(s, name_or_id), list_annotators(s), set_password(s, who, pw),
     set_annotator(s, who, admin=, active=, reliability=)
 
+    # web sessions and login limits (sessions.py); the web app's reads and writes (webui.py)
+    attempt_login(s, name, password, *, client=None) -> LoginResult   # limited per name and client
+    create_session(s, annotator_id) -> token;  check_session(s, token, for_write=False, admin=False)
+    revoke_session(s, token), revoke_sessions(s, annotator_id, why)   # set_password/deactivation call it
+    SessionEnded                                 # a StoreError whose .why says how the session ended
+    webui.answer(s, token, ...), webui.tree_list(s, token, ...), ...  # every one checks the session
+
     # model versions and loop runs (registry.py)
     register_model_version(s, name, path=None, base=None, *, kind="lora", parent=None, meta=None)
     get_model_version(s, name="latest"), list_model_versions(s)
@@ -70,13 +77,15 @@ Tests and other tools get a migrated throw-away database from ``argtree.store.te
 from .accounts import add_annotator, get_annotator, list_annotators, set_annotator, set_password, verify_password
 from .db import SchemaError, database_url, downgrade, get_engine, open_session, session_scope, upgrade
 from .errors import NotFound, StoreError
-from .models import (Annotator, Label, Lease, LoopRun, LoopTask, ModelVersion, Node, Proposition, RootBelief, Tree,
-                     utcnow)
+from .models import (Annotator, Label, Lease, LoginThrottle, LoopRun, LoopTask, ModelVersion, Node, Proposition,
+                     RootBelief, Tree, WebSession, utcnow)
 from .queue import (AnnotatorStats, ChainLink, Question, RootPoint, annotator_stats, get_queue_settings, labels_for,
                     next_question, release_lease, root_history, set_queue_settings, submit_label, undo_last_label)
 from .registry import (add_loop_tasks, claim_loop_task, finish_loop_run, finish_loop_task, get_loop_run,
                        get_model_version, heartbeat_loop_run, list_model_versions, loop_task_counts,
                        register_model_version, start_loop_run, unfinished_loop_run)
+from .sessions import (LoginResult, SessionEnded, attempt_login, check_session, create_session, revoke_session,
+                       revoke_sessions)
 from .trees import (NodeInfo, TreeSummary, get_tree, list_trees, load_tree, recompute_all, save_tree, set_tree,
                     tree_nodes, update_node)
 
@@ -84,7 +93,9 @@ __all__ = [
     "SchemaError", "StoreError", "NotFound", "database_url", "get_engine", "open_session", "session_scope",
     "upgrade", "downgrade",
     "Annotator", "Label", "Lease", "LoopRun", "LoopTask", "ModelVersion", "Node", "Proposition", "RootBelief", "Tree",
-    "utcnow",
+    "WebSession", "LoginThrottle", "utcnow",
+    "attempt_login", "create_session", "check_session", "revoke_session", "revoke_sessions", "SessionEnded",
+    "LoginResult",
     "save_tree", "load_tree", "list_trees", "tree_nodes", "get_tree", "set_tree", "update_node", "recompute_all",
     "TreeSummary", "NodeInfo",
     "next_question", "submit_label", "undo_last_label", "release_lease", "root_history", "annotator_stats",

@@ -109,14 +109,20 @@ def verify_password(session: Session, name: str, password: str) -> Annotator | N
 
 
 def set_password(session: Session, name_or_id: str | int, password: str) -> None:
+    """Set a new password; every web session of the account ends (``sessions.revoke_sessions``)."""
+    from .sessions import revoke_sessions
+
     row = get_annotator(session, name_or_id)
     row.password_hash = _hasher().hash(_check_password(password))
+    revoke_sessions(session, row.id, "password")
     session.flush()
 
 
 def set_annotator(session: Session, name_or_id: str | int, *, admin: bool | None = None,
                   active: bool | None = None, reliability: float | None = None) -> Annotator:
-    """Change role, activity or reliability (labels already given are re-weighted on the next recompute)."""
+    """Change role, activity or reliability (labels already given are re-weighted on the next recompute).
+
+    Deactivating ends every web session of the account."""
     row = get_annotator(session, name_or_id)
     if row.role == "system":
         raise StoreError("system annotators cannot be changed", "annotator")
@@ -124,6 +130,10 @@ def set_annotator(session: Session, name_or_id: str | int, *, admin: bool | None
         row.role = "admin" if admin else "annotator"
     if active is not None:
         row.active = bool(active)
+        if not row.active:
+            from .sessions import revoke_sessions
+
+            revoke_sessions(session, row.id, "deactivated")
     if reliability is not None:
         row.reliability = _check_reliability(reliability)
     session.flush()

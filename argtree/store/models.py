@@ -18,7 +18,7 @@ from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, Foreign
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = ["Base", "Proposition", "Tree", "Node", "Annotator", "Label", "Lease", "RootBelief", "ModelVersion",
-           "LoopRun", "LoopTask", "Setting", "Calibration", "utcnow", "MAX_TEXT", "ROLES", "TREE_STATUSES"]
+           "LoopRun", "LoopTask", "Setting", "Calibration", "WebSession", "LoginThrottle", "utcnow", "MAX_TEXT", "ROLES", "TREE_STATUSES"]
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -328,4 +328,49 @@ class Calibration(Base):
         CheckConstraint("kind IN ('premise', 'direct')", name="kind_known"),
         CheckConstraint("n >= 0", name="n_nonneg"),
         Index("ix_calibrations_model_kind_id", "model", "kind", "id"),
+    )
+
+
+class WebSession(Base):
+    """A login to the web app: created at login, ended by logout, a password change or deactivation.
+
+    Only a SHA-256 of the random token is stored (the token itself lives in the browser's
+    HttpOnly cookie); ``revoked_at`` set or ``expires_at`` passed means the session is over."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), index=True)
+    client: Mapped[Optional[str]] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    revoked_why: Mapped[Optional[str]] = mapped_column(String(16))  # logout | password | deactivated | admin
+
+    __table_args__ = (
+        CheckConstraint("revoked_why IS NULL OR revoked_why IN ('logout', 'password', 'deactivated', 'admin')",
+                        name="revoked_why_known"),
+    )
+
+
+class LoginThrottle(Base):
+    """Failed logins per account name and per client address, so a restart does not reset the limit.
+
+    After a few failures each further attempt must wait ``not_before`` (a delay that doubles);
+    after more, the key is locked until ``locked_until``.  A success clears the row."""
+
+    __tablename__ = "login_throttle"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)   # account | client
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # the name tried, or the client address
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    not_before: Mapped[Optional[datetime]] = mapped_column(DateTime)
+    locked_until: Mapped[Optional[datetime]] = mapped_column(DateTime)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('account', 'client')", name="kind_known"),
+        CheckConstraint("failures >= 0", name="failures_nonneg"),
     )

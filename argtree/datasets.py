@@ -478,3 +478,137 @@ def from_files(paths: Sequence[str]) -> list[LabeledTree]:
         out.append(LabeledTree(tree, tuple(evidence), source=os.fspath(path),
                                model=model if isinstance(model, str) else None))
     return out
+
+
+# -- rounds of self-improvement: records with provenance, DPO pairs, a replay buffer (argtree improve) ----
+#
+# Every record of a round carries an "argtree" key (ignored by TRL and by ``detect_format``): its kind,
+# its provenance (run, round, tree, node, who labeled what) and, for distillation, its tag.  Kinds:
+#
+# ``expansion``      conversational SFT: the expansion prompt ``grow`` sent (system + user, first attempt)
+#                    -> the accepted premises of that side that the oracle did not mark ill-posed or
+#                    undecidable and that are no mechanical negation ("X is not Y");
+# ``expansion-pair`` conversational DPO (TRL's preference type): the same prompt, chosen = one accepted
+#                    premise, rejected = the same answer with a guard-rejected (or ill-posed, or
+#                    mechanically negated) proposal's text in its place: the pair differs in the text only;
+# ``fact``           premise -> "Yes"/"No", the truth a human or dataset oracle gave (model labels only when
+#                    a run says so, and then tagged "model");
+# ``distill-tree`` / ``distill-gold``: the direct-answer prompt -> "Yes"/"No", ``DISTILL_COPIES`` records per
+#                    question of which round(p * DISTILL_COPIES) say "Yes": SFT moves P(yes) toward the
+#                    tree's belief after the oracle's answers (the search's result) or toward the gold answer.
+
+ROUND_KINDS = ("expansion", "expansion-pair", "fact", "distill-tree", "distill-gold")
+DISTILL_COPIES = 4
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    """Identity of a training record: sha256 of its content (the provenance excluded; a distillation
+    record's copy number included, so its k "Yes" copies stay k)."""
+    meta = record.get("argtree") or {}
+    body = {k: v for k, v in record.items() if k != "argtree"}
+    body["_kind"] = meta.get("kind")
+    if "copy" in meta:
+        body["_copy"] = meta["copy"]
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def add_to_buffer(buffer: Sequence[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> tuple[list[dict], int]:
+    """(buffer + the new records it does not hold yet, how many were added).  A record already in the
+    buffer keeps its first provenance (the round that first produced it)."""
+    out = [dict(r) for r in buffer]
+    seen = {record_key(r) for r in out}
+    added = 0
+    for rec in new:
+        key = record_key(rec)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(dict(rec))
+        added += 1
+    return out, added
+
+
+def is_mechanical_negation(text: str) -> bool:
+    """A premise of the form "X is not Y": one negation on the main verb of a plain sentence, which
+    ``strategyqa.negate`` (the rule that made the training data's negations) takes away cleanly."""
+    from .strategyqa import NEGATION_WORDS, _words, negate
+
+    if not any(w in NEGATION_WORDS for w in _words(text)):
+        return False
+    return negate(text) is not None
+
+
+def _percent_of(p: float) -> int:
+    """A probability as the schema's whole percentage (5..95, steps of 5)."""
+    return int(min(95, max(5, 5 * round(float(p) * 20))))
+
+
+def premise_answer(premises: Sequence[Mapping[str, Any]]) -> str:
+    """The JSON answer ``expand.expansion_schema`` admits for these premises, written as xgrammar writes it."""
+    items = [{"text": p["text"], "credence": _percent_of(p["credence"]),
+              "claim_if_true": _percent_of(p["claim_if_true"]), "claim_if_false": _percent_of(p["claim_if_false"])}
+             for p in premises]
+    return json.dumps({"premises": items}, ensure_ascii=False)
+
+
+def _chat(system: str | None, prompt: str) -> list[dict[str, str]]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+
+
+def expansion_sft_record(system: str | None, prompt: str, premises: Sequence[Mapping[str, Any]],
+                         provenance: Mapping[str, Any]) -> dict[str, Any]:
+    return {"messages": _chat(system, prompt) + [{"role": "assistant", "content": premise_answer(premises)}],
+            "argtree": {"kind": "expansion", "provenance": dict(provenance)}}
+
+
+def expansion_pair_record(system: str | None, prompt: str, chosen: Mapping[str, Any], rejected_text: str,
+                          reason: str, provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """A DPO pair: the chosen premise's answer, and the same answer with the rejected text instead."""
+    bad = dict(chosen, text=rejected_text)
+    return {"prompt": _chat(system, prompt),
+            "chosen": [{"role": "assistant", "content": premise_answer([chosen])}],
+            "rejected": [{"role": "assistant", "content": premise_answer([bad])}],
+            "argtree": {"kind": "expansion-pair", "reason": reason, "provenance": dict(provenance)}}
+
+
+def fact_record(text: str, value: bool, provenance: Mapping[str, Any], prompts: Prompts = PROMPTS) -> dict[str, Any]:
+    return {"messages": _chat(SYSTEM, prompts.fact(text)) + [{"role": "assistant", "content": "Yes" if value else "No"}],
+            "argtree": {"kind": "fact", "provenance": dict(provenance)}}
+
+
+def distill_records(prompt: str, target: float, tag: str, provenance: Mapping[str, Any],
+                    copies: int = DISTILL_COPIES) -> list[dict[str, Any]]:
+    """``copies`` Yes/No records for the direct-answer ``prompt``, round(target * copies) of them "Yes"."""
+    if tag not in ("tree", "gold"):
+        raise DatasetError(f"distillation tag must be 'tree' or 'gold', got {tag!r}")
+    if not 0.0 <= float(target) <= 1.0:
+        raise DatasetError(f"distillation target must be a probability, got {target!r}")
+    yes = int(round(float(target) * copies))
+    return [{"messages": _chat(SYSTEM, prompt) + [{"role": "assistant", "content": "Yes" if j < yes else "No"}],
+             "argtree": {"kind": f"distill-{tag}", "target": round(float(target), 4), "copy": j,
+                         "provenance": dict(provenance)}}
+            for j in range(copies)]
+
+
+def check_pair(record: Mapping[str, Any]) -> str | None:
+    """Why a DPO record is not well formed (None when it is): TRL's conversational preference shape,
+    the prompt ending with the user, chosen and rejected single assistant answers that differ and both
+    parse as expansion answers."""
+    try:
+        prompt, chosen, rejected = record["prompt"], record["chosen"], record["rejected"]
+    except (KeyError, TypeError):
+        return "needs prompt, chosen and rejected"
+    if not isinstance(prompt, list) or not prompt or prompt[-1].get("role") != "user":
+        return "prompt must be messages ending with the user's"
+    for name, side in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(side, list) or len(side) != 1 or side[0].get("role") != "assistant":
+            return f"{name} must be one assistant message"
+        try:
+            data = json.loads(side[0]["content"])
+        except (ValueError, TypeError):
+            return f"{name} is not JSON"
+        if not isinstance(data, dict) or not isinstance(data.get("premises"), list) or not data["premises"]:
+            return f"{name} holds no premises"
+    if chosen[0]["content"] == rejected[0]["content"]:
+        return "chosen and rejected are the same"
+    return None

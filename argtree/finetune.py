@@ -33,7 +33,7 @@ from .datasets import DatasetError, detect_format, read_jsonl, sha256_file
 from .process import pid_alive
 
 __all__ = ["FinetuneError", "TrainConfig", "models_dir", "registry", "resolve_version", "register",
-           "sft_records", "train"]
+           "sft_records", "train", "dpo_records", "continue_training", "TrlTrainer"]
 
 SFT_FORMATS = ("text", "prompt-completion", "conversational")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -340,3 +340,168 @@ def _half_precision(adapter_dir: Path) -> None:
     tmp = path.with_name(path.name + ".half")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     os.replace(tmp, path)
+
+
+# -- rounds of self-improvement (argtree improve): SFT then DPO, continuing from a version ----------
+#
+# A round continues from the current version.  When that version is a LoRA adapter, its own LoRA
+# weights are loaded trainable (``PeftModel.from_pretrained(..., is_trainable=True)``) and trained
+# further; the new version is again one adapter on the same base.  Chosen over (a) merging each round
+# into a full model (about 270 MB per version for the 135M model instead of a few MB, and the
+# resolver would need to serve full directories per round) and (b) stacking a new LoRA on top (the
+# local resolver loads one adapter per model, and the stack would grow every round).  A parent
+# without an adapter (the bundled base) gets a fresh LoRA.  DPO's reference model is the policy as it
+# enters DPO (TRL copies the trained adapter into a frozen "ref" adapter), so DPO moves away from
+# the SFT'd model, not from the bare base.
+
+
+def dpo_records(records: Sequence[dict[str, Any]], source: str = "data") -> list[dict[str, Any]]:
+    """Conversational preference records (prompt messages, chosen and rejected assistant answers) for
+    TRL's DPOTrainer; our provenance key is dropped."""
+    if not records:
+        raise FinetuneError(f"{source} is empty: no preference pairs to train on")
+    out = []
+    for i, rec in enumerate(records):
+        try:
+            fmt = detect_format(rec)
+        except DatasetError as err:
+            raise FinetuneError(f"{source} record {i + 1}: {err}") from None
+        if fmt != "preference" or not isinstance(rec.get("prompt"), list):
+            raise FinetuneError(f"{source} record {i + 1}: DPO needs conversational preference records "
+                                "(prompt messages, chosen, rejected)")
+        out.append({"prompt": rec["prompt"], "chosen": rec["chosen"], "rejected": rec["rejected"]})
+    return out
+
+
+def _adapter_base(adapter: str) -> str:
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
+    return cfg.get("base_model_name_or_path") or "bundled"
+
+
+def continue_training(kind: str, data: str, parent: str | None, out: str | os.PathLike,
+                      config: TrainConfig = TrainConfig(), log: Callable[[str], None] = print) -> dict[str, Any]:
+    """One training stage of a round: ``kind`` 'sft' (SFTTrainer) or 'dpo' (DPOTrainer) on the JSONL
+    ``data``, continuing ``parent`` (a model or adapter directory, or a name ``load_local_model``
+    knows).  Writes the adapter to ``out`` atomically (a hidden temporary directory renamed into
+    place) and returns what it did; registers nothing (the caller does)."""
+    if kind not in ("sft", "dpo"):
+        raise FinetuneError(f"kind must be 'sft' or 'dpo', got {kind!r}")
+    try:
+        records = read_jsonl(data)
+    except DatasetError as err:
+        raise FinetuneError(str(err)) from None
+    if kind == "sft":
+        fmt, rows = sft_records([{k: v for k, v in r.items() if k != "argtree"} for r in records], data)
+    else:
+        fmt, rows = "preference", dpo_records(records, data)
+    target = Path(out)
+    if target.exists():
+        raise FinetuneError(f"{target} already exists")
+
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    from .llm.local import _local_dir, default_device
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = config.device or default_device()
+    t0 = time.perf_counter()
+    try:
+        base_dir, adapter = _local_dir(parent)
+    except (ValueError, OSError) as err:
+        raise FinetuneError(f"cannot load {parent!r}: {err}") from None
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32 if device == "cpu" else None)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=True)
+        how, base_name = "continued", _adapter_base(adapter)
+    else:
+        layers = None
+        if config.top_layers:
+            n = int(model.config.num_hidden_layers)
+            layers = list(range(max(0, n - config.top_layers), n))
+        model = get_peft_model(model, LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                                 target_modules=list(config.target_modules),
+                                                 layers_to_transform=layers, task_type="CAUSAL_LM"))
+        how, base_name = "new-lora", parent or "bundled"
+    model.to(device)
+    model.train()
+    log(f"{kind}: {how} from {adapter or base_dir} on {device} in {time.perf_counter() - t0:.1f}s; "
+        f"{len(rows)} {fmt} records")
+    lr = config.learning_rate or (2e-4 if kind == "sft" else 5e-5)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_leftovers(target.parent)
+    tmp = target.parent / f".{target.name}.tmp{os.getpid()}"
+    common = dict(output_dir=str(tmp / "trainer"), max_steps=config.max_steps or -1, num_train_epochs=config.epochs,
+                  per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+                  learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=0.05, seed=config.seed,
+                  logging_steps=config.logging_steps, save_strategy="no", report_to="none",
+                  use_cpu=device == "cpu", bf16=False, max_length=config.max_length,
+                  dataloader_num_workers=0, disable_tqdm=True, gradient_checkpointing=False)
+    losses: list[dict[str, float]] = []
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                losses.append({"step": state.global_step, "loss": float(logs["loss"])})
+                log(f"{kind} step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}")
+
+    dataset = Dataset.from_list(rows)
+    t_train = time.perf_counter()
+    try:
+        if kind == "sft":
+            from trl import SFTConfig, SFTTrainer
+
+            trainer = SFTTrainer(model=model, args=SFTConfig(packing=False, **common), train_dataset=dataset,
+                                 processing_class=tok, callbacks=[Progress()])
+        else:
+            from trl import DPOConfig, DPOTrainer
+
+            trainer = DPOTrainer(model=model, ref_model=None, args=DPOConfig(beta=0.1, **common),
+                                 train_dataset=dataset, processing_class=tok, callbacks=[Progress()])
+        result = trainer.train()
+        trainer.model.save_pretrained(str(tmp), selected_adapters=["default"])
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        _portable_adapter_config(tmp, base_name)
+        _half_precision(tmp)
+        meta = {"stage": kind, "how": how, "parent": parent, "base": base_name, "data": os.path.abspath(data),
+                "data_sha256": sha256_file(data), "records": len(rows), "format": fmt,
+                "steps": result.global_step, "train_loss": float(result.training_loss), "losses": losses,
+                "seconds": round(time.perf_counter() - t_train, 1), "device": device, "learning_rate": lr,
+                "batch_size": config.batch_size, "max_length": config.max_length, "seed": config.seed}
+        (tmp / "argtree_version.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        os.replace(tmp, target)  # whole or not at all
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"{kind}: saved {target} ({meta['steps']} steps, loss {meta['train_loss']:.4f})")
+    return meta
+
+
+class TrlTrainer:
+    """``argtree.improve``'s trainer protocol with TRL: ``sft`` then ``dpo``, each continuing its parent."""
+
+    name = "trl"
+    writes_weights = True
+
+    def __init__(self, config: TrainConfig = TrainConfig(), log: Callable[[str], None] = print):
+        self.config = config
+        self.log = log
+
+    def _cfg(self, steps: int, seed: int) -> TrainConfig:
+        from dataclasses import replace
+
+        return replace(self.config, max_steps=steps, seed=seed,
+                       logging_steps=max(1, min(self.config.logging_steps, steps // 4 or 1)))
+
+    def sft(self, data: str, parent: str | None, out: str, *, steps: int, seed: int = 0) -> dict[str, Any]:
+        return continue_training("sft", data, parent, out, self._cfg(steps, seed), self.log)
+
+    def dpo(self, data: str, parent: str | None, out: str, *, steps: int, seed: int = 0) -> dict[str, Any]:
+        return continue_training("dpo", data, parent, out, self._cfg(steps, seed), self.log)

@@ -12,11 +12,20 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from .errors import NotFound, StoreError
-from .models import LoopRun, LoopTask, ModelVersion, utcnow
+from .models import LoopRun, LoopTask, ModelVersion, Setting, utcnow
 
 __all__ = ["register_model_version", "get_model_version", "list_model_versions", "start_loop_run", "get_loop_run",
            "unfinished_loop_run", "heartbeat_loop_run", "finish_loop_run", "add_loop_tasks", "claim_loop_task",
-           "finish_loop_task", "loop_task_counts"]
+           "finish_loop_task", "loop_task_counts", "update_model_version_meta", "current_default_version",
+           "set_default_version", "default_version_name", "DEFAULT_VERSION_KEY", "IMPROVE_STATUS",
+           "unfinished_improve_run"]
+
+# The settings key holding the name of the model version that commands use when no --model is given
+# (``argtree improve``'s gate moves it; ``current_default_version`` reads it).
+DEFAULT_VERSION_KEY = "models.default"
+# Status of an ``argtree improve`` run that has rounds left.  Not 'running': ``argtree loop`` resumes the
+# newest 'running' row of loop_runs, and an improve run (same table, other task kinds) is not its to resume.
+IMPROVE_STATUS = "improving"
 
 LOOP_STATUSES = ("running", "stopped", "done", "failed")
 TASK_STATUSES = ("pending", "running", "done", "failed")
@@ -159,3 +168,60 @@ def loop_task_counts(session: Session, run_id: int) -> dict[str, int]:
     rows = session.execute(select(LoopTask.status, func.count()).where(LoopTask.run_id == run_id)
                            .group_by(LoopTask.status))
     return {status: int(n) for status, n in rows}
+
+
+# -- the default model version and improve runs (argtree improve, issue 12) --------------------
+
+def update_model_version_meta(session: Session, name: str, **changes: Any) -> ModelVersion:
+    """Merge ``changes`` into the version's meta (e.g. held-out metrics, the gate's decision)."""
+    row = get_model_version(session, name)
+    meta = dict(row.meta or {})
+    meta.update(changes)
+    row.meta = _json(meta, "meta")
+    session.flush()
+    return row
+
+
+def current_default_version(session: Session) -> ModelVersion | None:
+    """The version the gate of ``argtree improve`` made the default, or None when none was (then the
+    built-in default, ``argtree.llm.local.default_model()``, stands).  Model resolvers call this for
+    "no --model given"."""
+    row = session.get(Setting, DEFAULT_VERSION_KEY)
+    if row is None or not isinstance(row.value, str):
+        return None
+    return session.scalar(select(ModelVersion).where(ModelVersion.name == row.value))
+
+
+def set_default_version(session: Session, name: str) -> ModelVersion:
+    """Make the registered version ``name`` the default (NotFound when it is not registered)."""
+    mv = get_model_version(session, name)
+    row = session.get(Setting, DEFAULT_VERSION_KEY)
+    if row is None:
+        session.add(Setting(key=DEFAULT_VERSION_KEY, value=mv.name))
+    else:
+        row.value = mv.name
+    session.flush()
+    return mv
+
+
+def unfinished_improve_run(session: Session) -> LoopRun | None:
+    """The newest ``argtree improve`` run with rounds left (killed or stopped), or None."""
+    for run in session.scalars(select(LoopRun).where(LoopRun.status.in_([IMPROVE_STATUS, "stopped"]))
+                               .order_by(LoopRun.id.desc())):
+        if isinstance(run.config, dict) and run.config.get("kind") == "improve":
+            return run
+    return None
+
+
+def default_version_name(url: str | None = None) -> str | None:
+    """Name of the gated default version in the store at ``url`` (default: the configured database), or
+    None when none is set or the store cannot be read (no database, unmigrated): then the built-in
+    default stands.  For model resolvers: "no --model given" means this version when it is set."""
+    try:
+        from .db import session_scope
+
+        with session_scope(url, readonly=True) as s:
+            mv = current_default_version(s)
+            return None if mv is None else mv.name
+    except Exception:  # noqa: BLE001 - no readable store: the built-in default
+        return None

@@ -25,7 +25,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "ui": ("ui", "ui", "Start the oracle's web app (Streamlit): answer the highest-VoI questions, browse trees."),
     "export": ("export", "export", "Export labeled trees as a fine-tuning dataset (TRL / OpenAI JSONL) with a card."),
     "finetune": ("finetune", "finetune", "Fine-tune a model (LoRA) on an exported dataset; registers a new version."),
-    "eval": ("eval", "eval_cmd", "Calibration (Brier, log loss, ECE, reliability PNG) of a model version vs the base."),
+    "eval": ("eval", "eval_cmd", "Score a model: labeled questions (direct answer vs grown tree) or labeled facts."),
+    "calibrate": ("calibrate", "calibrate", "Fit the model's calibration maps (credence -> probability) from oracle answers."),
     "loop": ("loop", "loop", "Autonomous loop: propose questions, grow trees, ask an oracle, re-expand; resumable."),
     "bench": ("bench", "bench", "Benchmarks: question-selection policies on simulated worlds with known truth."),
 }

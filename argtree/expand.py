@@ -59,7 +59,7 @@ __all__ = [
     "clamp", "cpt_from_elicitation", "expansion_schema", "answer_bound", "PERCENTS", "MAX_TEXT",
     "TEXT_PATTERN", "expansion_prompt", "is_question", "parse_expansion",
     "normalize", "content_words", "similarity", "Guard",
-    "credence_prompt", "credence_schema", "parse_credence", "yes_no_prompt",
+    "credence_prompt", "credence_schema", "parse_credence", "yes_no_prompt", "direct_prompt",
 ]
 
 EPS = 0.01
@@ -191,6 +191,11 @@ def credence_prompt(statement: str) -> str:
 
 def yes_no_prompt(statement: str) -> str:
     return f"Is the following statement true? Answer Yes or No.\nStatement: {statement}"
+
+
+def direct_prompt(question: str) -> str:
+    """The question put to the model directly: its P(yes) is the *direct answer* (DESIGN.md)."""
+    return f"Answer the question with Yes or No.\nQuestion: {question}"
 
 
 _PROB = re.compile(r'^\s*\{\s*"probability"\s*:\s*(-?[0-9]+(?:\.[0-9]*)?)')

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from .expand import (EPS, answer_bound, STANCES, SYSTEM, Guard, Parsed, Proposal, cpt_from_elicitation,
-                     expansion_prompt, expansion_schema, parse_expansion, yes_no_prompt)
+                     direct_prompt, expansion_prompt, expansion_schema, parse_expansion, yes_no_prompt)
 from .llm.base import Backend
+from .model_evidence import NONE as NO_CALIBRATION, ModelCalibration, direct_record, evidence_for_nodes
 from .tree import ArgumentTree, Evidence, Node
 
 __all__ = ["GrowConfig", "GrowResult", "grow", "expand_nodes", "expand_many"]
@@ -49,6 +50,8 @@ class GrowConfig:
     credence: str = "logprob"         # "logprob": P(yes) of the premise from token log-probs (better
                                       # Brier score than "verbal", the number the model writes: BENCHMARKS.md)
     prior: float = 0.5                # root prior: the question is open until its premises speak
+    model_evidence: str = "frontier"  # how premises' credences count (argtree.inference.MODEL_MODES)
+    direct: bool = True               # ask the model the question itself (the direct answer)
     seed: int = 0
     eps: float = EPS
 
@@ -143,27 +146,48 @@ def expand_many(backend: Backend, targets: list[tuple[ArgumentTree, str]], cfg: 
     return outcomes, sent
 
 
-def _leaf_scores(tree: ArgumentTree, evidence, metric: str) -> dict[str, float]:
+def _leaf_scores(tree: ArgumentTree, evidence, metric: str, model: str = "frontier") -> dict[str, float]:
     from .voi import voi
 
-    return voi(tree, evidence, metric)
+    return voi(tree, evidence, metric, model)
+
+
+def direct_answer(backend: Backend, question: str, calibration: ModelCalibration = NO_CALIBRATION) -> dict[str, Any]:
+    """The model's own P(yes) for ``question`` (raw and calibrated), or ``{"error": ...}`` if scoring failed."""
+    try:
+        p = float(backend.score_yes([direct_prompt(question)])[0])
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"P(yes) {p!r} is not a probability")
+    except Exception as err:  # noqa: BLE001 - no direct answer is reported as such, never as 0.5
+        return {"error": f"{type(err).__name__}: {err}"[:300]}
+    return direct_record(p, calibration.direct_map)
 
 
 def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
          progress: Callable[[dict[str, Any]], None] | None = None,
-         tree: ArgumentTree | None = None, evidence: tuple[Evidence, ...] = ()) -> GrowResult:
-    """Grow a tree for ``question`` (or keep growing ``tree``) within ``cfg``'s budgets."""
+         tree: ArgumentTree | None = None, evidence: tuple[Evidence, ...] = (),
+         calibration: ModelCalibration = NO_CALIBRATION) -> GrowResult:
+    """Grow a tree for ``question`` (or keep growing ``tree``) within ``cfg``'s budgets.
+
+    Each new premise's credence becomes model evidence (``argtree.model_evidence``,
+    through ``calibration.premise``); a new tree also records the model's direct
+    answer in ``meta["direct"]``.  The result's evidence is ``evidence`` plus that
+    model evidence."""
     t0 = time.perf_counter()
+    evidence = tuple(evidence)
     if tree is None:
-        tree = ArgumentTree([Node("q", question.strip(), prior=cfg.prior)],
-                            {"question": question.strip(), "model_version": backend.model_version,
-                             "backend": backend.kind})
+        meta0: dict[str, Any] = {"question": question.strip(), "model_version": backend.model_version,
+                                 "backend": backend.kind}
+        if cfg.direct:
+            meta0["direct"] = direct_answer(backend, question.strip(), calibration)
+        tree = ArgumentTree([Node("q", question.strip(), prior=cfg.prior)], meta0)
     nodes = dict(tree.nodes)
     meta = dict(tree.meta)
     failures: list[dict[str, Any]] = list(meta.get("failed_expansions", []))
     rejected: list[dict[str, Any]] = []
     tried = {n.id for n in nodes.values() if tree.children(n.id)} | {f["node"] for f in failures}
     counter = 0  # ids n1, n2, ...; existing ones are skipped
+    scoring_failures: list[str] = []
     expansions = calls = 0
     stop = "budget"
     batch_no = 0
@@ -195,7 +219,7 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
         if current.root in leaves:
             picks = [current.root]
         else:
-            scores = _leaf_scores(current, evidence, cfg.metric)
+            scores = _leaf_scores(current, evidence, cfg.metric, cfg.model_evidence)
             ranked = sorted(leaves, key=lambda n: (-round(scores.get(n, 0.0), 12), n))
             best = scores.get(ranked[0], 0.0)
             if best < cfg.threshold:
@@ -208,10 +232,15 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
         outcomes, sent = expand_nodes(backend, current, picks, cfg, calls_left, seed=cfg.seed + 104729 * batch_no)
         batch_no += 1
         calls += sent
+        source = cfg.credence
         if cfg.credence == "logprob":  # one batched scoring call for every new premise
-            flat = _logprob_credences(backend, [p for o in outcomes for p in o.proposals], cfg.eps)
+            flat, scoring_error = _logprob_credences(backend, [p for o in outcomes for p in o.proposals], cfg.eps)
+            if scoring_error:  # the written numbers stand in, and the premises say so
+                scoring_failures.append(scoring_error)
+                source = "verbal (log-prob scoring failed)"
             for o in outcomes:
                 o.proposals, flat = flat[:len(o.proposals)], flat[len(o.proposals):]
+        new_credences: dict[str, float] = {}
         for o in outcomes:
             tried.add(o.node)
             expansions += 1
@@ -230,29 +259,42 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
                     counter += 1
                     nid = f"n{counter}"
                 nodes[nid] = Node(nid, p.text, parent=o.node, p_if_true=p.p_if_true, p_if_false=p.p_if_false,
-                                  extra={**p.extra(), "credence_source": cfg.credence, "depth": depth,
-                                         "model_version": backend.model_version})
+                                  extra={**p.extra(), "credence_source": source,
+                                         "depth": depth, "model_version": backend.model_version})
+                if p.credence is not None:
+                    new_credences[nid] = float(p.credence)
+        if new_credences:  # the model's credences in the new premises become model evidence
+            evidence = evidence + tuple(evidence_for_nodes(ArgumentTree(nodes.values(), meta), new_credences,
+                                                           calibration.premise))
         meta["failed_expansions"] = failures
         emit("expanded", picks=picks)
     meta["failed_expansions"] = failures
     meta["growth"] = {"stop_reason": stop, "expansions": expansions, "model_calls": calls,
                       "seconds": round(time.perf_counter() - t0, 3), "rejected": len(rejected),
-                      "failed": len(failures), "credence": cfg.credence, "metric": cfg.metric}
+                      "failed": len(failures), "credence": cfg.credence, "metric": cfg.metric,
+                      "scoring_failures": len(scoring_failures),
+                      "model_evidence": sum(1 for e in evidence if e.is_model)}
+    if scoring_failures:
+        meta["growth"]["scoring_errors"] = scoring_failures[:3]
     final = ArgumentTree(nodes.values(), meta)
     emit("done", stop_reason=stop)
     return GrowResult(final, tuple(evidence), stop, dict(meta["growth"]), failures, rejected)
 
 
-def _logprob_credences(backend: Backend, props: list[Proposal], eps: float) -> list[Proposal]:
-    """Replace each premise's verbal credence by P(yes) from token log-probabilities."""
+def _logprob_credences(backend: Backend, props: list[Proposal], eps: float) -> tuple[list[Proposal], str | None]:
+    """Replace each premise's verbal credence by P(yes) from token log-probabilities.
+
+    If scoring fails, the verbal numbers stay and the error is returned (counted, reported)."""
     if not props:
-        return props
+        return props, None
     try:
-        scores = backend.score_yes([yes_no_prompt(p.text) for p in props])
-    except Exception:  # noqa: BLE001 - keep the verbal numbers if scoring fails
-        return props
+        scores = [float(x) for x in backend.score_yes([yes_no_prompt(p.text) for p in props])]
+        if len(scores) != len(props) or not all(0.0 <= x <= 1.0 for x in scores):
+            raise ValueError(f"expected {len(props)} probabilities, got {scores[:5]!r}")
+    except Exception as err:  # noqa: BLE001 - keep the verbal numbers if scoring fails
+        return props, f"{type(err).__name__}: {err}"[:300]
     out = []
     for p, c in zip(props, scores):
         p1, p0 = cpt_from_elicitation(c, p.claim_if_true, p.claim_if_false, eps)
         out.append(replace(p, credence=float(c), p_if_true=p1, p_if_false=p0))
-    return out
+    return out, None

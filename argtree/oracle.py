@@ -15,6 +15,10 @@ are evidence in every tree that holds the proposition, and exports see them.
   it abstains when P(yes) is within ``abstain`` of 0.5.
 * ``DatasetOracle``: known truth (benchmarks, tests): a map from normalized
   proposition text to its truth value; abstains on anything it does not know.
+* ``FactsOracle``: the honest dataset oracle for question sets with gold facts
+  (StrategyQA): answers a premise only when a gold fact of its question settles
+  it by the rules of ``argtree.fact_match``, abstains otherwise.  It is what
+  ``--oracle dataset`` means for a StrategyQA file (exact known truths first).
 
 This module imports no torch or sqlalchemy at import time.
 """
@@ -27,7 +31,7 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 
 from .datasets import LabeledTree, normalize, truth
 
-__all__ = ["Query", "Answer", "Oracle", "HumanQueueOracle", "ModelOracle", "DatasetOracle", "record_answers",
+__all__ = ["Query", "Answer", "Oracle", "HumanQueueOracle", "ModelOracle", "DatasetOracle", "FactsOracle", "record_answers",
            "make_oracle", "ORACLES"]
 
 ORACLES = ("human", "model", "dataset")
@@ -40,6 +44,8 @@ class Query:
     tree_id: int | None = None
     node: str | None = None
     voi: float = 0.0
+    question: str | None = None        # the tree's question, for oracles that answer in its context
+    facts: tuple[str, ...] = ()        # gold facts of that question, where a dataset has them
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,75 @@ class DatasetOracle:
         return cls.from_labeled_trees(from_files([path]), **kw)
 
 
+class FactsOracle:
+    """Answers a premise only when a gold fact of its question settles it (``argtree.fact_match``).
+
+    Facts come with the query (``Query.facts``) or from ``facts_by_question``
+    (normalized question text -> facts, e.g. from a StrategyQA file); a query
+    with neither is abstained on.  ``exact`` (normalized text -> truth) is asked
+    first: propositions the dataset labels outright.  Reliability 0.9: the rules'
+    hand-checked accuracy (BENCHMARKS.md) rounded down.
+    """
+
+    synchronous = True
+
+    def __init__(self, facts_by_question: Mapping[str, Sequence[str]] | None = None, *,
+                 exact: Mapping[str, bool] | None = None, questions: Sequence[str] = (),
+                 name: str = "oracle-facts", reliability: float = 0.9, cover: float = 0.8):
+        if not 0.5 < reliability <= 1.0:
+            raise ValueError(f"reliability must be in (0.5, 1], got {reliability}")
+        self.facts = {normalize(k): tuple(v) for k, v in (facts_by_question or {}).items()}
+        self.exact = {normalize(k): bool(v) for k, v in (exact or {}).items()}
+        self.questions = list(questions)
+        self.name = name
+        self.reliability = reliability
+        self.cover = cover
+        self.reasons: dict[str, int] = {}   # why it abstained or answered, counted
+
+    def answer(self, queries: Sequence[Query]) -> list[Answer | None]:
+        from .fact_match import settle
+
+        out: list[Answer | None] = []
+        for q in queries:
+            known = self.exact.get(normalize(q.text))
+            if known is not None:
+                out.append(Answer(value=known, comment="dataset: labeled proposition"))
+                self.reasons["exact"] = self.reasons.get("exact", 0) + 1
+                continue
+            facts = tuple(q.facts) or (self.facts.get(normalize(q.question)) if q.question else None) \
+                or self._candidates(q.text)
+            s = settle(q.text, facts, self.cover) if facts else None
+            reason = s.reason if s is not None else "no facts for this question"
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+            out.append(None if s is None or s.value is None
+                       else Answer(value=s.value, comment=f"dataset: {s.reason}: {s.fact}"[:500]))
+        return out
+
+    def _candidates(self, text: str) -> tuple[str, ...]:
+        """Without its question, a premise is matched against every gold fact sharing a content word
+        with it (every gold fact is true, whichever question it came with)."""
+        from .fact_match import content, words
+
+        if not hasattr(self, "_index"):
+            self._index: dict[str, set[str]] = {}
+            for fs in self.facts.values():
+                for f in fs:
+                    for w in set(content(words(f))):
+                        self._index.setdefault(w, set()).add(f)
+        hits = [self._index.get(w, set()) for w in set(content(words(text)))]
+        return tuple(sorted(set.intersection(*hits))) if hits and all(hits) else ()
+
+    @classmethod
+    def from_records(cls, records: Sequence[Mapping], **kw) -> "FactsOracle":
+        """From StrategyQA-style records: each question's facts; the questions' answers, the facts and
+        their rule-made negations (``argtree.strategyqa``) as exact truths."""
+        from . import strategyqa
+
+        exact = DatasetOracle.from_labeled_trees(strategyqa.trees(records)).truths
+        facts = {r["question"]: list(r.get("facts") or ()) for r in records}
+        return cls(facts, exact=exact, questions=[r["question"] for r in records], **kw)
+
+
 def make_oracle(kind: str, *, backend=None, dataset: str | None = None) -> Oracle:
     if kind == "human":
         return HumanQueueOracle()
@@ -166,6 +241,13 @@ def make_oracle(kind: str, *, backend=None, dataset: str | None = None) -> Oracl
             raise ValueError("the dataset oracle needs --dataset FILE (StrategyQA JSON or an argtree/1 file)")
         if not os.path.exists(dataset):
             raise ValueError(f"--dataset {dataset!r}: no such file")
+        from .io import read_json
+
+        data = read_json(dataset)
+        if isinstance(data, list):  # question records with gold facts: the honest facts oracle
+            from . import strategyqa
+
+            return FactsOracle.from_records(strategyqa.check_records(data, dataset))
         return DatasetOracle.from_file(dataset)
     raise ValueError(f"unknown oracle {kind!r}; choose one of {', '.join(ORACLES)}")
 
@@ -174,44 +256,15 @@ def record_answers(session, oracle: Oracle, queries: Sequence[Query], answers: S
     """Store answers as labels of the oracle's annotator; returns how many were stored.
 
     Idempotent: the request id is (oracle, proposition), so replaying after a
-    crash stores nothing twice.
+    crash stores nothing twice.  The SQL lives in ``argtree.store.oracles``.
     """
-    from .store import submit_label
+    from .store.oracles import record_answers as store_answers
 
-    if not any(a is not None for a in answers):
-        return 0
-    aid = oracle_annotator(session, oracle.name, oracle.reliability)
-    n = 0
-    for q, a in zip(queries, answers):
-        if a is None or q.proposition_id is None:
-            continue
-        submit_label(session, aid, q.proposition_id, a.value, probability=a.probability, comment=a.comment,
-                     request_id=f"{oracle.name}:{q.proposition_id}")
-        n += 1
-    return n
+    return store_answers(session, oracle, queries, answers)
 
 
 def oracle_annotator(session, name: str, reliability: float) -> int:
-    """Id of the oracle's system annotator, created with the oracle's reliability on first use.
+    """Id of the oracle's system annotator, created on first use (``argtree.store.oracles``)."""
+    from .store.oracles import oracle_annotator as store_annotator
 
-    Safe when several loop workers answer their first queries at once: the one whose insert loses the
-    race (unique name) rolls back to a savepoint and reads the winner's row."""
-    from sqlalchemy import select
-    from sqlalchemy.exc import IntegrityError
-
-    from .store import Annotator
-
-    query = select(Annotator.id).where(Annotator.name == name)
-    aid = session.scalar(query)
-    if aid is None:
-        row = Annotator(name=name, role="system", password_hash=None, reliability=float(reliability))
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-            aid = row.id
-        except IntegrityError:
-            aid = session.scalar(query)
-            if aid is None:
-                raise
-    return aid
+    return store_annotator(session, name, reliability)

@@ -29,7 +29,9 @@ def test_ask_fake_prints_tree_root_and_questions(home):
     assert "P(yes) for the question" in r.output and "Ask a person first" in r.output
     assert "+ for" in r.output and "- against" in r.output
     tree, ev = load(out)
-    assert tree[tree.root].text == Q and len(tree) > 5 and ev == ()
+    assert tree[tree.root].text == Q and len(tree) > 5
+    assert ev and all(e.is_model for e in ev)  # no labels yet: only the model's credences, marked as such
+    assert "direct answer" in r.output and "people's answers alone" in r.output
     assert tree.meta["growth"]["expansions"] == 3
 
 
@@ -115,3 +117,12 @@ def test_ask_with_the_default_local_model_grows_stores_and_reports(tmp_path, mon
         assert 0 < node.p_if_true < 1 and 0 < node.p_if_false < 1 and node.p_if_true != node.p_if_false
     if len(tree) > 1:
         assert 1 <= len(data["questions"]) <= 5 and 0 < data["root_belief"] < 1
+
+
+def test_ask_json_has_three_root_numbers_and_the_tree_moves_off_the_prior(home):
+    r = run(Q, "--backend", "fake", "--budget", "3", "--json", "--no-store")
+    root = json.loads(r.output)["root"]
+    assert set(root) == {"direct", "tree", "labels_only"}
+    assert 0 < root["direct"] < 1                       # the fake model's P(yes) for the question
+    assert root["labels_only"] == pytest.approx(0.5)    # nobody answered: the prior
+    assert root["tree"] != pytest.approx(0.5, abs=1e-4)  # credences differ from the premises' marginals

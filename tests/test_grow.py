@@ -5,6 +5,7 @@ import json
 import pytest
 
 from argtree.grow import GrowConfig, grow
+from argtree.inference import beliefs
 from argtree.llm.base import Generation
 from argtree.llm.fake import FakeBackend
 from argtree.voi import voi
@@ -114,10 +115,11 @@ def test_duplicates_across_nodes_expanded_together_are_merged():
 
 def test_logprob_credence_replaces_the_verbal_number():
     fb = FakeBackend([answer("Commute time is saved every day.", c=0.9),
-                      answer("Meetings are harder to schedule.", q1=0.2, q0=0.7)], yes_scores=[0.3, 0.4])
+                      answer("Meetings are harder to schedule.", q1=0.2, q0=0.7)], yes_scores=[0.8, 0.3, 0.4])
     r = grow(Q, fb, GrowConfig(expansions=1, credence="logprob"))
     creds = sorted(r.tree[k].extra["credence"] for k in r.tree.children("q"))
     assert creds == [0.3, 0.4]
+    assert r.tree.meta["direct"]["p"] == 0.8  # the first score is the question's own, asked directly
     # verbal keeps the number the model wrote
     fb = FakeBackend([answer("Commute time is saved every day.", c=0.9),
                       answer("Meetings are harder to schedule.", q1=0.2, q0=0.7, c=0.6)])
@@ -130,3 +132,33 @@ def test_seeded_growth_is_reproducible():
     b = grow(Q, FakeBackend(seed=3), GrowConfig(expansions=4))
     assert [(n.id, n.text, n.p_if_true) for n in a.tree.nodes.values()] == \
            [(n.id, n.text, n.p_if_true) for n in b.tree.nodes.values()]
+
+
+def test_each_new_premise_credence_becomes_model_evidence_that_moves_it_to_the_credence():
+    fb = FakeBackend([answer("Commute time is saved every day.", c=0.9),
+                      answer("Meetings are harder to schedule.", q1=0.2, q0=0.7)], yes_scores=[0.8, 0.3, 0.6])
+    r = grow(Q, fb, GrowConfig(expansions=1, credence="logprob"))
+    model_ev = [e for e in r.evidence if e.is_model]
+    kids = r.tree.children("q")
+    assert sorted(e.node for e in model_ev) == sorted(kids)  # one per premise, none on the root
+    for e in model_ev:
+        alone = beliefs(r.tree, [e])[e.node]
+        assert alone == pytest.approx(r.tree[e.node].extra["credence"], abs=1e-9)
+    # the tree now holds a belief of its own; the root's own credence is not evidence in it
+    assert beliefs(r.tree, r.evidence)[r.tree.root] != pytest.approx(0.5, abs=1e-6)
+    assert r.stats["model_evidence"] == 2
+
+
+def test_scoring_failure_is_counted_and_marked_never_silently_half():
+    class NoScores(FakeBackend):
+        def score_yes(self, prompts, *, system=None):
+            raise RuntimeError("server said 500")
+
+    fb = NoScores([answer("Commute time is saved every day.", c=0.9),
+                   answer("Meetings are harder to schedule.", q1=0.2, q0=0.7, c=0.6)])
+    r = grow(Q, fb, GrowConfig(expansions=1, credence="logprob"))
+    assert "error" in r.tree.meta["direct"] and "500" in r.tree.meta["direct"]["error"]
+    assert r.stats["scoring_failures"] == 1
+    kids = r.tree.children("q")
+    assert all(r.tree[k].extra["credence_source"].startswith("verbal") for k in kids)
+    assert sorted(r.tree[k].extra["credence"] for k in kids) == [0.6, 0.9]

@@ -321,3 +321,37 @@ def test_a_lease_on_a_premise_the_new_version_dropped_gives_way_to_a_live_questi
         q = next_question(s, alice)
         assert q is not None and q.proposition_id != held.proposition_id
         assert_live_question(s, q, v2)
+
+
+def test_model_evidence_is_stored_on_its_node_never_as_a_label_and_the_three_numbers_follow(url):
+    from argtree.model_evidence import evidence_for_nodes, root_numbers
+    from argtree.store import labels_for
+
+    tree = ArgumentTree(list(chain_tree(["Model evidence root?", "Premise one holds.", "Premise two holds."]).nodes.values()),
+                        {"direct": {"p": 0.8, "calibrated": 0.7}})
+    model_ev = evidence_for_nodes(tree, {"n0": 0.9, "n1": 0.6})
+    with session_scope(url) as s:
+        tid = save_tree(s, tree, model_ev)
+    with session_scope(url) as s:
+        t2, ev2 = load_tree(s, tid)
+        assert labels_for(s) == []                                   # nothing became a label
+        row = store.get_tree(s, tid)
+        assert row.direct_answer == 0.7
+        assert row.root_belief == pytest.approx(root_numbers(tree, model_ev)["tree"])
+        assert row.root_labels_only == pytest.approx(0.5)
+        assert row.root_belief != pytest.approx(0.5, abs=1e-3)
+    assert sorted((e.node, e.is_model, round(e.reliability, 12)) for e in ev2) == \
+        sorted((e.node, True, round(e.reliability, 12)) for e in model_ev)
+    # a person's answer moves both numbers; the history keeps all three
+    with session_scope(url) as s:
+        alice = add_annotator(s, "alice", "pw-alice-123").id
+        pid = next(n.proposition_id for n in tree_nodes(s, tid) if n.local_id == "n0")
+        submit_label(s, alice, pid, False)
+    with session_scope(url) as s:
+        t3, ev3 = load_tree(s, tid)
+        row = store.get_tree(s, tid)
+        expect = root_numbers(t3, ev3)
+        assert row.root_belief == pytest.approx(expect["tree"]) and row.root_labels_only == pytest.approx(expect["labels_only"])
+        hist = root_history(s, tid)
+        assert [h.cause for h in hist] == ["created", "label"]
+        assert hist[-1].labels_only == pytest.approx(expect["labels_only"]) and hist[-1].direct == 0.7

@@ -81,7 +81,10 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
                      max_seconds=seconds, threshold=threshold, batch=batch, per_side=per_side, credence=credence,
                      prior=prior, seed=seed)
     be = _backend(backend, model, device, err, quiet=as_json, timeout=timeout, concurrency=concurrency)
-    result = _grow_with_progress(question, be, cfg, grow, err, quiet=as_json)
+    from .calibrate import calibration_for
+
+    calibration, _ = calibration_for(be.model_version, database)
+    result = _grow_with_progress(question, be, cfg, grow, err, quiet=as_json, calibration=calibration)
     tree, evidence = result.tree, result.evidence
     if out:
         from ..io import dump
@@ -97,7 +100,8 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
     if as_json:
         from ..io import to_dict
 
-        print_json({"tree": to_dict(tree, evidence), "root_belief": report["root"], "questions": report["questions"],
+        print_json({"tree": to_dict(tree, evidence), "root": report["root_numbers"], "root_belief": report["root"],
+                    "questions": report["questions"],
                     "stats": result.stats, "failed_expansions": len(result.failures), "tree_id": stored,
                     "store": store_note, "out": out})
     else:
@@ -140,9 +144,17 @@ def _backend(kind: str, model: str | None, device: str | None, err, quiet: bool,
         raise InputError(f"the {kind} backend needs the llm extra: pip install 'argtree[llm]' ({e})") from None
 
 
-def _grow_with_progress(question, be, cfg, grow, err, quiet: bool):
+def make_model_backend(kind: str, model: str | None, device: str | None = None, quiet: bool = False, **options: Any):
+    """A backend from command options, errors as one line (for other commands: eval, calibrate)."""
+    return _backend(kind, model, device, console_err(), quiet=quiet, **options)
+
+
+def _grow_with_progress(question, be, cfg, grow, err, quiet: bool, calibration=None):
+    from ..model_evidence import NONE
+
+    calibration = calibration or NONE
     if quiet:
-        return grow(question, be, cfg)
+        return grow(question, be, cfg, calibration=calibration)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("[bold]growing[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
@@ -158,7 +170,7 @@ def _grow_with_progress(question, be, cfg, grow, err, quiet: bool):
             elif event["event"] == "done":
                 bar.update(task, completed=cfg.expansions, description=f"{event['nodes']} nodes: {event['stop_reason']}")
 
-        return grow(question, be, cfg, progress=on)
+        return grow(question, be, cfg, progress=on, calibration=calibration)
 
 
 def _store(tree, evidence, question, be, model, database: str | None = None) -> tuple[int | None, str]:
@@ -193,13 +205,16 @@ def _report(tree, evidence) -> dict[str, Any]:
     from ..inference import beliefs
     from ..voi import rank, root_if, voi
 
+    from ..model_evidence import root_numbers
+
     bel = beliefs(tree, evidence)
     questions = []
     for nid, value in rank(voi(tree, evidence), 5):
         if_t, if_f = root_if(tree, evidence, nid)
         questions.append({"node": nid, "text": tree[nid].text, "belief": bel[nid], "voi": value,
                           "root_if_true": if_t, "root_if_false": if_f})
-    return {"beliefs": bel, "root": bel[tree.root], "questions": questions}
+    return {"beliefs": bel, "root": bel[tree.root], "root_numbers": root_numbers(tree, evidence),
+            "questions": questions}
 
 
 def _print(tree, report, result, stored, store_note, out) -> None:
@@ -225,9 +240,16 @@ def _print(tree, report, result, stored, store_note, out) -> None:
             stack.append((child, branch.add(line(child))))
     out_c = console()
     out_c.print(root)
-    basis = "given the answers so far" if result.evidence else "no answers yet, so this is the prior"
-    out_c.print(f"\n[bold]P(yes) for the question: {report['root']:.3f}[/] ({basis}; the table shows how answers "
-                "would move it)")
+    nums = report["root_numbers"]
+    labels = [e for e in result.evidence if not e.is_model]
+    direct = tree.meta.get("direct") or {}
+    direct_txt = (f"{nums['direct']:.3f}" if nums["direct"] is not None
+                  else f"unavailable ({direct.get('error', 'not asked')})")
+    out_c.print(f"\n[bold]P(yes) for the question: {nums['tree']:.3f}[/] (the tree: the model's credences in its "
+                f"unexpanded premises{' and the answers so far' if labels else ''})")
+    out_c.print(f"  the model's direct answer: {direct_txt}; "
+                f"from people's answers alone: {nums['labels_only']:.3f}"
+                f"{'' if labels else ' (none yet: the prior)'}; the table shows how answers would move the tree")
     out_c.print(f"[dim]"
                 f"({len(tree)} nodes; stopped: {result.stop_reason}; {result.stats['model_calls']} prompts; "
                 f"{len(result.failures)} failed expansion(s); {result.stats['rejected']} premise(s) rejected by guards)[/]")

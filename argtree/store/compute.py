@@ -139,8 +139,11 @@ def compute_tree(state: TreeState, metric: str = "shift") -> dict[str, np.ndarra
         rf = np.full(ct.n, R)
     rt = np.where(askable, rt, np.nan)
     rf = np.where(askable, rf, np.nan)
+    # Labels only (no model evidence): a second upward pass, needed only when model evidence is there.
+    labels_only = (float(Propagation(ct, ct.loglik(state.evidence, "none")).root_belief)
+                   if any(e.is_model for e in state.evidence) else R)
     return {"belief": ct.to_caller(bel), "voi": ct.to_caller(voi), "root_if_true": ct.to_caller(rt),
-            "root_if_false": ct.to_caller(rf), "root_belief": R}
+            "root_if_false": ct.to_caller(rf), "root_belief": R, "labels_only": labels_only}
 
 
 def _label_rows(session: Session, condition):
@@ -174,21 +177,24 @@ def evidence_for(session: Session, proposition_ids: Sequence[int],
 
 def load_state(session: Session, tree_id: int) -> tuple[TreeState, np.ndarray, np.ndarray]:
     """The tree's arrays and its nodes' stored (belief, voi, root_if_true, root_if_false), NaN for NULL."""
+    from .trees import model_evidence_of
+
     rows = session.execute(
         select(Node.id, Node.parent_id, Node.proposition_id, Node.prior, Node.p_if_true, Node.p_if_false,
-               Node.belief, Node.voi, Node.root_if_true, Node.root_if_false)
+               Node.belief, Node.voi, Node.root_if_true, Node.root_if_false, Node.model_evidence)
         .where(Node.tree_id == tree_id).order_by(Node.id)).all()
     ids = [r[0] for r in rows]
     index = {nid: i for i, nid in enumerate(ids)}
     parent = np.array([index[r[1]] if r[1] is not None else -1 for r in rows], dtype=np.int64)
-    num = np.array([r[3:] for r in rows], dtype=float)  # None -> nan
+    num = np.array([r[3:10] for r in rows], dtype=float)  # None -> nan
     prior = float(num[parent < 0, 0][0])
     where: dict[int, list[int]] = {}
     for r in rows:
         where.setdefault(r[2], []).append(r[0])
     in_tree = Label.proposition_id.in_(select(Node.proposition_id).where(Node.tree_id == tree_id))
+    model_ev = [e for r in rows if r[10] for e in model_evidence_of(str(r[0]), r[10])]
     state = TreeState(ids, [r[2] for r in rows], parent, np.nan_to_num(num[:, 1]), np.nan_to_num(num[:, 2]), prior,
-                      _evidence(_label_rows(session, in_tree), where))
+                      _evidence(_label_rows(session, in_tree), where) + model_ev)
     return state, np.array(ids), num[:, 3:]
 
 
@@ -231,13 +237,15 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
             for i, d in zip(moved, diff.tolist()):
                 pid = state.proposition_ids[i]
                 deltas[pid] = deltas.get(pid, 0.0) + d
-        roots.append({"tid": tree_id, "b": out["root_belief"]})
+        roots.append({"tid": tree_id, "b": out["root_belief"], "lo": out["labels_only"]})
     if roots:
         t = Tree.__table__
-        session.execute(update(t).where(t.c.id == bindparam("tid")).values(root_belief=bindparam("b"),
-                                                                           updated_at=now), roots)
+        session.execute(update(t).where(t.c.id == bindparam("tid")).values(
+            root_belief=bindparam("b"), root_labels_only=bindparam("lo"), updated_at=now), roots)
+        direct = dict(session.execute(select(Tree.id, Tree.direct_answer).where(Tree.id.in_(ids_sorted))).all())
         session.execute(RootBelief.__table__.insert(), [
-            {"tree_id": r["tid"], "belief": r["b"], "cause": cause, "label_id": label_id, "created_at": now}
+            {"tree_id": r["tid"], "belief": r["b"], "labels_only": r["lo"], "direct": direct.get(r["tid"]),
+             "cause": cause, "label_id": label_id, "created_at": now}
             for r in roots])
     return deltas
 

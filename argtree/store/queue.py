@@ -73,6 +73,8 @@ class RootPoint:
     annotator: str | None
     proposition_id: int | None
     answer: str | None            # the label's kind: true / false / probability / ...
+    labels_only: float | None = None   # the root from labels alone (belief is the tree's: + model evidence)
+    direct: float | None = None        # the model's direct answer
 
 
 @dataclass(frozen=True)
@@ -394,7 +396,8 @@ def root_history(session: Session, tree_id: int) -> list[RootPoint]:
         .where(RootBelief.tree_id == tree_id).order_by(RootBelief.id))
     return [RootPoint(rb.created_at, rb.belief, rb.cause, rb.label_id, name,
                       label.proposition_id if label is not None else None,
-                      label.kind if label is not None else None) for rb, label, name in rows]
+                      label.kind if label is not None else None, rb.labels_only, rb.direct)
+            for rb, label, name in rows]
 
 
 def labels_for(session: Session, *, proposition_id: int | None = None, annotator_id: int | None = None,

@@ -21,7 +21,8 @@ from .models import TREE_STATUSES, Annotator, Label, ModelVersion, Node, Proposi
 from .text import check_text, text_key
 
 __all__ = ["save_tree", "load_tree", "list_trees", "get_tree", "tree_nodes", "set_tree", "update_node",
-           "upsert_propositions", "recompute_all", "TreeSummary", "NodeInfo", "MODEL_KEYS", "IMPORT_ANNOTATOR"]
+           "upsert_propositions", "recompute_all", "TreeSummary", "NodeInfo", "MODEL_KEYS", "IMPORT_ANNOTATOR",
+           "model_evidence_rows", "model_evidence_of"]
 
 # Node extra keys that hold what the model said; stored in their own columns, given back on load.
 MODEL_KEYS = {"credence": "model_credence", "rationale": "rationale", "model_output": "model_output"}
@@ -176,15 +177,45 @@ def save_tree(session: Session, tree: ArgumentTree, evidence: Iterable[Evidence]
         return _save(session, tree, evidence, order, texts, question, mv_id, priority, status, meta, chash)
 
 
+def model_evidence_rows(evidence: Iterable[Evidence]) -> dict[str, list[dict[str, Any]]]:
+    """Model evidence by node id, as the ``nodes.model_evidence`` column keeps it (a list of entries)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for ev in evidence:
+        if ev.is_model:
+            out.setdefault(ev.node, []).append({"value": ev.value, "reliability": ev.reliability, **dict(ev.extra)})
+    return out
+
+
+def model_evidence_of(node: str, entries: Any) -> list[Evidence]:
+    """The stored ``nodes.model_evidence`` list back as Evidence on ``node``."""
+    out = []
+    for e in entries or ():
+        extra = {k: v for k, v in e.items() if k not in ("value", "reliability")}
+        extra["source"] = "model"
+        out.append(Evidence(node, bool(e["value"]), float(e["reliability"]), extra))
+    return out
+
+
+def _direct(meta: dict) -> float | None:
+    d = meta.get("direct")
+    p = d.get("calibrated", d.get("p")) if isinstance(d, dict) else None
+    return float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 <= p <= 1.0 else None
+
+
 def _save(session, tree, evidence, order, texts, question, mv_id, priority, status, meta, chash) -> int:
     index = {nid: i for i, nid in enumerate(order)}
     pid_of = upsert_propositions(session, texts)
     pids = [pid_of[t] for t in texts]
+    direct = _direct(meta)
     row = Tree(question=question, status=status, priority=priority, model_version_id=mv_id, n_nodes=len(order),
-               content_hash=chash, meta=meta)
+               content_hash=chash, meta=meta, direct_answer=direct)
     session.add(row)
     session.flush()
     tree_id = row.id
+    # The model's credences stay on their nodes (tree-specific, never labels); the rest are labels.
+    model_rows = model_evidence_rows(evidence)
+    model_ev = [Evidence(str(index[ev.node]), ev.value, ev.reliability, ev.extra) for ev in evidence if ev.is_model]
+    evidence = [ev for ev in evidence if not ev.is_model]
     # Evidence in the file -> labels (each carrying its own reliability).
     labeled: set[int] = set()
     if evidence:
@@ -206,7 +237,7 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
     for i, pid in enumerate(pids):
         where.setdefault(pid, []).append(i)
     state = TreeState(list(range(len(order))), pids, parent, p1, p0, float(tree[tree.root].prior),
-                      evidence_for(session, list(where), where))
+                      evidence_for(session, list(where), where) + model_ev)
     metric = queue_settings(session)["queue.metric"]
     try:
         out = compute_tree(state, metric)
@@ -235,12 +266,15 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
                      "p_if_true": node.p_if_true, "p_if_false": node.p_if_false,
                      "model_credence": model.get("model_credence"), "rationale": model.get("rationale"),
                      "model_output": model.get("model_output"), "extra": extra,
+                     "model_evidence": model_rows.get(nid),
                      "belief": float(out["belief"][i]), "voi": float(out["voi"][i]),
                      "root_if_true": None if np.isnan(rt) else float(rt),
                      "root_if_false": None if np.isnan(rf) else float(rf)})
     session.execute(Node.__table__.insert(), rows)
-    session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"]))
-    session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], cause="created"))
+    session.execute(update(Tree).where(Tree.id == tree_id).values(root_belief=out["root_belief"],
+                                                                  root_labels_only=out["labels_only"]))
+    session.add(RootBelief(tree_id=tree_id, belief=out["root_belief"], labels_only=out["labels_only"], direct=direct,
+                           cause="created"))
     session.flush()
     deltas = recompute_trees(session, others, cause="label", metric=metric) if others else {}
     refresh_propositions(session, tree_ids=[tree_id])  # new nodes: count this tree's propositions whole
@@ -276,7 +310,7 @@ def load_tree(session: Session, tree_id: int) -> tuple[ArgumentTree, tuple[Evide
     rows = session.execute(
         select(Node.id, Node.parent_id, Node.local_id, Proposition.text, Node.prior, Node.p_if_true,
                Node.p_if_false, Node.model_credence, Node.rationale, Node.model_output, Node.extra,
-               Node.proposition_id)
+               Node.proposition_id, Node.model_evidence)
         .join(Proposition, Proposition.id == Node.proposition_id)
         .where(Node.tree_id == tree_id).order_by(Node.position, Node.id)).all()
     local = {r[0]: r[2] for r in rows}
@@ -290,6 +324,7 @@ def load_tree(session: Session, tree_id: int) -> tuple[ArgumentTree, tuple[Evide
                               p_if_false=r[6], extra=extra))
         where.setdefault(r[11], []).append(r[2])
     tree = ArgumentTree(nodes, dict(row.meta or {}))
+    model_ev = [e for r in rows for e in model_evidence_of(r[2], r[12])]
     evidence: list[Evidence] = []
     pids = sorted(where)
     for i in range(0, len(pids), CHUNK):
@@ -306,7 +341,7 @@ def load_tree(session: Session, tree_id: int) -> tuple[ArgumentTree, tuple[Evide
             for nid in where[label.proposition_id]:
                 evidence.append((label.id, Evidence(nid, ev[0], ev[1], extra)))
     evidence.sort(key=lambda x: x[0])
-    return tree, tuple(ev for _, ev in evidence)
+    return tree, tuple(model_ev) + tuple(ev for _, ev in evidence)
 
 
 def _summary(t: Tree, mv_name: str | None) -> TreeSummary:

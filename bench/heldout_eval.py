@@ -1,0 +1,149 @@
+"""Held-out StrategyQA: the model's direct answer vs the tree it grows (model evidence, calibrated or
+not, frontier or every node) vs the tree plus K oracle answers (VoI-picked or random).
+
+    python bench/heldout_eval.py grow --model adapter --n 120          # grown trees -> bench/results/heldout/
+    python bench/heldout_eval.py grow --model bundled --n 120
+    python bench/heldout_eval.py pairs --model adapter --n 400          # calibration pairs from the TRAIN split
+    python bench/heldout_eval.py report --write                         # tables (+ BENCHMARKS.md section)
+
+The held-out questions: ``argtree.questions.split_heldout`` (sha256 of "argtree-heldout:" + qid, top
+15%), minus every question whose text or any gold fact occurs in the shipped adapter's training file
+(``argtree/adapters/strategyqa-lora/train.jsonl``: that adapter was trained on a different, text-hash
+split), so no model measured here saw them.  The subset is the first N of them in the order of the
+seeded shuffle.  Growing is resumable: a rerun skips questions already in the output file.
+
+Calibration maps are fitted only on the TRAIN split (questions not held out): the premise map on the
+model's P(yes) for gold facts (true) and their rule-made negations (false), the direct map on the
+model's P(yes) for train questions against their gold answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from argtree.questions import Question, load_questions, split_heldout  # noqa: E402
+from argtree.strategyqa import default_path  # noqa: E402
+
+OUT = ROOT / "bench" / "results" / "heldout"
+ADAPTER_TRAIN = ROOT / "argtree" / "adapters" / "strategyqa-lora" / "train.jsonl"
+
+
+def heldout_questions(seed: int = 0) -> list[Question]:
+    qs = load_questions(default_path())
+    _, held = split_heldout(qs)
+    seen = ADAPTER_TRAIN.read_text(encoding="utf-8") if ADAPTER_TRAIN.exists() else ""
+    clean = [q for q in held if q.question not in seen and not any(f in seen for f in q.facts)]
+    random.Random(seed).shuffle(clean)
+    return clean
+
+
+def train_questions(seed: int = 0) -> list[Question]:
+    qs = load_questions(default_path())
+    train, _ = split_heldout(qs)
+    random.Random(seed).shuffle(train)
+    return train
+
+
+def _backend(model: str):
+    from argtree.llm import make_backend
+
+    return make_backend("local", None if model == "adapter" else model)
+
+
+def cmd_grow(args) -> None:
+    from argtree.grow import GrowConfig
+    from argtree.io import to_dict
+    from argtree.questions import grow_questions
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{args.model}.jsonl"
+    done = set()
+    if path.exists():
+        done = {json.loads(line)["qid"] for line in path.read_text().splitlines() if line.strip()}
+    todo = [q for q in heldout_questions(args.seed)[:args.n] if q.qid not in done]
+    print(f"{len(done)} done, {len(todo)} to grow with {args.model}", flush=True)
+    if not todo:
+        return
+    be = _backend(args.model)
+    cfg = GrowConfig(expansions=args.budget, seed=args.seed)
+    t0 = time.time()
+    for i in range(0, len(todo), args.chunk):
+        chunk = todo[i:i + args.chunk]
+        grown = grow_questions(be, chunk, budget=args.budget, grow_config=cfg)
+        with open(path, "a", encoding="utf-8") as fh:
+            for g in grown:
+                fh.write(json.dumps({"qid": g.question.qid, "question": g.question.question,
+                                     "answer": g.question.answer, "direct_raw": g.direct_raw,
+                                     "tree": to_dict(g.tree, g.evidence), "stats": dict(g.stats),
+                                     "rejected": g.rejected, "seconds": round(g.seconds, 2),
+                                     "model": be.model_version}, ensure_ascii=False) + "\n")
+        print(f"{len(done) + i + len(chunk)} grown, {time.time() - t0:.0f}s, load {os.getloadavg()[0]:.1f}",
+              flush=True)
+
+
+def cmd_pairs(args) -> None:
+    """(credence, truth) pairs on the TRAIN split: facts/negations (premise map), questions (direct map)."""
+    from argtree.expand import direct_prompt, yes_no_prompt
+    from argtree.strategyqa import negate
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    train = train_questions(args.seed)[:args.n]
+    facts, truths = [], []
+    for q in train:
+        f = q.facts[0] if q.facts else None
+        if not f:
+            continue
+        neg = negate(f)
+        facts.append(f)
+        truths.append(True)
+        if neg:
+            facts.append(neg)
+            truths.append(False)
+    be = _backend(args.model)
+    t0 = time.time()
+    pc = []
+    for i in range(0, len(facts), 32):
+        pc += be.score_yes([yes_no_prompt(t) for t in facts[i:i + 32]])
+    dq = []
+    for i in range(0, len(train), 32):
+        dq += be.score_yes([direct_prompt(q.question) for q in train[i:i + 32]])
+    out = {"model": be.model_version, "seconds": round(time.time() - t0, 1),
+           "premise": {"credence": pc, "truth": truths, "text": facts},
+           "direct": {"credence": dq, "truth": [bool(q.answer) for q in train], "qid": [q.qid for q in train]}}
+    (OUT / f"pairs_{args.model}.json").write_text(json.dumps(out))
+    print(f"{len(pc)} premise pairs, {len(dq)} direct pairs in {out['seconds']}s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("grow")
+    g.add_argument("--model", default="adapter")
+    g.add_argument("--n", type=int, default=120)
+    g.add_argument("--budget", type=int, default=1)
+    g.add_argument("--chunk", type=int, default=8)
+    g.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("pairs")
+    p.add_argument("--model", default="adapter")
+    p.add_argument("--n", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("report")
+    r.add_argument("--write", action="store_true")
+    r.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    {"grow": cmd_grow, "pairs": cmd_pairs, "report": lambda a: __import__("heldout_report").report(a)}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,48 +1,33 @@
-"""Everything the pages read or write, as plain values, over ``argtree.store``.
+"""The pages' one door to the database: ``argtree.store.webui`` functions, one transaction each.
 
-Each call opens its own short transaction (``session_scope``) and turns the
-ways a database can fail into ``Unavailable`` with one readable line, so a
-page can say "the database is down" instead of showing a traceback.
-``StoreError`` (bad input the user can fix) passes through unchanged.
-
-A few reads the store has no function for (labels with names for the
-agreement page, the trees an annotator has answered in, loop runs) are
-written here with the store's models; they need no schema change.
+Every call passes the browser's session token; the store checks it in the same transaction
+(writes lock it), so an ended session raises ``SessionEnded`` and nothing is stored.  The ways a
+database can fail become ``Unavailable`` with one readable line, so a page can say "the database
+is down" instead of showing a traceback.  ``StoreError`` (bad input the user can fix, or an
+ended session) passes through unchanged.  No SQL here: it lives in ``argtree/store/``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import math
 import uuid
 import zipfile
-from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
+
+from argtree.store.sessions import LoginResult, SessionEnded
+from argtree.store.webui import KINDS, Account, Agreement, RootNumbers, TreeListing, TreeView, agreement
 
 T = TypeVar("T")
 
-KINDS = ("true", "false", "probability", "dont_know", "ill_posed")
+__all__ = ["Unavailable", "SessionEnded", "LoginResult", "KINDS", "Account", "Agreement", "RootNumbers",
+           "TreeListing", "TreeView", "agreement", "call", "login", "account", "logout", "next_question", "stats",
+           "answer", "undo", "trees", "tree", "edit_node", "node_labels", "human_labels", "dataset", "dump_zip",
+           "users", "add_user", "set_user", "runs", "database_name"]
 
 
 class Unavailable(RuntimeError):
     """The database cannot be used right now (down, unmigrated, locked); the message says which."""
-
-
-class LoginError(ValueError):
-    """A failed login; the message is safe to show."""
-
-
-@dataclass(frozen=True)
-class Account:
-    id: int
-    name: str
-    role: str
-    fingerprint: str  # of the password hash: a new password ends old sessions
-
-    @property
-    def is_admin(self) -> bool:
-        return self.role == "admin"
 
 
 def _first_line(err: BaseException) -> str:
@@ -77,294 +62,104 @@ def database_name() -> str:
     return redact(database_url())
 
 
-# -- accounts -------------------------------------------------------------
+# -- sessions -------------------------------------------------------------
 
-def _fingerprint(password_hash: str | None) -> str:
-    import hashlib
+def login(name: str, password: str, client: str | None) -> LoginResult:
+    """One login attempt (limited per name and per client; see ``argtree.store.sessions``)."""
+    from argtree.store.sessions import attempt_login
 
-    return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
-
-
-def _account(row) -> Account:
-    return Account(row.id, row.name, row.role, _fingerprint(row.password_hash))
+    return call(attempt_login, name, password, client=client)
 
 
-def login(name: str, password: str) -> Account:
-    """The account for this name and password, or LoginError saying what was wrong."""
-    from sqlalchemy import select
+def account(token: str | None) -> Account:
+    """The account of a live session; ``SessionEnded`` otherwise."""
+    from argtree.store import webui
 
-    from argtree.store import Annotator, verify_password
-
-    name = (name or "").strip()
-    if not name or not password:
-        raise LoginError("Enter your name and password.")
-
-    def go(session):
-        row = verify_password(session, name, password)
-        if row is not None:
-            return _account(row), None
-        other = session.scalar(select(Annotator).where(Annotator.name == name))
-        if other is None or other.role == "system":
-            return None, f"There is no account named {name!r}. An admin can add one with `argtree users add {name}`."
-        if not other.active:
-            return None, f"The account {name!r} is deactivated; ask an admin."
-        return None, f"Wrong password for {name!r}."
-
-    account, message = call(go)
-    if account is None:
-        raise LoginError(message)
-    return account
+    return call(webui.account, token, readonly=True)
 
 
-def account(annotator_id: int) -> Account | None:
-    """The active account with this id, or None."""
-    from argtree.store import Annotator
+def logout(token: str | None) -> bool:
+    from argtree.store import webui
 
-    def go(session):
-        row = session.get(Annotator, annotator_id)
-        if row is None or not row.active or row.role == "system":
-            return None
-        return _account(row)
-
-    return call(go, readonly=True)
-
-
-def release(annotator_id: int) -> None:
-    from argtree.store import release_lease
-
-    call(release_lease, annotator_id)
+    return call(webui.logout, token)
 
 
 # -- answering ------------------------------------------------------------
 
-def next_question(annotator_id: int):
-    """The question leased to this annotator (``argtree.store.queue.Question``), or None when none is left."""
-    from argtree.store import next_question as nq
+def next_question(token: str | None):
+    """(the question leased to this session's annotator, its tree's RootNumbers), or None when none is left."""
+    from argtree.store import webui
 
-    return call(nq, annotator_id)
-
-
-def stats(annotator_id: int):
-    from argtree.store import annotator_stats
-
-    return call(annotator_stats, annotator_id, readonly=True)
+    return call(webui.question, token)
 
 
-def answer(annotator_id: int, proposition_id: int, kind: str, *, probability: float | None = None,
+def stats(token: str | None):
+    from argtree.store import webui
+
+    return call(webui.stats, token, readonly=True)
+
+
+def answer(token: str | None, proposition_id: int, kind: str, *, probability: float | None = None,
            rewrite: str | None = None, comment: str | None = None, seconds: float | None = None,
            request_id: str | None = None, then_next: bool = False):
-    """Store one answer of ``kind`` (see KINDS); returns the label id, or with ``then_next``
-    (label id, the next question leased to this annotator or None), both in one transaction."""
-    from argtree.store import next_question as nq
-    from argtree.store import submit_label
+    """Store one answer of ``kind`` (see KINDS): the label id, or with ``then_next`` (label id, next question)."""
+    from argtree.store import webui
 
-    if kind not in KINDS:
-        raise ValueError(f"unknown answer kind {kind!r}")
-    args: dict[str, Any] = {
-        "value": True if kind == "true" else False if kind == "false" else None,
-        "probability": probability if kind == "probability" else None,
-        "dont_know": kind == "dont_know", "ill_posed": kind == "ill_posed",
-        "rewrite": (rewrite or None) if kind == "ill_posed" else None,
-        "comment": comment or None, "seconds": seconds, "request_id": request_id or uuid.uuid4().hex,
-    }
-
-    def go(session):
-        label_id = submit_label(session, annotator_id, proposition_id, args.pop("value"), **args).id
-        return (label_id, nq(session, annotator_id)) if then_next else label_id
-
-    return call(go)
+    return call(webui.answer, token, proposition_id, kind, probability=probability, rewrite=rewrite,
+                comment=comment, seconds=seconds, request_id=request_id or uuid.uuid4().hex, then_next=then_next)
 
 
-def undo(annotator_id: int) -> str | None:
-    """Retract this annotator's last answer; the text of the proposition it was on, or None."""
-    from argtree.store import Proposition, undo_last_label
+def undo(token: str | None) -> str | None:
+    from argtree.store import webui
 
-    def go(session):
-        label = undo_last_label(session, annotator_id)
-        return None if label is None else session.get(Proposition, label.proposition_id).text
-
-    return call(go)
+    return call(webui.undo, token)
 
 
 # -- trees ----------------------------------------------------------------
 
-def trees(search: str | None, viewer: Account, limit: int = 200) -> list:
-    """Tree summaries, newest first: all of them for admins, those with the viewer's answers otherwise."""
-    from argtree.store import list_trees
+def trees(token: str | None, search: str | None, limit: int = 200) -> list[TreeListing]:
+    from argtree.store import webui
 
-    if viewer.is_admin:
-        return call(list_trees, search or None, limit=limit, readonly=True)
-    from sqlalchemy import select
-
-    from argtree.store import Label, Node
-
-    def go(session):
-        mine = set(session.scalars(
-            select(Node.tree_id).join(Label, Label.proposition_id == Node.proposition_id)
-            .where(Label.annotator_id == viewer.id, Label.retracted_at.is_(None)).distinct()))
-        return [t for t in list_trees(session, search or None, limit=10_000) if t.id in mine][:limit]
-
-    return call(go, readonly=True)
+    return call(webui.tree_list, token, search or None, limit, readonly=True)
 
 
-@dataclass(frozen=True)
-class TreeView:
-    summary: Any            # argtree.store.trees.TreeSummary
-    nodes: list             # [NodeInfo]
-    history: list           # [RootPoint]
+def tree(token: str | None, tree_id: int) -> TreeView:
+    from argtree.store import webui
+
+    return call(webui.tree_view, token, tree_id, readonly=True)
 
 
-def tree(tree_id: int) -> TreeView:
-    from argtree.store import TreeSummary, get_tree, root_history, tree_nodes
+def edit_node(token: str | None, node_id: int, **numbers: float | None) -> None:
+    from argtree.store import webui
 
-    def go(session):
-        row = get_tree(session, tree_id)
-        mv = row.model_version.name if row.model_version is not None else None
-        summary = TreeSummary(row.id, row.question, row.status, row.priority, row.root_belief, row.n_nodes, mv,
-                              row.created_at, row.updated_at)
-        return TreeView(summary, tree_nodes(session, tree_id), root_history(session, tree_id))
-
-    return call(go, readonly=True)
+    call(webui.edit_node, token, node_id, **numbers)
 
 
-def edit_node(node_id: int, **numbers: float | None) -> None:
-    from argtree.store import update_node
+def node_labels(token: str | None, proposition_id: int) -> list[dict]:
+    from argtree.store import webui
 
-    call(update_node, node_id, **numbers)
-
-
-def node_labels(proposition_id: int) -> list[dict]:
-    """Live labels on a proposition with who gave them, newest first."""
-    from sqlalchemy import select
-
-    from argtree.store import Annotator, Label
-
-    def go(session):
-        rows = session.execute(select(Label, Annotator.name).join(Annotator, Annotator.id == Label.annotator_id)
-                               .where(Label.proposition_id == proposition_id, Label.retracted_at.is_(None))
-                               .order_by(Label.id.desc()))
-        return [{"annotator": name, "answer": _answer_text(lab), "comment": lab.comment or "",
-                 "rewrite": lab.rewrite or "", "at": lab.created_at} for lab, name in rows]
-
-    return call(go, readonly=True)
+    return call(webui.node_labels, token, proposition_id, readonly=True)
 
 
-def _answer_text(label) -> str:
-    kind = label.kind
-    if kind == "probability":
-        return f"p = {label.probability:.2f}"
-    return {"dont_know": "don't know", "ill_posed": "ill-posed"}.get(kind, kind)
+# -- agreement and export (admin) ----------------------------------------
+
+def human_labels(token: str | None) -> list[dict]:
+    from argtree.store import webui
+
+    return call(webui.human_labels, token, readonly=True)
 
 
-# -- agreement ------------------------------------------------------------
+def labeled_trees(token: str | None, only_labeled: bool = True) -> list:
+    from argtree.store import webui
 
-def human_labels() -> list[dict]:
-    """Every live label of a person (not imported evidence): one dict per label."""
-    from sqlalchemy import select
-
-    from argtree.store import Annotator, Label, Proposition
-
-    def go(session):
-        rows = session.execute(
-            select(Label, Annotator.name, Proposition.text).join(Annotator, Annotator.id == Label.annotator_id)
-            .join(Proposition, Proposition.id == Label.proposition_id)
-            .where(Label.retracted_at.is_(None), Label.reliability.is_(None), Annotator.role != "system")
-            .order_by(Label.id))
-        return [{"label_id": lab.id, "annotator": name, "proposition_id": lab.proposition_id, "text": text,
-                 "kind": lab.kind, "answer": _answer_text(lab),
-                 "value": 1.0 if lab.value is True else 0.0 if lab.value is False else lab.probability,
-                 "seconds": lab.seconds, "at": lab.created_at} for lab, name, text in rows]
-
-    return call(go, readonly=True)
+    return call(webui.labeled_trees, token, only_labeled, readonly=True)
 
 
-@dataclass(frozen=True)
-class Agreement:
-    units: int                   # propositions answered (true/false/probability) by two or more people
-    alpha_nominal: float | None  # Krippendorff's alpha on true/false (probabilities cut at 0.5)
-    alpha_interval: float | None  # on the numbers themselves (true = 1, false = 0)
-    disagreements: list[dict]    # overlapped propositions whose true/false answers differ
-    note: str = ""
-
-
-def agreement(labels: list[dict]) -> Agreement:
-    """Agreement on overlapped propositions with the ``krippendorff`` package."""
-    import numpy as np
-
-    people = sorted({r["annotator"] for r in labels})
-    graded = [r for r in labels if r["value"] is not None]
-    by_unit: dict[int, list[dict]] = {}
-    for r in graded:
-        by_unit.setdefault(r["proposition_id"], []).append(r)
-    units = sorted(pid for pid, rs in by_unit.items() if len({r["annotator"] for r in rs}) >= 2)
-    disagreements = []
-    for pid in units:
-        sides = {_side(r["value"]) for r in by_unit[pid]} - {None}
-        if len(sides) > 1:
-            rs = by_unit[pid]
-            disagreements.append({"proposition_id": pid, "text": rs[0]["text"],
-                                  "answers": "; ".join(f"{r['annotator']}: {r['answer']}" for r in rs)})
-    if not units:
-        return Agreement(0, None, None, [], "no proposition has answers from two people yet")
-    col = {pid: j for j, pid in enumerate(units)}
-    row = {name: i for i, name in enumerate(people)}
-    interval = np.full((len(people), len(units)), np.nan)
-    for pid in units:
-        for r in by_unit[pid]:
-            interval[row[r["annotator"]], col[pid]] = r["value"]
-    nominal = np.vectorize(lambda v: np.nan if math.isnan(v) else (_side(v) if _side(v) is not None else np.nan),
-                           otypes=[float])(interval)
-    return Agreement(len(units), _alpha(nominal, "nominal"), _alpha(interval, "interval"), disagreements)
-
-
-def _side(v: float) -> float | None:
-    return 1.0 if v > 0.5 else 0.0 if v < 0.5 else None
-
-
-def _alpha(data, level: str) -> float | None:
-    import krippendorff
-    import numpy as np
-
-    values = data[~np.isnan(data)]
-    if values.size == 0 or len(set(values.tolist())) < 2:
-        return None  # one value only: alpha is undefined (perfect agreement, no variation)
-    try:
-        return float(krippendorff.alpha(reliability_data=data, level_of_measurement=level))
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-# -- export ---------------------------------------------------------------
-
-def labeled_trees(only_labeled: bool = True) -> list:
-    """Every stored tree as ``argtree.datasets.LabeledTree`` (with its live labels as evidence)."""
-    from sqlalchemy import select
-
-    from argtree.datasets import LabeledTree
-    from argtree.store import Label, Node, Tree, load_tree
-
-    def go(session):
-        ids = list(session.scalars(select(Tree.id).order_by(Tree.id)))
-        if only_labeled:
-            has = set(session.scalars(select(Node.tree_id).join(Label, Label.proposition_id == Node.proposition_id)
-                                      .where(Label.retracted_at.is_(None)).distinct()))
-            ids = [i for i in ids if i in has]
-        out = []
-        for tid in ids:
-            t, ev = load_tree(session, tid)
-            row = session.get(Tree, tid)
-            mv = row.model_version.name if row.model_version is not None else None
-            out.append(LabeledTree(t, ev, source=f"db:tree/{tid}", model=mv))
-        return out
-
-    return call(go, readonly=True)
-
-
-def dataset(kind: str, fmt: str, split: float | None) -> dict[str, bytes]:
+def dataset(token: str | None, kind: str, fmt: str, split: float | None) -> dict[str, bytes]:
     """{file name: JSONL bytes} for the fine-tuning export (``argtree.datasets.build``), plus its card."""
     from argtree.datasets import build
 
-    result = build(labeled_trees(), kind, fmt, split)
+    result = build(labeled_trees(token), kind, fmt, split)
     files = {f"{kind}-{fmt}{'' if name == 'all' else '.' + name}.jsonl":
              "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in recs).encode()
              for name, recs in result["splits"].items()}
@@ -372,12 +167,12 @@ def dataset(kind: str, fmt: str, split: float | None) -> dict[str, bytes]:
     return files
 
 
-def dump_zip(only_labeled: bool = False) -> tuple[bytes, int]:
+def dump_zip(token: str | None, only_labeled: bool = False) -> tuple[bytes, int]:
     """A zip of argtree/1 files, one per tree (labels as evidence); and how many trees it holds."""
     from argtree.io import dumps
 
     buf = io.BytesIO()
-    trees_ = labeled_trees(only_labeled)
+    trees_ = labeled_trees(token, only_labeled)
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for lt in trees_:
             zf.writestr(f"{lt.source.replace('db:tree/', 'tree-')}.json", dumps(lt.tree, lt.evidence))
@@ -386,41 +181,25 @@ def dump_zip(only_labeled: bool = False) -> tuple[bytes, int]:
 
 # -- admin ----------------------------------------------------------------
 
-def users() -> list[dict]:
-    from sqlalchemy import func, select
+def users(token: str | None) -> list[dict]:
+    from argtree.store import webui
 
-    from argtree.store import Label, list_annotators
-
-    def go(session):
-        counts = dict(session.execute(select(Label.annotator_id, func.count()).where(Label.retracted_at.is_(None))
-                                      .group_by(Label.annotator_id)).all())
-        return [{"name": a.name, "role": a.role, "active": a.active, "reliability": a.reliability,
-                 "labels": counts.get(a.id, 0), "created": a.created_at} for a in list_annotators(session)]
-
-    return call(go, readonly=True)
+    return call(webui.users, token, readonly=True)
 
 
-def add_user(name: str, password: str, admin: bool) -> None:
-    from argtree.store import add_annotator
+def add_user(token: str | None, name: str, password: str, admin: bool) -> None:
+    from argtree.store import webui
 
-    call(add_annotator, name, password, admin)
-
-
-def set_user(name: str, **changes: Any) -> None:
-    from argtree.store import set_annotator
-
-    call(set_annotator, name, **changes)
+    call(webui.add_user, token, name, password, admin)
 
 
-def runs(limit: int = 50) -> list[dict]:
-    from sqlalchemy import select
+def set_user(token: str | None, name: str, **changes: Any) -> None:
+    from argtree.store import webui
 
-    from argtree.store import LoopRun
+    call(webui.set_user, token, name, **changes)
 
-    def go(session):
-        rows = session.scalars(select(LoopRun).order_by(LoopRun.id.desc()).limit(limit))
-        return [{"id": r.id, "status": r.status, "started": r.started_at, "heartbeat": r.heartbeat_at,
-                 "finished": r.finished_at, "stats": json.dumps(r.stats or {}, default=str)[:300]} for r in rows]
 
-    return call(go, readonly=True)
+def runs(token: str | None, limit: int = 50) -> list[dict]:
+    from argtree.store import webui
 
+    return call(webui.loop_runs, token, limit, readonly=True)

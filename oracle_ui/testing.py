@@ -80,11 +80,16 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, headless=True)
 
 
-def login(page, base: str, name: str, password: str, timeout: float = 30_000) -> None:
+def submit_login(page, base: str, name: str, password: str) -> None:
+    """Open the app (a page load without a session lands on the login form), fill it in, send it."""
     page.goto(base + "/", wait_until="domcontentloaded")
-    page.get_by_role("textbox", name="Name").fill(name)
-    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
+
+
+def login(page, base: str, name: str, password: str, timeout: float = 30_000) -> None:
+    submit_login(page, base, name, password)
     page.locator('[data-testid="stSidebar"]').get_by_text(f"{name} (").wait_for(timeout=timeout)
 
 

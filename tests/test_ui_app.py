@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import time
 import zipfile
 from pathlib import Path
 
@@ -15,14 +14,16 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from argtree.io import loads  # noqa: E402
+from argtree.store import create_session, set_password  # noqa: E402
 from argtree.store.db import session_scope  # noqa: E402
 from argtree.store.models import Annotator, Label, Proposition, Tree  # noqa: E402
 from argtree.tree import ArgumentTree, Node  # noqa: E402
-from oracle_ui import auth, data, demo  # noqa: E402
+from oracle_ui import auth, data, demo, render  # noqa: E402
 
-APP = str(Path(__file__).resolve().parents[1] / "oracle_ui" / "app.py")
+APP = str(Path(__file__).resolve().parents[1] / "oracle_ui" / "main.py")
 NASTY = ('<script>alert("x")</script> <b>bold?</b> [a link](http://example.com) '
          '![an image](http://example.com/i.png) **stars** & `code`')
+BROWSER = {"token": None}  # the cookie the "browser" sends (AppTest cannot send cookies)
 
 
 @pytest.fixture(scope="module")
@@ -44,28 +45,24 @@ def db(seeded, tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'ui.db'}"
     monkeypatch.setenv("ARGTREE_DATABASE_URL", url)
     monkeypatch.setenv("ARGTREE_HOME", str(tmp_path))
-    monkeypatch.setenv("ARGTREE_UI_SECRET", "unit-test-secret")
+    monkeypatch.setattr(auth, "browser_token", lambda: BROWSER["token"])
+    BROWSER["token"] = None
     return url
 
 
-def app(**query) -> AppTest:
+def app(token: str | None = None) -> AppTest:
+    BROWSER["token"] = token
     at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
     return at.run()
 
 
-def logged_in(name: str) -> AppTest:
+def session_for(name: str, **kw) -> str:
     with session_scope() as s:
-        a = s.query(Annotator).filter_by(name=name).one()
-        fp = data._fingerprint(a.password_hash)
-        aid = a.id
-    return app(s=auth.make_token(aid, fp))
+        return create_session(s, s.query(Annotator).filter_by(name=name).one().id, **kw)
 
 
-def login_form(at: AppTest, name: str, password: str) -> AppTest:
-    at.text_input(key="login_name").input(name)
-    at.text_input(key="login_password").input(password)
-    return at.button[0].click().run()
+def logged_in(name: str) -> AppTest:
+    return app(session_for(name))
 
 
 def live_labels(name: str) -> list[Label]:
@@ -103,91 +100,65 @@ def metric(at: AppTest, label: str) -> str:
     raise AssertionError(f"no number labelled {label!r}")
 
 
-# -- login ----------------------------------------------------------------
+def login_link(at: AppTest) -> str:
+    found = [h.proto.body for h in at.get("html") if 'data-testid="login-link"' in h.proto.body]
+    assert len(found) == 1, [h.proto.body for h in at.get("html")]
+    return found[0]
 
-def test_only_the_login_form_without_a_session(db):
+
+def messages(at: AppTest) -> list[str]:
+    return [m.value for kind in (at.error, at.warning, at.info) for m in kind]
+
+
+# -- sessions -------------------------------------------------------------
+
+def test_without_a_session_only_a_login_link(db):
     at = app()
     assert not at.exception
-    assert [b.label for b in at.button] == ["Log in"]
+    assert not at.button and 'href="/auth/login"' in login_link(at)
     assert not [h for h in at.get("html") if "premise" in h.proto.body or "counts" in h.proto.body]
-    for path in ("answer", "trees", "export", "admin"):  # other pages are not registered before login
+    for path in ("answer", "trees", "export", "admin"):  # no page is registered without a session
         with pytest.raises(ValueError, match="not a registered page|Could not find"):
             at.switch_page(f"screens/{path}.py").run()
 
 
-@pytest.mark.parametrize("name,password,message", [
-    ("alice", "not-her-password", "Wrong password for 'alice'."),
-    ("carol", "whatever-123", "There is no account named 'carol'."),
-    ("", "", "Enter your name and password."),
-])
-def test_login_errors_are_clear(db, name, password, message):
-    at = login_form(app(), name, password)
+def test_a_live_session_survives_a_reload(db):
+    token = session_for("alice")
+    at = app(token)
     assert not at.exception
-    assert any(message in e.value for e in at.error), [e.value for e in at.error]
-    assert "s" not in at.query_params
-
-
-def test_deactivated_account_cannot_log_in(db):
-    data.set_user("bob", active=False)
-    at = login_form(app(), "bob", "bob-pass-22")
-    assert any("deactivated" in e.value for e in at.error)
-
-
-def test_login_puts_a_session_in_the_url_that_survives_a_reload(db):
-    at = login_form(app(), "alice", "alice-pass-1")
-    assert not at.exception
-    token = at.query_params["s"]
-    token = token[0] if isinstance(token, list) else token
     first = premise(at)
-    # A reload is a new browser session with the same URL.
-    again = app(s=token)
-    assert not again.exception
+    again = app(token)  # a reload: a new Streamlit session, the same cookie
     assert premise(again) == first  # the leased question stays the same
     assert any("alice (annotator)" == t.value for t in again.sidebar.text)
 
 
-def test_expired_or_forged_session_goes_back_to_login(db, monkeypatch):
-    with session_scope() as s:
-        a = s.query(Annotator).filter_by(name="alice").one()
-        fp, aid = data._fingerprint(a.password_hash), a.id
-    at = app(s=auth.make_token(aid, fp, seconds=-5))
-    assert not at.exception
-    assert any("expired" in w.value and "log in again" in w.value for w in at.warning)
-    assert [b.label for b in at.button] == ["Log in"]
-    at = app(s=f"{aid}.{int(time.time()) + 999}.0123456789abcdef0123456789abcdef")
-    assert any("no longer valid" in w.value for w in at.warning)
-    at = app(s="garbage")
-    assert any("no valid session" in w.value for w in at.warning)
-    # A new password ends old sessions.
-    token = auth.make_token(aid, fp)
-    from argtree.store.accounts import set_password
+def test_ended_sessions_say_why(db):
+    from datetime import timedelta
 
+    from argtree.store import utcnow
+
+    at = app(session_for("alice", now=utcnow() - timedelta(hours=13)))
+    assert not at.exception and any("expired" in m for m in messages(at))
+    assert "why=expired" in login_link(at)
+    at = app("forged-or-garbage")
+    assert not at.exception and any("no valid session" in m for m in messages(at))
+    token = session_for("alice")
     with session_scope() as s:
         set_password(s, "alice", "a-new-password")
-    assert any("no longer valid" in w.value for w in app(s=token).warning)
+    at = app(token)
+    assert any("password of this account was changed" in m for m in messages(at))
+    assert not [h for h in at.get("html") if 'data-testid="premise"' in h.proto.body]
 
 
 @pytest.mark.parametrize("url", ["postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2",
                                  "sqlite:///{tmp}/never-migrated.db"])
 def test_database_down_says_so_without_a_traceback(db, monkeypatch, tmp_path, url):
-    at = logged_in("alice")  # a valid session from before the outage
-    token = at.query_params["s"]
+    token = session_for("alice")  # a valid session from before the outage
     monkeypatch.setenv("ARGTREE_DATABASE_URL", url.format(tmp=tmp_path))
-    at = app(s=token)
+    at = app(token)
     assert not at.exception
     msgs = [e.value for e in at.error]
     assert any("database is not available" in m for m in msgs), msgs
-    at = login_form(app(), "alice", "alice-pass-1")
-    assert not at.exception
-    assert any("database is not available" in e.value for e in at.error)
-
-
-def test_login_while_database_down(db, monkeypatch):
-    at = app()
-    monkeypatch.setenv("ARGTREE_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
-    at = login_form(at, "alice", "alice-pass-1")
-    assert not at.exception
-    assert any("database is not available" in e.value for e in at.error)
 
 
 # -- answer page ----------------------------------------------------------
@@ -236,7 +207,7 @@ def test_every_kind_of_answer_is_stored(db):
 
 def test_answer_page_shows_chain_numbers_and_what_if(db):
     at = logged_in("alice")
-    q = data.next_question(at.session_state["account"].id)
+    q, _ = data.next_question(at.session_state["token"])
     texts = [t.value for t in at.text]
     chain = next(t for t in texts if "[root question" in t)
     assert q.question in chain and q.text in chain
@@ -295,7 +266,8 @@ def test_trees_page_admin_search_graph_node_and_edit(db):
     names = [d.get("name") for d in spec.get("params", [])] + [p.get("name") for layer in spec.get("layer", [])
                                                                  for p in layer.get("params", [])]
     assert "node" in names  # clickable selection
-    view = data.tree(tid)
+    token = at.session_state["token"]
+    view = data.tree(token, tid)
     root = next(n for n in view.nodes if n.parent_id is None)
     leaf = view.nodes[-1]
     at.selectbox(key=f"node_pick_{tid}").set_value(leaf.id).run()
@@ -305,18 +277,21 @@ def test_trees_page_admin_search_graph_node_and_edit(db):
     at.button(key=f"node_{leaf.id}_true").click().run()
     assert not at.exception
     assert [lab.proposition_id for lab in live_labels("admin")] == [leaf.proposition_id]
-    labeled = data.tree(tid)
-    assert labeled.history[-1].cause == "label"
+    labeled = data.tree(token, tid)
+    assert labeled.history[-1]["cause"] == "label"
     assert labeled.summary.root_belief != pytest.approx(before)
     # Edit the leaf's numbers: with the label in, the root moves again and the history records it.
     at.number_input(key=f"node_{leaf.id}_p1").set_value(0.99)
     at.number_input(key=f"node_{leaf.id}_p0").set_value(0.01)
     at.button(key=f"node_{leaf.id}_save").click().run()
     assert not at.exception
-    after = data.tree(tid)
+    after = data.tree(token, tid)
     assert after.summary.root_belief != pytest.approx(labeled.summary.root_belief)
-    assert after.history[-1].cause == "edit"
-    assert any(m.label == "Root belief" and m.value == f"{after.summary.root_belief:.0%}" for m in at.metric)
+    assert after.history[-1]["cause"] == "edit"
+    assert metric(at, "Tree's belief") == render.pct(after.summary.root_belief)
+    shown = lambda p: "—" if p is None else render.pct(p)  # noqa: E731
+    assert metric(at, "Model's direct answer") == shown(after.root.direct)
+    assert metric(at, "Labels only") == shown(after.root.labels_only)
     assert root.id in {n.id for n in after.nodes}
 
 
@@ -355,9 +330,10 @@ def test_krippendorff_alpha_matches_a_hand_computation():
 
 
 def test_agreement_page(db):
-    q = data.next_question(_aid("alice"))
-    data.answer(_aid("alice"), q.proposition_id, "true", seconds=3.0)
-    data.answer(_aid("bob"), q.proposition_id, "probability", probability=0.2, seconds=5.0)
+    alice, bob = session_for("alice"), session_for("bob")
+    q, _ = data.next_question(alice)
+    data.answer(alice, q.proposition_id, "true", seconds=3.0)
+    data.answer(bob, q.proposition_id, "probability", probability=0.2, seconds=5.0)
     at = _goto(logged_in("admin"), "agreement")
     assert not at.exception
     assert metric(at, "Overlapped propositions") == "1"
@@ -378,10 +354,10 @@ def test_admin_pages_are_admin_only(db):
 
 
 def test_export_page_builds_datasets_and_dumps(db):
-    aid = _aid("alice")
+    alice = session_for("alice")
     for _ in range(4):
-        q = data.next_question(aid)
-        data.answer(aid, q.proposition_id, "true")
+        q, _ = data.next_question(alice)
+        data.answer(alice, q.proposition_id, "true")
     at = _goto(logged_in("admin"), "export")
     at.button(key="exp_build").click().run()
     assert not at.exception
@@ -406,14 +382,15 @@ def test_admin_page_adds_and_deactivates_users(db):
     at.text_input[1].input("dora-pass-4")
     at.button(key="FormSubmitter:add_user-Add").click().run()
     assert not at.exception
-    assert "dora" in [u["name"] for u in data.users()]
+    token = at.session_state["token"]
+    assert "dora" in [u["name"] for u in data.users(token)]
     at.text_input[0].input("x y")
     at.text_input[1].input("short")
     at.button(key="FormSubmitter:add_user-Add").click().run()
     assert any("name" in e.value for e in at.error)
     at.selectbox(key="adm_who").set_value("dora").run()
     at.button(key="adm_active").click().run()
-    assert next(u for u in data.users() if u["name"] == "dora")["active"] is False
+    assert next(u for u in data.users(token) if u["name"] == "dora")["active"] is False
 
 
 def _aid(name: str) -> int:
@@ -437,39 +414,91 @@ def test_database_down_while_answering(db, monkeypatch):
     assert live_labels("alice") == []  # nothing half-written
 
 
-def test_session_that_expires_while_answering_goes_to_login(db):
-    at = logged_in("alice")
+def _end(name: str, why: str) -> None:
+    """End every session of ``name`` the way the CLI or an admin would (or expire them)."""
+    from argtree.store import WebSession, set_annotator, utcnow
+
     with session_scope() as s:
-        a = s.query(Annotator).filter_by(name="alice").one()
-        fp, aid = data._fingerprint(a.password_hash), a.id
-    short = auth.make_token(aid, fp, seconds=3)
-    at = app(s=short)
-    assert premise(at)
-    time.sleep(3.2)
+        if why == "password":
+            set_password(s, name, "brand-new-password")
+        elif why == "deactivated":
+            set_annotator(s, name, active=False)
+        else:  # expired: move the expiry into the past (no sleeping)
+            aid = s.query(Annotator).filter_by(name=name).one().id
+            s.query(WebSession).filter_by(annotator_id=aid).update({"expires_at": utcnow()})
+
+
+@pytest.mark.parametrize("why,says", [("password", "password of this account was changed"),
+                                      ("deactivated", "deactivated"), ("expired", "expired")])
+def test_an_answer_after_the_session_ended_stores_nothing_and_says_why(db, why, says):
+    at = logged_in("alice")
+    first = premise(at)
+    _end("alice", why)
     answer_button(at, "true").click().run()
     assert not at.exception
-    assert any("expired" in w.value for w in at.warning)
-    assert [b.label for b in at.button] == ["Log in"]
-    assert live_labels("alice") == []  # the press after expiry saved nothing
+    msgs = messages(at)
+    assert any(says in m and "not saved" in m for m in msgs), msgs
+    assert f"why={why}" in login_link(at)
+    assert not [h for h in at.get("html") if 'data-testid="premise"' in h.proto.body]
+    assert live_labels("alice") == []  # the press after the end saved nothing
+    assert first
+
+
+def test_undo_and_trees_writes_after_the_session_ended_store_nothing(db):
+    at = logged_in("alice")
+    answer_button(at, "true").click().run()
+    assert len(live_labels("alice")) == 1
+    _end("alice", "password")
+    at.button(key="undo").click().run()
+    assert not at.exception and any("not saved" in m for m in messages(at))
+    assert len(live_labels("alice")) == 1  # the undo did not happen
+    at = _goto(logged_in("admin"), "trees")
+    view = data.tree(at.session_state["token"], at.selectbox(key="tree_pick").value)
+    leaf = view.nodes[-1]
+    at.selectbox(key=f"node_pick_{view.summary.id}").set_value(leaf.id).run()
+    _end("admin", "password")
+    at.button(key=f"node_{leaf.id}_true").click().run()
+    assert not at.exception and any("not saved" in m for m in messages(at))
+    assert live_labels("admin") == []
+
+
+def test_admin_actions_check_the_role_now(db):
+    at = _goto(logged_in("admin"), "admin")
+    assert [b for b in at.button if b.key == "adm_active"]
+    with session_scope() as s:
+        from argtree.store import set_annotator
+
+        set_annotator(s, "admin", admin=False)  # demoted while the page is open
+    at.selectbox(key="adm_who").set_value("bob").run()  # the next interaction re-reads the role
+    assert not at.exception
+    assert not [b for b in at.button if b.key == "adm_active"]  # no admin page any more
+    assert _active("bob")
+
+
+def _active(name: str) -> bool:
+    with session_scope() as s:
+        return s.query(Annotator).filter_by(name=name).one().active
 
 
 def test_left_to_answer_is_shown_as_a_lower_bound_when_capped(db, monkeypatch):
-    import argtree.store as store
+    import argtree.store.queue as queue
 
-    real = store.annotator_stats
-    monkeypatch.setattr(store, "annotator_stats", lambda s, aid, **kw: real(s, aid, remaining_limit=5))
+    real = queue.annotator_stats
+    monkeypatch.setattr(queue, "annotator_stats", lambda s, aid, **kw: real(s, aid, remaining_limit=5))
     at = logged_in("alice")
     assert metric(at, "Left to answer") == "5+"
 
 
 def test_logout_ends_the_session_and_gives_the_question_back(db):
-    at = logged_in("alice")
+    token = session_for("alice")
+    at = app(token)
     first = premise(at)
     at.sidebar.button(key="logout").click().run()
     assert not at.exception
-    assert [b.label for b in at.button] == ["Log in"]
-    assert any("logged out" in w.value for w in at.warning)
-    assert "s" not in at.query_params
+    assert any("logged out" in m for m in messages(at)) and "why=logout" in login_link(at)
+    again = app(token)  # Back, or the same cookie in another browser: the session is over
+    assert any("logged out" in m.lower() for m in messages(again))
+    assert not [h for h in again.get("html") if 'data-testid="premise"' in h.proto.body]
     other = logged_in("bob")  # alice's lease was released: bob may get her question now
     assert premise(other) == first
 
@@ -482,8 +511,8 @@ def test_answer_and_undo_on_postgresql(monkeypatch, tmp_path):
         demo.seed(url, n_trees=3, n_nodes=5, migrate=False)
         monkeypatch.setenv("ARGTREE_DATABASE_URL", url)
         monkeypatch.setenv("ARGTREE_HOME", str(tmp_path))
-        monkeypatch.setenv("ARGTREE_UI_SECRET", "unit-test-secret")
-        at = login_form(app(), "alice", "alice-pass-1")
+        monkeypatch.setattr(auth, "browser_token", lambda: BROWSER["token"])
+        at = logged_in("alice")
         first = premise(at)
         answer_button(at, "true").click().run()
         assert not at.exception and premise(at) != first
@@ -499,10 +528,41 @@ def test_a_tree_that_vanishes_gives_a_message_not_a_traceback(db, monkeypatch):
 
     at = _goto(logged_in("admin"), "trees")
 
-    def gone(tree_id):
+    def gone(token, tree_id):
         raise NotFound(f"no tree with id {tree_id}", "tree_id")
 
     monkeypatch.setattr(data, "tree", gone)
     at.text_input(key="tree_search").input("Q1:").run()
     assert not at.exception
     assert any("no longer there" in w.value for w in at.warning)
+
+
+def test_bidi_overrides_and_controls_are_shown_escaped(db):
+    tricky = "RTL \u202eevil\u202c and zero\u200bwidth"
+    tree = ArgumentTree([Node("q", "Root with \u202eoverride?", prior=0.5),
+                         Node("a", tricky, parent="q", p_if_true=0.99, p_if_false=0.01,
+                              extra={"credence": 0.5, "rationale": "Because \u2067isolated\u2069."})])
+    demo.add_trees(_url(), [tree], priority=100.0)
+    at = logged_in("alice")
+    body = premise(at)
+    assert "RTL \\u202eevil\\u202c and zero\\u200bwidth" in body
+    for raw in ("\u202e", "\u202c", "\u200b"):
+        assert raw not in body
+    texts = [t.value for t in at.text]
+    assert "Because \\u2067isolated\\u2069." in texts
+    assert not any("\u202e" in t or "\u2067" in t for t in texts)
+    assert any("Root with \\u202eoverride?" in t for t in texts if "[root question" in t)
+
+
+def test_answer_page_shows_the_three_root_numbers(db):
+    at = logged_in("alice")
+    q, root = data.next_question(at.session_state["token"])
+    shown = lambda p: "—" if p is None else render.pct(p)  # noqa: E731
+    assert metric(at, "Tree's belief") == shown(root.belief) != "—"
+    assert metric(at, "Model's direct answer") == shown(root.direct)
+    with session_scope() as s:
+        t = s.get(Tree, q.tree_id)
+        t.direct_answer, t.root_labels_only = 0.42, None
+    at = app(at.session_state["token"])
+    assert metric(at, "Model's direct answer") == "42%"
+    assert metric(at, "Labels only") == "—"

@@ -1,4 +1,4 @@
-"""The tree graph's layout and chart spec, and the session tokens (pure parts of oracle_ui)."""
+"""The tree graph's layout and chart spec, visible escaping and login URLs (pure parts of oracle_ui)."""
 
 from __future__ import annotations
 
@@ -50,32 +50,21 @@ def test_selected_reads_the_clicked_node():
     assert graph.selected(None) is None
 
 
-def test_tokens(monkeypatch):
-    monkeypatch.setenv("ARGTREE_UI_SECRET", "k1")
-    tok = auth.make_token(5, "fp")
-    assert auth.check(tok, lambda aid: "fp") == 5
-    with pytest.raises(auth.Expired, match="no longer valid"):
-        auth.check(tok, lambda aid: "another-fp")  # new password
-    with pytest.raises(auth.Expired, match="no longer exists"):
-        auth.check(tok, lambda aid: None)
-    with pytest.raises(auth.Expired, match="expired"):
-        auth.check(auth.make_token(5, "fp", seconds=-1), lambda aid: "fp")
-    forged = tok.replace("5.", "6.", 1)
-    with pytest.raises(auth.Expired):
-        auth.check(forged, lambda aid: "fp")
-    monkeypatch.setenv("ARGTREE_UI_SECRET", "k2")  # a new server secret ends old sessions
-    with pytest.raises(auth.Expired):
-        auth.check(tok, lambda aid: "fp")
-    assert auth.check("nonsense", lambda aid: "fp") is None
-    assert auth.check("", lambda aid: "fp") is None
+def test_hidden_characters_are_shown_escaped():
+    from oracle_ui import render
+
+    assert render.visible("RTL \u202eevil") == "RTL \\u202eevil"  # shown as typed in escapes, never reordered
+    assert render.visible("a\u200bb\x1b[2J\x07\ufeff") == "a\\u200bb\\u001b[2J\\u0007\\ufeff"
+    assert render.visible("lone \ud800 surrogate") == "lone \\ud800 surrogate"
+    assert render.visible("lines\nand\ttabs stay; é, 中文, emoji 🙂 stay") == "lines\nand\ttabs stay; é, 中文, emoji 🙂 stay"
+    assert render.visible(None) == ""
+    assert render.rows([{"t": "x\u202ey", "n": 3}]) == [{"t": "x\\u202ey", "n": 3}]
 
 
-def test_secret_file_is_created_once_and_private(monkeypatch, tmp_path):
-    import os
-
-    monkeypatch.delenv("ARGTREE_UI_SECRET", raising=False)
-    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path))
-    tok = auth.make_token(1, "fp")
-    path = tmp_path / "ui_secret"
-    assert path.exists() and (os.stat(path).st_mode & 0o777) == 0o600
-    assert auth.check(tok, lambda aid: "fp") == 1  # the same secret read back
+def test_login_url_and_cookie_flags(monkeypatch):
+    assert auth.login_url() == "/auth/login"
+    assert auth.login_url("logout", "/trees?x=1") == "/auth/login?why=logout&next=%2Ftrees%3Fx%3D1"
+    monkeypatch.delenv("ARGTREE_UI_SECURE_COOKIE", raising=False)
+    assert auth.secure_cookie("https") and not auth.secure_cookie("http")
+    monkeypatch.setenv("ARGTREE_UI_SECURE_COOKIE", "1")
+    assert auth.secure_cookie("http")

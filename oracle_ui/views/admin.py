@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from oracle_ui import data
+from oracle_ui import data, render
 
 
 def page() -> None:
     me = st.session_state["account"]
+    token = st.session_state["token"]
     st.title("Users & runs")
-    users = data.users()
-    st.dataframe(users, hide_index=True)
+    users = data.users(token)
+    st.dataframe(render.rows(users), hide_index=True)
 
     with st.form("add_user", clear_on_submit=True):
         st.markdown("**Add an account**")
@@ -21,8 +22,10 @@ def page() -> None:
         admin = c[2].checkbox("Admin")
         if st.form_submit_button("Add"):
             try:
-                data.add_user(name, password, admin)
+                data.add_user(token, name, password, admin)
                 st.success(f"Added {name}.")
+            except data.SessionEnded:
+                raise  # main.py says the session ended
             except ValueError as err:
                 st.error(str(err))
 
@@ -33,14 +36,14 @@ def page() -> None:
         who = c[0].selectbox("Account", others, key="adm_who")
         row = next(u for u in users if u["name"] == who)
         if c[1].button("Deactivate" if row["active"] else "Reactivate", key="adm_active"):
-            data.set_user(who, active=not row["active"])
+            data.set_user(token, who, active=not row["active"])
             st.rerun()
         if c[2].button("Make annotator" if row["role"] == "admin" else "Make admin", key="adm_role"):
-            data.set_user(who, admin=row["role"] != "admin")
+            data.set_user(token, who, admin=row["role"] != "admin")
             st.rerun()
 
     st.subheader("Loop runs")
-    runs = data.runs()
+    runs = data.runs(token)
     if runs:
         st.dataframe(runs, hide_index=True)
     else:

@@ -11,7 +11,7 @@ from oracle_ui import data, render
 
 def page() -> None:
     st.title("Agreement")
-    labels = data.human_labels()
+    labels = data.human_labels(st.session_state["token"])
     if not labels:
         st.info("No answers yet.")
         return
@@ -28,7 +28,7 @@ def page() -> None:
         row["mean seconds"] = round(statistics.fmean(secs), 1) if secs else None
         rows.append(row)
     st.subheader("Labels per annotator")
-    st.dataframe(rows, hide_index=True)
+    st.dataframe(render.rows(rows), hide_index=True)
 
     ag = data.agreement(labels)
     st.subheader("Agreement on overlapped propositions")
@@ -41,6 +41,6 @@ def page() -> None:
                + (f" ({ag.note})" if ag.note else ""))
     st.subheader(f"Disagreements to review ({len(ag.disagreements)})")
     if ag.disagreements:
-        st.dataframe(ag.disagreements, hide_index=True)
+        st.dataframe(render.rows(ag.disagreements), hide_index=True)
     else:
         st.caption("None.")

@@ -2,7 +2,9 @@
 
 Every answer (and undo) has a keyboard shortcut.  Answers are stored in the
 button's callback, which runs before the page is drawn again, so the next
-question is on screen in the same rerun.
+question is on screen in the same rerun.  Each one checks the session in its
+own transaction: an answer from a tab whose session ended (logout elsewhere, a
+new password, deactivation) stores nothing and the page says why.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import uuid
 
 import streamlit as st
 
-from oracle_ui import auth, data, render
+from oracle_ui import data, render
 
 # answer kind -> (button label, shortcut)
 KEYS = {"true": ("True", "T"), "false": ("False", "F"), "probability": ("Probability", "P"),
@@ -24,22 +26,23 @@ def _flash(message: str, error: bool = False) -> None:
     st.session_state["answer_flash"] = (message, error)
 
 
-def _expired() -> bool:
-    parsed = auth.parse(st.session_state.get("token", ""))
-    return parsed is None or parsed[1] < time.time()
+def _ended(err: data.SessionEnded) -> None:
+    """The session ended under this tab: nothing was saved; the full rerun shows why (main.py)."""
+    st.session_state["session_ended"] = err
 
 
-def _submit(annotator_id: int, proposition_id: int, kind: str, request_id: str, shown_at: float) -> None:
+def _submit(token: str, proposition_id: int, kind: str, request_id: str, shown_at: float) -> None:
     ss = st.session_state
-    if _expired():  # nothing is saved on a session that ran out; the rerun sends them to log in
-        return
     pid = proposition_id
     try:
         _, nxt = data.answer(
-            annotator_id, pid, kind, probability=ss.get(f"prob_{pid}", 0.5), rewrite=ss.get(f"rewrite_{pid}", ""),
+            token, pid, kind, probability=ss.get(f"prob_{pid}", 0.5), rewrite=ss.get(f"rewrite_{pid}", ""),
             comment=ss.get(f"comment_{pid}", ""), seconds=max(0.0, time.time() - shown_at), request_id=request_id,
             then_next=True)
         ss["answer_next"] = (time.monotonic(), nxt)
+    except data.SessionEnded as err:
+        _ended(err)
+        return
     except data.Unavailable as err:
         _flash(f"Not saved: the database is not available ({err}).", True)
         return
@@ -52,11 +55,12 @@ def _submit(annotator_id: int, proposition_id: int, kind: str, request_id: str, 
     _flash(f"Saved: {label}.")
 
 
-def _undo(annotator_id: int) -> None:
-    if _expired():
-        return
+def _undo(token: str) -> None:
     try:
-        text = data.undo(annotator_id)
+        text = data.undo(token)
+    except data.SessionEnded as err:
+        _ended(err)
+        return
     except data.Unavailable as err:
         _flash(f"Undo failed: the database is not available ({err}).", True)
         return
@@ -70,33 +74,37 @@ def page() -> None:
 
 @st.fragment
 def _question_area() -> None:
-    # A fragment: an answer reruns only this part of the page (not the login check and the navigation),
+    # A fragment: an answer reruns only this part of the page (not the session check and the navigation),
     # and the callback already fetched the next question in the transaction that stored the answer.
-    if _expired():
-        st.rerun(scope="app")  # the session ran out while answering: the full run sends them to log in
+    if "session_ended" in st.session_state:
+        st.rerun(scope="app")  # the session ended under this tab: the full run says so (main.py)
     try:
         _draw()
+    except data.SessionEnded as err:
+        _ended(err)
+        st.rerun(scope="app")
     except data.Unavailable as err:
         st.error(f"The database is not available right now; nothing was lost.\n\n{err}")
 
 
 def _draw() -> None:
-    acct = st.session_state["account"]
+    token = st.session_state["token"]
     flash = st.session_state.pop("answer_flash", None)
     fresh = st.session_state.pop("answer_next", None)
     # Use the question fetched with the answer only in the rerun right after it (its lease is fresh).
-    q = fresh[1] if fresh is not None and time.monotonic() - fresh[0] < 5 else data.next_question(acct.id)
+    got = fresh[1] if fresh is not None and time.monotonic() - fresh[0] < 5 else data.next_question(token)
+    q, root = got if got is not None else (None, None)
 
     # Slots in page order, filled in the order that matters: the answer buttons of this question
     # reach the browser before its premise does (a key pressed on seeing the premise answers it,
     # never the previous one), then the premise, then the counts and the context.
     top, premise_slot, context = st.container(), st.container(), st.container()
     if q is not None:
-        _buttons(acct.id, q.proposition_id)
+        _buttons(token, q.proposition_id)
         with premise_slot:
             render.box(q.text, caption=f"Is this true?  (proposition {q.proposition_id})")
         _inputs(q.proposition_id)
-    stats = data.stats(acct.id)
+    stats = data.stats(token)
     with top:
         left = f"{stats.remaining:,}+" if getattr(stats, "remaining_capped", False) else f"{stats.remaining:,}"
         render.figures([("Left to answer", left), ("Answered today", stats.answered_today),
@@ -105,16 +113,16 @@ def _draw() -> None:
             (st.error if flash[1] else st.success)(flash[0])
     if q is None:
         st.success("Nothing is waiting for you: every open question is answered or being answered by someone else.")
-        st.button("Undo last answer", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(acct.id,))
+        st.button("Undo last answer", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(token,))
         return
     with context:
-        _context(q)
+        _context(q, root)
 
 
-def _buttons(annotator_id: int, pid: int) -> None:
+def _buttons(token: str, pid: int) -> None:
     shown_at = st.session_state.setdefault("answer_shown", {}).setdefault(pid, time.time())
     request_id = st.session_state.setdefault("answer_req", {}).setdefault(pid, uuid.uuid4().hex)
-    args = (annotator_id, pid)
+    args = (token, pid)
     # Keys carry the proposition: a stale button of the previous question can only repeat its own
     # (idempotent) answer, never land on this one.  One flex row: few elements before the premise.
     row = st.container(horizontal=True, gap="small")
@@ -124,7 +132,7 @@ def _buttons(annotator_id: int, pid: int) -> None:
                    args=(*args, kind, request_id, shown_at), width="stretch",
                    type="primary" if kind in ("true", "false") else "secondary",
                    help="Answer with the probability set on the slider below." if kind == "probability" else None)
-    row.button("Undo", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(annotator_id,), width="stretch",
+    row.button("Undo", key="undo", shortcut=UNDO_KEY, on_click=_undo, args=(token,), width="stretch",
                help="Withdraw your last answer and get its question back.")
 
 
@@ -137,7 +145,7 @@ def _inputs(pid: int) -> None:
     st.caption("Keys: T true · F false · P probability (slider) · D don't know · I ill-posed · U undo")
 
 
-def _context(q) -> None:
+def _context(q, root) -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown("**Why it is asked:** the chain up to the root question")
@@ -150,8 +158,9 @@ def _context(q) -> None:
         render.text(q.rationale or "(the model gave none)")
     with right:
         render.figures([("Model's credence", render.pct(q.model_credence)), ("Belief now", render.pct(q.belief)),
-                        ("Root now", render.pct(q.root_belief)), ("Root if true", render.pct(q.root_if_true)),
+                        ("Root if true", render.pct(q.root_if_true)),
                         ("Root if false", render.pct(q.root_if_false))], testid="numbers")
+        render.root_numbers(root)
         st.text(f"If true → {render.num(q.root_if_true, 2)}, if false → {render.num(q.root_if_false, 2)}; "
                 f"VoI {render.num(q.voi, 4)} here, {render.num(q.forest_voi, 4)} over "
                 f"{len(q.tree_ids)} tree(s).")

@@ -18,7 +18,7 @@ def page() -> None:
     split = c[2].number_input("Train share (0 = no split)", 0.0, 0.99, 0.0, 0.05, key="exp_split")
     if st.button("Build dataset", key="exp_build", type="primary"):
         try:
-            st.session_state["exp_files"] = data.dataset(kind, fmt, split or None)
+            st.session_state["exp_files"] = data.dataset(st.session_state["token"], kind, fmt, split or None)
         except DatasetError as err:
             st.session_state.pop("exp_files", None)
             st.warning(str(err))
@@ -30,7 +30,7 @@ def page() -> None:
     st.subheader("argtree/1 files")
     only = st.checkbox("Only trees with labels", key="exp_only_labeled")
     if st.button("Prepare argtree/1 zip", key="exp_zip"):
-        blob, n = data.dump_zip(only)
+        blob, n = data.dump_zip(st.session_state["token"], only)
         st.session_state["exp_zip_blob"] = (blob, n)
     if "exp_zip_blob" in st.session_state:
         blob, n = st.session_state["exp_zip_blob"]

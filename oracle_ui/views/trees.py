@@ -9,26 +9,30 @@ import streamlit as st
 from oracle_ui import data, graph, render
 
 
-def _relabel(annotator_id: int, proposition_id: int, kind: str, key: str) -> None:
+def _relabel(token: str, proposition_id: int, kind: str, key: str) -> None:
     ss = st.session_state
     try:
-        data.answer(annotator_id, proposition_id, kind, probability=ss.get(f"{key}_p", 0.5),
+        data.answer(token, proposition_id, kind, probability=ss.get(f"{key}_p", 0.5),
                     comment=ss.get(f"{key}_comment", ""), request_id=uuid.uuid4().hex)
         ss["trees_flash"] = ("Label saved; the tree below is recomputed.", False)
+    except data.SessionEnded as err:
+        ss["session_ended"] = err
     except data.Unavailable as err:
         ss["trees_flash"] = (f"Not saved: the database is not available ({err}).", True)
     except ValueError as err:
         ss["trees_flash"] = (f"Not saved: {err}", True)
 
 
-def _edit(node_id: int, key: str, is_root: bool) -> None:
+def _edit(token: str, node_id: int, key: str, is_root: bool) -> None:
     ss = st.session_state
     try:
         if is_root:
-            data.edit_node(node_id, prior=ss[f"{key}_prior"])
+            data.edit_node(token, node_id, prior=ss[f"{key}_prior"])
         else:
-            data.edit_node(node_id, p_if_true=ss[f"{key}_p1"], p_if_false=ss[f"{key}_p0"])
+            data.edit_node(token, node_id, p_if_true=ss[f"{key}_p1"], p_if_false=ss[f"{key}_p0"])
         ss["trees_flash"] = ("Numbers changed; beliefs and VoI are recomputed.", False)
+    except data.SessionEnded as err:
+        ss["session_ended"] = err
     except data.Unavailable as err:
         ss["trees_flash"] = (f"Not changed: the database is not available ({err}).", True)
     except ValueError as err:
@@ -37,28 +41,30 @@ def _edit(node_id: int, key: str, is_root: bool) -> None:
 
 def page() -> None:
     acct = st.session_state["account"]
+    token = st.session_state["token"]
     st.title("Trees")
     flash = st.session_state.pop("trees_flash", None)
     if flash:
         (st.error if flash[1] else st.success)(flash[0])
     search = st.text_input("Search the questions", key="tree_search", placeholder="words in the root question")
-    found = data.trees(search, acct)
+    found = data.trees(token, search)
     if not found:
         st.info("No tree matches." if search else
                 ("No trees yet." if acct.is_admin else "Trees appear here once you have answered in them."))
         return
     by_id = {t.id: t for t in found}
     tid = st.selectbox(f"Tree ({len(found)} shown, newest first)", list(by_id), key="tree_pick",
-                       format_func=lambda i: f"#{i} · root {render.pct(by_id[i].root_belief)} · "
-                                             f"{by_id[i].n_nodes} nodes · {by_id[i].question[:100]}")
-    view = data.tree(tid)
+                       format_func=lambda i: f"#{i} · model {_p(by_id[i].root.direct)} · tree "
+                                             f"{_p(by_id[i].root.belief)} · labels {_p(by_id[i].root.labels_only)} · "
+                                             f"{by_id[i].n_nodes} nodes · {render.visible(by_id[i].question[:100])}")
+    view = data.tree(token, tid)
     s = view.summary
     render.box(s.question, size="1.1rem", testid="tree-question")
-    m = st.columns(4)
-    m[0].metric("Root belief", render.pct(s.root_belief))
-    m[1].metric("Nodes", s.n_nodes)
-    m[2].metric("Labeled nodes", sum(1 for n in view.nodes if n.n_labels))
-    m[3].metric("Model", s.model_version or "–")
+    render.root_numbers(view.root)
+    m = st.columns(3)
+    m[0].metric("Nodes", s.n_nodes)
+    m[1].metric("Labeled nodes", sum(1 for n in view.nodes if n.n_labels))
+    m[2].metric("Model", render.visible(s.model_version) if s.model_version else "–")
 
     event = st.altair_chart(graph.chart(view.nodes), on_select="rerun", selection_mode=graph.SELECTION,
                             key=f"graph_{tid}", width="stretch")
@@ -70,12 +76,16 @@ def page() -> None:
         st.session_state[pick_key] = clicked
         st.session_state[f"{pick_key}_last_click"] = clicked
     nid = st.selectbox("Node", list(nodes), key=pick_key,
-                       format_func=lambda i: f"{nodes[i].local_id} · {nodes[i].text[:100]}")
-    _node(acct, nodes[nid], tid)
+                       format_func=lambda i: f"{nodes[i].local_id} · {render.visible(nodes[i].text[:100])}")
+    _node(acct, token, nodes[nid], tid)
     _history(view.history)
 
 
-def _node(acct, n, tid: int) -> None:
+def _p(x: float | None) -> str:
+    return "—" if x is None else render.pct(x)
+
+
+def _node(acct, token: str, n, tid: int) -> None:
     render.box(n.text, size="1.05rem", testid="node-text")
     table = {"stance": n.stance, "belief": n.belief, "VoI": n.voi, "root if true": n.root_if_true,
              "root if false": n.root_if_false, "model credence": n.model_credence, "prior": n.prior,
@@ -85,10 +95,10 @@ def _node(acct, n, tid: int) -> None:
     if n.rationale:
         st.markdown("**The model's rationale**")
         render.text(n.rationale)
-    labels = data.node_labels(n.proposition_id)
+    labels = data.node_labels(token, n.proposition_id)
     if labels:
         st.markdown("**Labels on this proposition** (in every tree that holds it)")
-        st.dataframe(labels, hide_index=True)
+        st.dataframe(render.rows(labels), hide_index=True)
     key = f"node_{n.id}"
     with st.expander("Relabel (contest) this node" if n.parent_id is not None else "Label the root question"):
         st.caption("Your new answer replaces your previous one on this proposition, in every tree.")
@@ -97,7 +107,7 @@ def _node(acct, n, tid: int) -> None:
         cols = st.columns(4)
         for col, (kind, label) in zip(cols, (("true", "True"), ("false", "False"), ("probability", "Probability"),
                                              ("dont_know", "Don't know"))):
-            col.button(label, key=f"{key}_{kind}", on_click=_relabel, args=(acct.id, n.proposition_id, kind, key))
+            col.button(label, key=f"{key}_{kind}", on_click=_relabel, args=(token, n.proposition_id, kind, key))
     if acct.is_admin:
         with st.expander("Edit the model's numbers (admin)"):
             if n.parent_id is None:
@@ -105,19 +115,25 @@ def _node(acct, n, tid: int) -> None:
             else:
                 st.number_input("P(true | parent true)", 0.0, 1.0, float(n.p_if_true), 0.01, key=f"{key}_p1")
                 st.number_input("P(true | parent false)", 0.0, 1.0, float(n.p_if_false), 0.01, key=f"{key}_p0")
-            st.button("Save numbers", key=f"{key}_save", on_click=_edit, args=(n.id, key, n.parent_id is None))
+            st.button("Save numbers", key=f"{key}_save", on_click=_edit, args=(token, n.id, key, n.parent_id is None))
 
 
-def _history(points) -> None:
+def _history(points: list[dict]) -> None:
     import altair as alt
 
     st.subheader("Root belief over the labels received")
     if len(points) < 2:
         st.caption("No change yet: the root belief moves when a label arrives.")
         return
-    rows = [{"step": i, "belief": p.belief, "cause": p.cause, "by": p.annotator or "", "answer": p.answer or "",
-             "at": p.at.isoformat(sep=" ", timespec="seconds")} for i, p in enumerate(points)]
+    rows = []
+    for i, p in enumerate(points):
+        for series, key in (("tree's belief", "belief"), ("labels only", "labels_only"),
+                            ("model's direct answer", "direct")):
+            if p[key] is not None:
+                rows.append({"step": i, "P": p[key], "number": series, "cause": p["cause"], "by": p["by"] or "",
+                             "answer": p["answer"] or "", "at": p["at"].isoformat(sep=" ", timespec="seconds")})
     chart = alt.Chart(alt.Data(values=rows)).mark_line(point=True, interpolate="step-after").encode(
-        x=alt.X("step:Q", title="change #"), y=alt.Y("belief:Q", scale=alt.Scale(domain=[0, 1]), title="P(root)"),
-        tooltip=["step:Q", alt.Tooltip("belief:Q", format=".3f"), "cause:N", "by:N", "answer:N", "at:N"])
+        x=alt.X("step:Q", title="change #"), y=alt.Y("P:Q", scale=alt.Scale(domain=[0, 1]), title="P(root)"),
+        color=alt.Color("number:N", title=None),
+        tooltip=["step:Q", "number:N", alt.Tooltip("P:Q", format=".3f"), "cause:N", "by:N", "answer:N", "at:N"])
     st.altair_chart(chart, width="stretch")

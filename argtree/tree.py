@@ -12,13 +12,38 @@ so every later stage (inference, storage, the UI) can trust its input.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-__all__ = ["TreeError", "Node", "Evidence", "ArgumentTree"]
+__all__ = ["TreeError", "Node", "Evidence", "ArgumentTree", "check_probability", "show"]
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+_REPR.maxlist = _REPR.maxdict = _REPR.maxtuple = 4
+_REPR.maxlevel = 2
+
+
+def show(value: Any) -> str:
+    """A short, one-line, escaped repr of ``value`` for error messages.
+
+    Long strings and containers are cut (a 10 MB text must not become a 10 MB
+    message), integers too long to print whole say how many digits they have,
+    and control characters and lone surrogates come out as escapes (repr's).
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        if value.bit_length() > 14_000:  # past Python's 4,300-digit limit for str(int)
+            return "an integer of over 4,300 digits"
+        return f"an integer of {len(str(abs(value))):,} digits"
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else repr(value[:57]) + f"… ({len(value):,} characters)"
+    try:
+        return _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a repr that fails must not hide the real error
+        return f"a {type(value).__name__}"
 
 
 class TreeError(ValueError):
@@ -33,16 +58,20 @@ class TreeError(ValueError):
         self.detail = message
         where = []
         if node is not None:
-            where.append(f"node {node!r}")
+            where.append(f"node {show(node)}")
         if field is not None:
-            where.append(f"field {field!r}")
+            where.append(f"field {show(field)}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
 def check_probability(value: Any, node: str | None, name: str) -> float:
-    """Return ``value`` as a float in [0, 1] or raise a TreeError naming it."""
+    """Return ``value`` as a float in [0, 1] or raise a TreeError naming it.
+
+    Integers of any size are fine to pass (a 401-digit one is out of range, not an OverflowError)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TreeError(f"must be a number in [0, 1], got {value!r}", node, name)
+        raise TreeError(f"must be a number in [0, 1], got {show(value)}", node, name)
+    if isinstance(value, int) and not 0 <= value <= 1:
+        raise TreeError(f"must be a probability in [0, 1], got {show(value)}", node, name)
     value = float(value)
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         raise TreeError(f"must be a probability in [0, 1], got {value!r}", node, name)
@@ -124,6 +153,49 @@ class Evidence:
         return isinstance(self.extra, Mapping) and self.extra.get("source") == "model"
 
 
+def check_node(node: Node, duplicate: bool = False) -> None:
+    """The checks ArgumentTree makes on one node, in order (``duplicate``: its id came earlier)."""
+    if not isinstance(node.id, str) or not node.id:
+        raise TreeError("must be a non-empty string", show(node.id), "id")
+    if duplicate:
+        raise TreeError("duplicate id", node.id, "id")
+    if not isinstance(node.text, str):
+        raise TreeError(f"must be a string, got {show(node.text)}", node.id, "text")
+    if node.parent is None:
+        check_probability(node.prior, node.id, "prior")
+    else:
+        if not isinstance(node.parent, str):
+            raise TreeError(f"must be a node id, got {show(node.parent)}", node.id, "parent")
+        check_probability(node.p_if_true, node.id, "p_if_true")
+        check_probability(node.p_if_false, node.id, "p_if_false")
+
+
+def roots_error(roots: list[str]) -> TreeError:
+    """The error for a tree with no root or with more than one (``roots``: root ids in order)."""
+    if not roots:
+        return TreeError("no root: exactly one node must have no 'parent' and carry 'prior'")
+    return TreeError(f"two or more roots ({', '.join(map(show, roots[:5]))}): exactly one node may lack 'parent'",
+                     roots[1], "parent")
+
+
+def parent_error(node: str, parent: str, known: bool) -> TreeError:
+    if not known:
+        return TreeError(f"unknown parent {show(parent)}", node, "parent")
+    return TreeError("a node cannot be its own parent", node, "parent")
+
+
+def cycle_error(start: str, parent_of) -> TreeError:
+    """The error for a node not reachable from the root: walk up from ``start`` to the cycle."""
+    path, seen, at = [], set(), start
+    while at not in seen:
+        path.append(at)
+        seen.add(at)
+        at = parent_of(at)
+    cycle = path[path.index(at):]
+    shown = cycle + [at] if len(cycle) <= 8 else cycle[:4] + ["…"] + cycle[-3:] + [at]
+    return TreeError("cycle through parents: " + " -> ".join(x if x == "…" else show(x) for x in shown), at, "parent")
+
+
 class ArgumentTree:
     """A validated argument tree.
 
@@ -136,34 +208,19 @@ class ArgumentTree:
         self.meta: dict[str, Any] = dict(meta or {})
         roots: list[str] = []
         for node in nodes:
-            if not isinstance(node.id, str) or not node.id:
-                raise TreeError("must be a non-empty string", repr(node.id), "id")
-            if node.id in self.nodes:
-                raise TreeError("duplicate id", node.id, "id")
-            if not isinstance(node.text, str):
-                raise TreeError(f"must be a string, got {node.text!r}", node.id, "text")
+            check_node(node, node.id in self.nodes if isinstance(node.id, str) else False)
             if node.parent is None:
                 roots.append(node.id)
-                check_probability(node.prior, node.id, "prior")
-            else:
-                if not isinstance(node.parent, str):
-                    raise TreeError(f"must be a node id, got {node.parent!r}", node.id, "parent")
-                check_probability(node.p_if_true, node.id, "p_if_true")
-                check_probability(node.p_if_false, node.id, "p_if_false")
             self.nodes[node.id] = node
-        if not roots:
-            raise TreeError("no root: exactly one node must have no 'parent' and carry 'prior'")
-        if len(roots) > 1:
-            raise TreeError(f"two or more roots ({', '.join(map(repr, roots[:5]))}): exactly one node may lack 'parent'",
-                            roots[1], "parent")
+        if len(roots) != 1:
+            raise roots_error(roots)
         self.root: str = roots[0]
         self._children: dict[str, list[str]] = {nid: [] for nid in self.nodes}
         for node in self.nodes.values():
             if node.parent is not None:
-                if node.parent not in self.nodes:
-                    raise TreeError(f"unknown parent {node.parent!r}", node.id, "parent")
-                if node.parent == node.id:
-                    raise TreeError("a node cannot be its own parent", node.id, "parent")
+                known = node.parent in self.nodes
+                if not known or node.parent == node.id:
+                    raise parent_error(node.id, node.parent, known)
                 self._children[node.parent].append(node.id)
         self._check_connected()
 
@@ -178,12 +235,7 @@ class ArgumentTree:
             return
         # Every node not reachable from the root sits on or below a parent cycle.
         start = next(nid for nid in self.nodes if nid not in seen)
-        path, at = [], start
-        while at not in path:
-            path.append(at)
-            at = self.nodes[at].parent
-        cycle = path[path.index(at):]
-        raise TreeError("cycle through parents: " + " -> ".join(cycle + [at]), at, "parent")
+        raise cycle_error(start, lambda nid: self.nodes[nid].parent)
 
     def __repr__(self) -> str:
         return f"ArgumentTree({list(self.nodes.values())!r})"

@@ -1,28 +1,76 @@
-"""``argtree infer`` and ``argtree voi``: the exact core on an argtree/1 file."""
+"""``argtree infer`` and ``argtree voi``: the exact core on an argtree/1 file.
+
+Both read the file through the one validator (``argtree.io.load_columns``): the
+columnar path goes from the file to arrays, inference and VoI without building a
+``Node`` per node; objects are built only for the human-readable output and
+``--batch``.  ``--json`` is written with msgspec (fast, exact float round trip).
+"""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from . import InputError, console, print_json
+from . import InputError, console, escape_controls, markup
 
 METRIC_HELP = ("shift: expected move of P(root) (default); decision: expected gain in the chance of "
                "answering the root right; info: mutual information with the root, in bits.")
 
 
 def _load(path: str):
-    from ..io import load
+    from ..io import load_columns
     from ..tree import TreeError
 
     try:
-        return load(path)
+        return load_columns(path)
     except TreeError as err:
         raise InputError(f"{path}: {err}") from None
 
 
+def _write_json(data) -> None:
+    """One JSON document on stdout (msgspec: a million floats in milliseconds, each read back exactly)."""
+    import msgspec
+
+    out = msgspec.json.encode(data)
+    if not out.isascii() or b"\x7f" in out:  # terminal-unsafe characters as \uXXXX, losslessly
+        from ..io import escape_json
+
+        out = escape_json(out.decode("utf-8")).encode("utf-8")
+    sys.stdout.flush()
+    sys.stdout.buffer.write(out + b"\n")
+    sys.stdout.buffer.flush()
+
+
 def _label(tree, nid: str, width: int = 70) -> str:
-    text = tree[nid].text.replace("\n", " ")
+    text = escape_controls(tree[nid].text)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def rank_order(ids, values) -> list[int]:
+    """Indices of ``values`` in ``argtree.voi.rank`` order: value rounded to 12 decimals, highest
+    first, ties by id; without a Python sort of every (value, id) pair.
+
+    ``np.round(x, 12)`` equals Python's ``round(x, 12)`` except where ``x * 1e12`` lies within
+    rounding error of a half (then Python's correctly rounded result is taken), so the order is
+    ``rank``'s exactly (tests/test_columnar.py)."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    key = np.round(values, 12)
+    scaled = values * 1e12
+    near_half = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-3
+    if near_half.any():
+        key[near_half] = [round(v, 12) for v in values[near_half].tolist()]
+    order = np.argsort(-key, kind="stable")
+    sk = key[order]
+    cut = np.flatnonzero(sk[1:] != sk[:-1]) + 1
+    starts = np.concatenate(([0], cut))
+    ends = np.concatenate((cut, [len(sk)]))
+    out = order.tolist()
+    for s, e in zip(starts[ends - starts > 1].tolist(), ends[ends - starts > 1].tolist()):
+        out[s:e] = sorted(out[s:e], key=ids.__getitem__)
+    return out
 
 
 @click.command()
@@ -35,19 +83,16 @@ def infer(file: str, as_json: bool) -> None:
     prints a JSON object for scripts.  Bad input exits with status 2 and a
     message naming the node and field.
     """
-    from ..inference import beliefs
-    from ..tree import TreeError
-
-    tree, evidence = _load(file)
-    try:
-        bel = beliefs(tree, evidence)
-    except TreeError as err:
-        raise InputError(f"{file}: {err}") from None
+    cols = _load(file)
+    ct = cols.ct
+    bel_arr = ct.to_caller(cols.prop.down())
     if as_json:
-        print_json({"beliefs": bel})
+        _write_json({"beliefs": dict(zip(ct.ids, bel_arr.tolist()))})
         return
     from rich.tree import Tree
 
+    tree, evidence = cols.tree, cols.evidence
+    bel = dict(zip(ct.ids, bel_arr.tolist()))
     labels = {}
     for ev in evidence:
         labels.setdefault(ev.node, []).append(("T" if ev.value else "F") + ("" if ev.is_hard else f"@{ev.reliability:g}"))
@@ -56,7 +101,7 @@ def infer(file: str, as_json: bool) -> None:
         node = tree[nid]
         stance = {"supports": "[green]+[/]", "attacks": "[red]-[/]", "neutral": "[dim]=[/]", "root": ""}[node.stance]
         mark = f" [bold cyan]labeled {','.join(labels[nid])}[/]" if nid in labels else ""
-        return f"{stance} [bold]{bel[nid]:.3f}[/] {_escape(_label(tree, nid))} [dim]({nid})[/]{mark}"
+        return f"{stance} [bold]{bel[nid]:.3f}[/] {markup(_label(tree, nid))} [dim]({markup(nid)})[/]{mark}"
 
     root = Tree(line(tree.root))
     stack = [(tree.root, root)]
@@ -70,12 +115,6 @@ def infer(file: str, as_json: bool) -> None:
     out.print(root)
     if len(tree) > 501:
         out.print(f"[dim]… {len(tree) - 501} more nodes (use --json for all)[/]")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
 
 
 @click.command()
@@ -94,39 +133,49 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, as_json: boo
     hard evidence and the root have no VoI.  For each of the top questions the
     table shows what a True or False answer would do to the root.
     """
-    from ..inference import beliefs
-    from ..tree import TreeError
-    from ..voi import rank, root_if, select_batch
-    from ..voi import voi as all_voi
+    import numpy as np
 
-    tree, evidence = _load(file)
+    from ..tree import TreeError
+    from ..voi import root_if, select_batch, voi_arrays
+
+    cols = _load(file)
+    ct = cols.ct
     try:
-        scores = all_voi(tree, evidence, metric)
-        ranked = rank(scores, top)
-        picks = select_batch(tree, evidence, batch, metric) if batch else None
+        values, askable = voi_arrays(ct, cols.loglik, metric, cols.prop)
+        picks = select_batch(ct, cols.evidence, batch, metric) if batch else None
     except TreeError as err:
         raise InputError(f"{file}: {err}") from None
+    values, askable = ct.to_caller(values), ct.to_caller(askable)
+    keep = np.flatnonzero(askable)
+    ids = ct.ids
+    ask_ids = [ids[i] for i in keep.tolist()] if len(keep) < ct.n else list(ids)
+    order = rank_order(ask_ids, values[keep])
+    if top is not None:
+        order = order[:top]
+    kept = values[keep].tolist()
+    ranked = [(ask_ids[k], kept[k]) for k in order]
     if as_json:
         out = {"metric": metric, "voi": dict(ranked)}
         if picks is not None:
             out["batch"] = picks
-        print_json(out)
+        _write_json(out)
         return
     from rich.table import Table
 
-    bel = beliefs(tree, evidence)
-    table = Table(title=f"VoI ({metric}) — root {tree.root!r}: P = {bel[tree.root]:.3f}")
+    tree, evidence = cols.tree, cols.evidence
+    bel = dict(zip(ids, ct.to_caller(cols.prop.down()).tolist()))
+    table = Table(title=f"VoI ({metric}) — root {markup(repr(tree.root))}: P = {bel[tree.root]:.3f}")
     for col, kw in (("#", {"justify": "right"}), ("node", {}), ("premise", {"overflow": "fold"}),
                     ("P(true)", {"justify": "right"}), ("VoI", {"justify": "right"}),
                     ("root if true", {"justify": "right"}), ("root if false", {"justify": "right"})):
         table.add_column(col, **kw)
     for i, (nid, value) in enumerate(ranked[: top or 20], 1):
-        if_t, if_f = root_if(tree, evidence, nid) if 0 < bel[nid] < 1 else (float("nan"), float("nan"))
-        table.add_row(str(i), nid, _escape(_label(tree, nid)), f"{bel[nid]:.3f}", f"{value:.4f}",
+        if_t, if_f = root_if(ct, evidence, nid) if 0 < bel[nid] < 1 else (float("nan"), float("nan"))
+        table.add_row(str(i), markup(nid), markup(_label(tree, nid)), f"{bel[nid]:.3f}", f"{value:.4f}",
                       f"{if_t:.3f}", f"{if_f:.3f}")
     out = console()
     out.print(table)
     if top is None and len(ranked) > 20:
         out.print(f"[dim]… {len(ranked) - 20} more (use --top K or --json)[/]")
     if picks is not None:
-        out.print(f"Batch for {batch} annotators: {', '.join(picks)}")
+        out.print(f"Batch for {batch} annotators: {', '.join(escape_controls(p) for p in picks)}")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from . import InputError, console, print_json
+from . import InputError, console, escape_controls, print_json
 
 
 def _store_errors(fn):
@@ -101,7 +101,8 @@ def import_(files: tuple[str, ...], priority: float, as_json: bool) -> None:
     """Store argtree/1 files in the database (all or none: one bad file stops the import).
 
     Each file's evidence becomes labels; beliefs and the question queue update.
-    A file already imported with the same content is not stored twice.
+    A file already imported with the same content is not stored twice.  Files are
+    checked by the same validator as `argtree infer` (sizes: README, "The exact core").
     """
     from sqlalchemy import select
 
@@ -133,7 +134,7 @@ def import_(files: tuple[str, ...], priority: float, as_json: bool) -> None:
         print_json({"trees": out})
         return
     for path, tid in out.items():
-        click.echo(f"{path}: tree {tid}")
+        click.echo(f"{escape_controls(path)}: tree {tid}")
     click.echo(f"{new} imported, {len(out) - new} already present")
 
 
@@ -150,7 +151,7 @@ def dump(tree_id: int, out: str | None) -> None:
         tree, evidence = load_tree(s, tree_id)
     if out:
         write(tree, evidence, out)
-        click.echo(f"tree {tree_id} -> {out}", err=True)
+        click.echo(f"tree {tree_id} -> {escape_controls(out)}", err=True)
     else:
         sys.stdout.write(dumps(tree, evidence) + "\n")
 

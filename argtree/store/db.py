@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session
 
-__all__ = ["SchemaError", "database_url", "data_home", "make_engine", "get_engine", "open_session",
+__all__ = ["SchemaError", "SettingsError", "check_url", "database_url", "data_home", "make_engine", "get_engine", "open_session",
            "session_scope", "check_schema", "schema_status", "upgrade", "downgrade", "alembic_config",
            "MIGRATIONS_DIR", "redact"]
 
@@ -45,25 +45,67 @@ class SchemaError(RuntimeError):
     """The database schema is missing, behind or ahead of this argtree; the message says what to run."""
 
 
+class SettingsError(SchemaError):
+    """ARGTREE_HOME or the database URL is unusable (one line saying which and why).
+
+    A SchemaError, so every command that reports an unusable database reports this too."""
+
+
 def data_home() -> Path:
     home = os.environ.get("ARGTREE_HOME")
     if home:
-        return Path(home).expanduser()
+        path = Path(home).expanduser()
+        if path.exists() and not path.is_dir():
+            raise SettingsError(f"ARGTREE_HOME={home!r} is not a directory")
+        return path
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("argtree", appauthor=False))
 
 
-def database_url() -> str:
-    url = os.environ.get("ARGTREE_DATABASE_URL")
-    if url:
-        return url
+def _default_url() -> str:
     return f"sqlite:///{data_home() / 'argtree.db'}"
 
 
+def _is_default(url: str) -> bool:
+    try:
+        return url == _default_url()
+    except SettingsError:
+        return False
+
+
+def database_url() -> str:
+    url = os.environ.get("ARGTREE_DATABASE_URL")
+    if url:
+        check_url(url, "ARGTREE_DATABASE_URL")
+        return url
+    return _default_url()
+
+
+def check_url(url: str, where: str = "the database URL"):
+    """The parsed URL, or a SettingsError: not a URL, or a database kind SQLAlchemy has no driver for."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        u = make_url(url)
+    except (ArgumentError, ValueError):
+        shown = repr(url) if "@" not in url else "(hidden: it may hold a password)"
+        raise SettingsError(f"{where}={shown} is not a database URL (expected e.g. sqlite:////path/argtree.db "
+                            "or postgresql+psycopg://user@host/db)") from None
+    try:
+        u.get_dialect()
+    except (NoSuchModuleError, ImportError) as err:
+        raise SettingsError(f"{where}={redact(url)!r}: no database driver for {u.drivername!r} "
+                            f"({str(err).splitlines()[0]}); use sqlite:/// or postgresql+psycopg://") from None
+    return u
+
+
 def redact(url: str) -> str:
-    """The URL with any password hidden, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with any password hidden, for messages ('(not a URL)' when it cannot be parsed)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL cannot show a password we could hide
+        return "(not a URL)"
 
 
 _held = threading.local()  # write-lock files this thread holds (path -> count)
@@ -152,13 +194,18 @@ def _sqlite_setup(engine: Engine, lock_path: str | None) -> None:
 def make_engine(url: str | None = None, **kwargs) -> Engine:
     """A new engine for ``url`` (default: ``database_url()``), with the SQLite settings above."""
     url = url or database_url()
-    u = make_url(url)
+    u = check_url(url)
     if u.get_backend_name() == "sqlite":
         db = u.database
         lock_path = None
         if db and db != ":memory:" and not db.startswith("file:"):
             path = Path(db).expanduser()
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.is_dir():
+                # Only the default home is ours to create; a directory named in a URL must exist.
+                if path.parent.exists() or not _is_default(url):
+                    why = "is not a directory" if path.parent.exists() else "does not exist"
+                    raise SettingsError(f"cannot use the database {redact(url)}: {str(path.parent)!r} {why}")
+                path.parent.mkdir(parents=True, exist_ok=True)
             lock_path = f"{path}.writer-lock"
         args = kwargs.setdefault("connect_args", {})
         args.setdefault("timeout", BUSY_TIMEOUT_MS / 1000)

@@ -117,7 +117,9 @@ def split_value(text: str) -> float:
 # -- truth and value from a labeled tree -----------------------------------------
 
 def truth(labels: Sequence[Evidence]) -> bool | None:
-    """Oracle truth from a node's labels: a hard label wins; else the summed log-odds' sign; None on a tie."""
+    """Oracle truth from a node's labels: a hard label wins; else the summed log-odds' sign; None on a tie.
+    Model evidence (the model's own credence) is never truth: it is left out."""
+    labels = [ev for ev in labels if not ev.is_model]
     hard = {ev.value for ev in labels if ev.is_hard}
     if len(hard) == 1:
         return hard.pop()
@@ -130,7 +132,8 @@ def truth(labels: Sequence[Evidence]) -> bool | None:
 def _labels_by_node(lt: LabeledTree) -> dict[str, list[Evidence]]:
     out: dict[str, list[Evidence]] = {}
     for ev in lt.evidence:
-        out.setdefault(ev.node, []).append(ev)
+        if not ev.is_model:  # labels only: the model judging itself is not an oracle
+            out.setdefault(ev.node, []).append(ev)
     return out
 
 

@@ -130,3 +130,14 @@ def test_recalibrate_rebuilds_model_evidence_from_the_record():
     assert beliefs(t, shrunk)["b"] == pytest.approx(0.5)
     assert recalibrate(t, ev, IDENTITY) == tuple(ev)
     assert math.isclose(beliefs(t, ev)["b"], 0.9)
+
+
+def test_exports_never_take_model_evidence_for_truth():
+    from argtree.datasets import LabeledTree, examples, truth
+
+    t = _tree()
+    ev = evidence_for_nodes(t, {"b": 0.95, "c": 0.05})
+    assert truth(ev) is None
+    assert examples([LabeledTree(t, tuple(ev), source="t")], "facts") == []
+    labeled = examples([LabeledTree(t, tuple(ev) + (Evidence("b", True),), source="t")], "facts")
+    assert [(e.completion) for e in labeled] == ["Yes"]

@@ -2,7 +2,8 @@
 oracle what matters most, folds the answers in and digs again where they moved the answer.
 
 Depends on protocols only: a model backend (``argtree.llm.base.Backend``), an
-oracle (``argtree.oracle.Oracle``) and the store's session factory.
+oracle (``argtree.oracle.Oracle``) and a store (``LoopStorage`` below; on a
+database, ``argtree.store.loops.LoopStore``), all passed in.  No SQL here.
 
 Work is a set of tasks in the store (``loop_tasks``), each unique per run by
 (kind, key), claimed by one worker at a time:
@@ -36,14 +37,14 @@ import re
 import socket
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from .datasets import normalize
 from .process import pid_alive
-from .oracle import Oracle, Query, record_answers
+from .oracle import Oracle, Query
 
-__all__ = ["LoopConfig", "start_or_resume", "run_worker", "propose_questions", "loop_stats",
-           "QUESTION_SCHEMA", "QUESTION_PATTERN", "MIN_QUESTION", "MAX_QUESTION", "question_schema",
+__all__ = ["LoopConfig", "LoopStorage", "RunConflict", "start_or_resume", "run_worker", "run_config",
+           "config_differences", "propose_questions", "QUESTION_SCHEMA", "QUESTION_PATTERN", "MIN_QUESTION", "MAX_QUESTION", "question_schema",
            "question_bound"]
 
 # A proposed question is one line of printable ASCII: a capital letter first, a '?' last, no quote or
@@ -121,81 +122,117 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# -- the store the loop is handed ---------------------------------------------------------
+
+@runtime_checkable
+class LoopStorage(Protocol):
+    """What the loop needs from storage (``argtree.store.loops.LoopStore`` on a database).  Every
+    method is one transaction; tasks are ``(kind, key)``-unique per run; ``decide`` callbacks run inside
+    the transaction that stores their result, so a task's follow-ups appear exactly when it is done."""
+
+    def latest_run(self) -> Any: ...
+    def loop_runs(self) -> list[Any]: ...
+    def run(self, run_id: int) -> Any: ...
+    def start_run(self, config: dict[str, Any], tasks: Sequence[dict[str, Any]]) -> int: ...
+    def reopen_run(self, run_id: int, is_dead: Callable[[str], bool]) -> int: ...
+    def finish_run(self, run_id: int, status: str) -> dict[str, Any]: ...
+    def heartbeat(self, run_id: int) -> dict[str, Any]: ...
+    def stats(self, run_id: int) -> dict[str, Any]: ...
+    def claim(self, run_id: int, worker: str) -> Any: ...
+    def settle_idle(self, run_id: int, worker: str, is_dead: Callable[[str], bool]) -> tuple[bool, bool]: ...
+    def set_task(self, task_id: int, status: str, result: Any = ...) -> None: ...
+    def checkpoint(self, task_id: int, worker: str, result: dict[str, Any]) -> bool: ...
+    def add_questions(self, run_id: int, task_id: int, tasks: Sequence[dict[str, Any]], max_questions: int,
+                      result: Callable[[int, int], dict[str, Any]]) -> int: ...
+    def load_tree(self, tree_id: int) -> Any: ...
+    def tree_nodes(self, tree_id: int) -> list[Any]: ...
+    def save_grown(self, run_id: int, task_id: int, worker: str, tree, *, question: str,
+                   model_version: str | None, meta: dict[str, Any], archive: int | None,
+                   decide: Callable[[Any], tuple[list[dict[str, Any]], dict[str, Any]]]) -> dict | None: ...
+    def finish_ask(self, run_id: int, task_id: int, tree_id: int, oracle, queries, answers,
+                   decide: Callable[[Any, int], tuple[str, Any, list[dict[str, Any]]]]) -> None: ...
+
+
 # -- run bookkeeping ------------------------------------------------------------------
 
-def start_or_resume(session_scope: Callable, config: LoopConfig, oracle_name: str,
-                    resume: bool = True) -> tuple[int, bool, LoopConfig]:
-    """(run id, resumed?, config in force).  A run left 'running' by a killed loop is resumed
-    with its own stored config; tasks its dead workers held go back to pending, checkpoints kept."""
-    from .store import add_loop_tasks, start_loop_run, unfinished_loop_run
+class RunConflict(Exception):
+    """Starting would resume a run with other options, or repeat a finished one: the message says which
+    run, what differs and what to do (``--new`` starts a fresh run)."""
 
-    with session_scope() as s:
-        run = unfinished_loop_run(s) if resume else None
-        if run is not None:
-            _release_dead_claims(s, run.id)
-            return run.id, True, LoopConfig.from_json(run.config.get("loop", {}))
-        run = start_loop_run(s, {"loop": config.to_json(), "oracle": oracle_name})
-        tasks = [{"kind": "propose", "key": "topic:" + normalize(t)[:240], "priority": 3.0, "payload": {"topic": t}}
-                 for t in config.topics]
-        tasks += [{"kind": "question", "key": "q:" + normalize(q)[:240], "priority": 2.0, "payload": {"question": q}}
-                  for q in config.questions[: config.max_questions]]
-        add_loop_tasks(s, run.id, tasks)
-        return run.id, False, config
+    def __init__(self, message: str, run_id: int, differences: Sequence[str] = (), finished: bool = False):
+        super().__init__(message)
+        self.run_id = run_id
+        self.differences = list(differences)
+        self.finished = finished
 
 
-def _release_dead_claims(session, run_id: int) -> int:
-    """Tasks claimed by a process of this host that no longer exists go back to pending (checkpoint kept)."""
-    from sqlalchemy import select
-
-    from .store import LoopTask
-
-    host = socket.gethostname()
-    n = 0
-    for task in session.scalars(select(LoopTask).where(LoopTask.run_id == run_id, LoopTask.status == "running")):
-        who = (task.worker or "").rsplit(":", 1)
-        if len(who) == 2 and who[0] == host and who[1].isdigit() and not pid_alive(int(who[1])):
-            task.status = "pending"
-            n += 1
-    session.flush()
-    return n
+def run_config(config: LoopConfig, oracle_name: str, **settings: Any) -> dict[str, Any]:
+    """What a run stores and what a later start is compared with: the loop's config, the oracle and the
+    settings that change its results (backend, model, dataset)."""
+    return {"loop": config.to_json(), "oracle": oracle_name, **settings}
 
 
-def loop_stats(session, run_id: int) -> dict[str, Any]:
-    """Questions, trees, nodes, labels and mean root uncertainty of a run, for progress lines."""
-    from sqlalchemy import func, select
-
-    from .store import Label, LoopTask, Node, Tree
-
-    tasks = session.execute(select(LoopTask.kind, LoopTask.status, func.count()).where(LoopTask.run_id == run_id)
-                            .group_by(LoopTask.kind, LoopTask.status)).all()
-    by = {}
-    for kind, status, n in tasks:
-        by.setdefault(kind, {})[status] = int(n)
-    tree_ids = _run_trees(session, run_id)
-    nodes = session.scalar(select(func.count()).select_from(Node).where(Node.tree_id.in_(tree_ids))) if tree_ids else 0
-    beliefs = [b for (b,) in session.execute(select(Tree.root_belief).where(Tree.id.in_(tree_ids),
-                                                                              Tree.status == "active"))
-               if b is not None] if tree_ids else []
-    labels = session.scalar(select(func.count()).select_from(Label).where(
-        Label.proposition_id.in_(select(Node.proposition_id).where(Node.tree_id.in_(tree_ids))),
-        Label.retracted_at.is_(None))) if tree_ids else 0
-    unc = sum(1 - abs(2 * b - 1) for b in beliefs) / len(beliefs) if beliefs else None
-    return {"tasks": by, "questions": by.get("question", {}).get("done", 0), "trees": len(tree_ids),
-            "nodes": int(nodes or 0), "labels": int(labels or 0),
-            "root_uncertainty": None if unc is None else round(unc, 4)}
-
-
-def _run_trees(session, run_id: int) -> list[int]:
-    from sqlalchemy import select
-
-    from .store import LoopTask
-
+def config_differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``option: stored -> wanted`` for each option that differs (settings a run predating them did not
+    record are not compared)."""
     out = []
-    for (result,) in session.execute(select(LoopTask.result).where(
-            LoopTask.run_id == run_id, LoopTask.kind.in_(["question", "reexpand"]), LoopTask.status == "done")):
-        if isinstance(result, dict) and isinstance(result.get("tree_id"), int):
-            out.append(result["tree_id"])
+    old_loop, new_loop = dict(stored.get("loop") or {}), dict(wanted.get("loop") or {})
+    old_loop = LoopConfig.from_json(old_loop).to_json()  # defaults for fields an older run lacks
+    for key in new_loop:
+        if old_loop.get(key) != new_loop.get(key):
+            out.append(f"{key}: {_show(old_loop.get(key))} -> {_show(new_loop.get(key))}")
+    for key in sorted(set(wanted) - {"loop"}):
+        if key in stored and stored.get(key) != wanted.get(key):
+            out.append(f"{key}: {_show(stored.get(key))} -> {_show(wanted.get(key))}")
     return out
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _dead(worker: str) -> bool:
+    """A claim by a process of this host that no longer exists."""
+    who = (worker or "").rsplit(":", 1)
+    return len(who) == 2 and who[0] == socket.gethostname() and who[1].isdigit() and not pid_alive(int(who[1]))
+
+
+def start_or_resume(store: LoopStorage, config: LoopConfig, oracle_name: str, resume: bool = True,
+                    **settings: Any) -> tuple[int, bool, LoopConfig]:
+    """(run id, resumed?, config in force).
+
+    Without ``resume`` (``--new``) a fresh run starts.  Otherwise the newest unfinished loop run (left
+    'running' by a killed loop, or 'stopped' by Ctrl-C or its time budget with tasks left) is resumed
+    with its own stored config if it was started with the same options: tasks its dead workers held go
+    back to pending, checkpoints kept.  ``RunConflict`` when that run had other options (the message
+    names each difference), or when a finished run already did exactly this (so re-running a loop
+    never grows its trees twice).  A new run and its first tasks are stored in one transaction."""
+    wanted = run_config(config, oracle_name, **settings)
+    if resume:
+        runs = store.loop_runs()  # newest first
+        last = runs[0] if runs else None
+        if last is not None and (last.status == "running" or (last.status == "stopped" and last.pending)):
+            diffs = config_differences(last.config, wanted)
+            if diffs:
+                raise RunConflict(
+                    f"loop run {last.id} is unfinished ({last.status}, {last.pending} tasks left) and was started "
+                    f"with other options: {'; '.join(diffs)}. Run the same command as then to resume it, or add "
+                    "--new to start a fresh run", last.id, diffs)
+            store.reopen_run(last.id, _dead)
+            return last.id, True, LoopConfig.from_json(last.config.get("loop", {}))
+        for run in runs:
+            if run.status in ("done", "stopped") and not config_differences(run.config, wanted):
+                stats = run.stats or {}
+                raise RunConflict(
+                    f"loop run {run.id} already did this ({run.status}: {stats.get('questions', 0)} questions, "
+                    f"{stats.get('trees', 0)} trees, {stats.get('labels', 0)} labels); add --new to run it again",
+                    run.id, finished=True)
+    tasks = [{"kind": "propose", "key": "topic:" + normalize(t)[:240], "priority": 3.0, "payload": {"topic": t}}
+             for t in config.topics]
+    tasks += [{"kind": "question", "key": "q:" + normalize(q)[:240], "priority": 2.0, "payload": {"question": q}}
+              for q in config.questions[: config.max_questions]]
+    return store.start_run(wanted, tasks), False, config
 
 
 # -- the worker -------------------------------------------------------------------------
@@ -204,7 +241,7 @@ IDLE_POLL = 0.5  # seconds between looks for new work while other workers still 
 TAKEN_OVER = "taken over by another worker (this one's claim had gone stale): dropped"
 
 
-def run_worker(session_scope: Callable, run_id: int, backend, oracle: Oracle, *,
+def run_worker(store: LoopStorage, run_id: int, backend, oracle: Oracle, *,
                deadline: float | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
                stop: Callable[[], bool] = lambda: False, idle_exit: bool = False) -> str:
     """Claim and run tasks until none are left (or the deadline / ``stop()``); returns why it stopped.
@@ -213,113 +250,49 @@ def run_worker(session_scope: Callable, run_id: int, backend, oracle: Oracle, *,
     more: an ``ask`` after a ``question``, a ``reexpand`` after an ``ask``), unless ``idle_exit``; the
     run is finished ("all done") only when no task is pending and none is running anywhere.  Tasks held
     by dead processes of this host go back to pending on the way."""
-    from .store import claim_loop_task, finish_loop_run, get_loop_run, heartbeat_loop_run
-
-    with session_scope() as s:
-        cfg = LoopConfig.from_json(get_loop_run(s, run_id).config.get("loop", {}))
+    cfg = LoopConfig.from_json(store.run(run_id).config.get("loop", {}))
     me = worker_name()
     while True:
         if stop():
             return "stopped"
         if deadline is not None and time.time() >= deadline:
-            with session_scope() as s:
-                finish_loop_run(s, run_id, "stopped", loop_stats(s, run_id))
+            store.finish_run(run_id, "stopped")
             return "time budget spent"
-        with session_scope() as s:
-            task = claim_loop_task(s, run_id, me)
-            claimed = None if task is None else (task.id, task.kind, task.key, dict(task.payload or {}),
-                                                 task.result, task.tree_id)
-        if claimed is None:
-            with session_scope() as s:
-                _release_dead_claims(s, run_id)
-                pending = _pending(s, run_id)  # one another worker's claim had locked, or a dead one's
-                if not pending and not _others_running(s, run_id):
-                    # Checked in one transaction after our claim found nothing: a task that ends adds
-                    # its follow-ups in the transaction that marks it done, so no work can appear now.
-                    finish_loop_run(s, run_id, "done", loop_stats(s, run_id))
-                    return "all done"
+        task = store.claim(run_id, me)
+        if task is None:
+            done, pending = store.settle_idle(run_id, me, _dead)
+            if done:
+                return "all done"
             if idle_exit and not pending:
                 return "no tasks left for this worker"
             time.sleep(min(cfg.poll_seconds, IDLE_POLL))
             continue
-        task_id, kind, key, payload, result, tree_id = claimed
         try:
-            outcome = _run_task(session_scope, run_id, cfg, backend, oracle, task_id, kind, payload, result)
+            outcome = _run_task(store, run_id, cfg, backend, oracle, task.id, task.kind, task.payload, task.result)
         except KeyboardInterrupt:
-            with session_scope() as s:
-                _set_status(s, task_id, "pending")
+            store.set_task(task.id, "pending")
             raise
-        with session_scope() as s:
-            stats = loop_stats(s, run_id)
-            heartbeat_loop_run(s, run_id, stats)
+        stats = store.heartbeat(run_id)
         if progress:
-            progress({"event": "task", "kind": kind, "key": key, "outcome": outcome, **stats})
+            progress({"event": "task", "kind": task.kind, "key": task.key, "outcome": outcome, **stats})
         if outcome.startswith("waiting"):
             time.sleep(cfg.poll_seconds)
 
 
-def _set_status(session, task_id: int, status: str, result: Any = ...) -> None:
-    from .store import LoopTask
-
-    task = session.get(LoopTask, task_id)
-    task.status = status
-    if result is not ...:
-        task.result = result
-    session.flush()
-
-
-def _checkpoint(session_scope, task_id: int, result: dict[str, Any]) -> bool:
+def _checkpoint(store: LoopStorage, task_id: int, result: dict[str, Any]) -> bool:
     """Store a finished batch in the task and renew the claim (a live worker's long task must not read as
     a dead worker's stale claim).  False when the task is no longer this worker's: it was taken over."""
-    from sqlalchemy import update
-
-    from .store import LoopTask, utcnow
-
-    with session_scope() as s:
-        now = utcnow()
-        return s.execute(update(LoopTask).where(LoopTask.id == task_id, LoopTask.worker == worker_name(),
-                                                LoopTask.status == "running")
-                         .values(result=result, claimed_at=now, updated_at=now)).rowcount == 1
+    return store.checkpoint(task_id, worker_name(), result)
 
 
-def _still_mine(session, task_id: int) -> bool:
-    """Whether this worker still holds the task, locking its row until the transaction ends (PostgreSQL),
-    so that no other worker can take it over between this check and the commit of its result."""
-    from sqlalchemy import select
-
-    from .store import LoopTask
-
-    return session.scalar(select(LoopTask.id).where(LoopTask.id == task_id, LoopTask.worker == worker_name(),
-                                                    LoopTask.status == "running").with_for_update()) is not None
-
-
-def _pending(session, run_id: int) -> bool:
-    from sqlalchemy import select
-
-    from .store import LoopTask
-
-    return session.scalar(select(LoopTask.id).where(LoopTask.run_id == run_id, LoopTask.status == "pending")
-                          .limit(1)) is not None
-
-
-def _others_running(session, run_id: int) -> bool:
-    from sqlalchemy import func, select
-
-    from .store import LoopTask
-
-    return bool(session.scalar(select(func.count()).select_from(LoopTask).where(
-        LoopTask.run_id == run_id, LoopTask.status == "running", LoopTask.worker != worker_name())))
-
-
-def _run_task(session_scope, run_id, cfg, backend, oracle, task_id, kind, payload, result) -> str:
+def _run_task(store, run_id, cfg, backend, oracle, task_id, kind, payload, result) -> str:
     if kind == "propose":
-        return _propose(session_scope, run_id, cfg, backend, task_id, payload)
+        return _propose(store, run_id, cfg, backend, task_id, payload)
     if kind in ("question", "reexpand"):
-        return _grow_task(session_scope, run_id, cfg, backend, task_id, kind, payload, result)
+        return _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result)
     if kind == "ask":
-        return _ask(session_scope, run_id, cfg, oracle, task_id, payload)
-    with session_scope() as s:
-        _set_status(s, task_id, "failed", {"error": f"unknown task kind {kind!r}"})
+        return _ask(store, run_id, cfg, oracle, task_id, payload)
+    store.set_task(task_id, "failed", {"error": f"unknown task kind {kind!r}"})
     return "failed"
 
 
@@ -349,31 +322,21 @@ def propose_questions(backend, topic: str, n: int, seed: int = 0) -> list[str]:
     return out[:n]
 
 
-def _propose(session_scope, run_id, cfg, backend, task_id, payload) -> str:
-    from sqlalchemy import func, select
-
-    from .store import LoopRun, LoopTask, add_loop_tasks
-
+def _propose(store, run_id, cfg, backend, task_id, payload) -> str:
     questions = propose_questions(backend, payload["topic"], cfg.per_topic, cfg.seed)
-    with session_scope() as s:
-        # One proposer at a time per run (PostgreSQL; SQLite has one writer anyway): two workers
-        # counting at once would both see room and add past --max-questions (or the same question twice).
-        s.execute(select(LoopRun.id).where(LoopRun.id == run_id).with_for_update(key_share=True))
-        have = s.scalar(select(func.count()).select_from(LoopTask).where(LoopTask.run_id == run_id,
-                                                                         LoopTask.kind == "question")) or 0
-        room = max(cfg.max_questions - have, 0)
-        new = add_loop_tasks(s, run_id, [{"kind": "question", "key": "q:" + normalize(q)[:240], "priority": 2.0,
-                                          "payload": {"question": q, "topic": payload["topic"]}}
-                                         for q in questions[:room]])
-        _set_status(s, task_id, "done", {"questions": questions[:room], "new": new})
+    tasks = [{"kind": "question", "key": "q:" + normalize(q)[:240], "priority": 2.0,
+              "payload": {"question": q, "topic": payload["topic"]}} for q in questions]
+    # One proposer at a time per run: two workers counting at once would both see room and add past
+    # --max-questions (or the same question twice).
+    new = store.add_questions(run_id, task_id, tasks, cfg.max_questions,
+                              lambda room, new: {"questions": questions[:room], "new": new})
     return f"{new} questions"
 
 
-def _grow_task(session_scope, run_id, cfg, backend, task_id, kind, payload, result) -> str:
+def _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result) -> str:
     """Grow (or keep growing) a tree one expansion batch at a time, checkpointing after each batch."""
     from .grow import GrowConfig, grow
     from .io import from_dict, to_dict
-    from .store import add_loop_tasks, load_tree, save_tree, set_tree
 
     state = dict(result or {})
     budget = cfg.budget if kind == "question" else cfg.reexpand_budget
@@ -383,13 +346,11 @@ def _grow_task(session_scope, run_id, cfg, backend, task_id, kind, payload, resu
     elif kind == "question":
         tree, done = None, 0
     else:
-        with session_scope() as s:
-            tree, _ = load_tree(s, payload["tree_id"])
+        tree, _ = store.load_tree(payload["tree_id"])
         done = 0
     evidence = ()
     if kind == "reexpand":
-        with session_scope() as s:
-            _, evidence = load_tree(s, payload["tree_id"])
+        _, evidence = store.load_tree(payload["tree_id"])
     question = payload.get("question") or (tree[tree.root].text if tree is not None else "")
     gcfg = GrowConfig(expansions=1, max_depth=cfg.max_depth, per_side=cfg.per_side, batch=cfg.batch,
                       retries=cfg.retries, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + task_id)
@@ -401,62 +362,67 @@ def _grow_task(session_scope, run_id, cfg, backend, task_id, kind, payload, resu
         tree = res.tree
         done += grown
         state = {"partial": to_dict(tree), "expansions": done}
-        if not _checkpoint(session_scope, task_id, state):  # a finished batch is never redone
+        if not _checkpoint(store, task_id, state):  # a finished batch is never redone
             return TAKEN_OVER
         if not grown or res.stop_reason in ("nothing-to-expand", "voi-below-threshold", "max-nodes"):
             break
-    with session_scope() as s:
-        if not _still_mine(s, task_id):  # the one that took it over saves the tree, not both of us
-            return TAKEN_OVER
-        tree_id = save_tree(s, tree, (), question=question, model_version=cfg.model if cfg.model else None,
-                            meta=dict(tree.meta, loop_run=run_id, loop_task=task_id))
-        _, evidence_now = load_tree(s, tree_id)
+    rnd = int(payload.get("round", 0))
+
+    def decide(saved):  # runs in the transaction that saves the tree
+        tree_id, evidence_now = saved.tree_id, saved.evidence
         from .inference import beliefs
 
         root = beliefs(tree, evidence_now)[tree.root]
         lo, hi = cfg.uncertain
         keep = lo <= root <= hi
-        rnd = int(payload.get("round", 0))
-        if kind == "reexpand":
-            set_tree(s, payload["tree_id"], status="archived")
-        if keep:
-            add_loop_tasks(s, run_id, [{"kind": "ask", "key": f"ask:{tree_id}", "tree_id": tree_id, "priority": 1.0,
-                                        "payload": {"tree_id": tree_id, "round": rnd, "root_before": root,
-                                                    "question": question}}])
-        _set_status(s, task_id, "done", {"tree_id": tree_id, "root_belief": root, "uncertain": keep,
-                                         "expansions": done, "nodes": len(tree)})
-    return f"tree {tree_id}: {len(tree)} nodes, root {root:.2f}" + ("" if keep else " (settled: not asked)")
+        follow = [{"kind": "ask", "key": f"ask:{tree_id}", "tree_id": tree_id, "priority": 1.0,
+                   "payload": {"tree_id": tree_id, "round": rnd, "root_before": root, "question": question}}]
+        return (follow if keep else []), {"tree_id": tree_id, "root_belief": root, "uncertain": keep,
+                                          "expansions": done, "nodes": len(tree)}
+
+    # The one that took the task over saves the tree, not both of us (None).
+    out = store.save_grown(run_id, task_id, worker_name(), tree, question=question,
+                           model_version=cfg.model if cfg.model else None,
+                           meta=dict(tree.meta, loop_run=run_id, loop_task=task_id),
+                           archive=payload["tree_id"] if kind == "reexpand" else None, decide=decide)
+    if out is None:
+        return TAKEN_OVER
+    return (f"tree {out['tree_id']}: {len(tree)} nodes, root {out['root_belief']:.2f}"
+            + ("" if out["uncertain"] else " (settled: not asked)"))
 
 
-def _ask(session_scope, run_id, cfg, oracle: Oracle, task_id, payload) -> str:
+def _ask(store, run_id, cfg, oracle: Oracle, task_id, payload) -> str:
     from .inference import beliefs
-    from .store import add_loop_tasks, load_tree, tree_nodes
 
     tree_id = payload["tree_id"]
-    with session_scope() as s:
-        nodes = tree_nodes(s, tree_id)
-        infos = [n for n in nodes if n.parent_id is not None and n.n_labels == 0]
-        infos.sort(key=lambda n: (-n.voi, n.id))
-        queries = [Query(n.text, n.proposition_id, tree_id, n.local_id, n.voi) for n in infos[: cfg.ask_top]]
-        if cfg.label_root and oracle.synchronous:
-            queries += [Query(n.text, n.proposition_id, tree_id, n.local_id, 0.0) for n in nodes
-                        if n.parent_id is None and n.n_labels == 0]
+    nodes = store.tree_nodes(tree_id)
+    infos = [n for n in nodes if n.parent_id is not None and n.n_labels == 0]
+    infos.sort(key=lambda n: (-n.voi, n.id))
+    queries = [Query(n.text, n.proposition_id, tree_id, n.local_id, n.voi) for n in infos[: cfg.ask_top]]
+    if cfg.label_root and oracle.synchronous:
+        queries += [Query(n.text, n.proposition_id, tree_id, n.local_id, 0.0) for n in nodes
+                    if n.parent_id is None and n.n_labels == 0]
     answers = oracle.answer(queries) if queries else []
-    with session_scope() as s:
-        stored = record_answers(s, oracle, queries, answers) if oracle.synchronous else 0
-        tree, evidence = load_tree(s, tree_id)
-        root = beliefs(tree, evidence)[tree.root]
+    said: dict[str, Any] = {}
+
+    def decide(saved, stored: int):  # runs in the transaction that stores the answers
+        root = beliefs(saved.tree, saved.evidence)[saved.tree.root]
         moved = abs(root - float(payload.get("root_before", root)))
         rnd = int(payload.get("round", 0))
+        said.update(moved=moved, stored=stored)
         if not oracle.synchronous and moved < cfg.reexpand_delta:
             # People answer later: look again after a while (the task goes back to the queue).
-            _set_status(s, task_id, "pending", {"waiting": True, "root": root})
-            return "waiting for people's labels"
+            said["waiting"] = True
+            return "pending", {"waiting": True, "root": root}, []
         again = moved >= cfg.reexpand_delta and rnd < cfg.max_rounds
-        if again:
-            add_loop_tasks(s, run_id, [{"kind": "reexpand", "key": f"re:{tree_id}", "tree_id": tree_id,
-                                        "priority": 1.5, "payload": {"tree_id": tree_id, "round": rnd + 1,
-                                                                     "question": payload.get("question")}}])
-        _set_status(s, task_id, "done", {"asked": len(queries), "labels": stored, "root_before":
-                                         payload.get("root_before"), "root_after": root, "reexpand": again})
-    return f"asked {len(queries)}, {stored} answered, root moved {moved:.2f}" + (" -> re-expand" if again else "")
+        said["again"] = again
+        follow = [{"kind": "reexpand", "key": f"re:{tree_id}", "tree_id": tree_id, "priority": 1.5,
+                   "payload": {"tree_id": tree_id, "round": rnd + 1, "question": payload.get("question")}}]
+        return "done", {"asked": len(queries), "labels": stored, "root_before": payload.get("root_before"),
+                        "root_after": root, "reexpand": again}, (follow if again else [])
+
+    store.finish_ask(run_id, task_id, tree_id, oracle, queries, answers, decide)
+    if said.get("waiting"):
+        return "waiting for people's labels"
+    return (f"asked {len(queries)}, {said['stored']} answered, root moved {said['moved']:.2f}"
+            + (" -> re-expand" if said["again"] else ""))

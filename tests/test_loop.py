@@ -13,11 +13,12 @@ import time
 import pytest
 
 from argtree.llm.fake import FakeBackend
-from argtree.loop import LoopConfig, run_worker, start_or_resume
+from argtree.loop import LoopConfig, RunConflict, run_worker, start_or_resume
 from argtree.oracle import DatasetOracle
 
-store = pytest.importorskip("argtree.store")
+pytest.importorskip("sqlalchemy")  # the store extra; an import error inside argtree fails, it does not skip
 from argtree.store import LoopTask, list_trees, load_tree, session_scope  # noqa: E402
+from argtree.store.loops import LoopStore  # noqa: E402
 from argtree.store.testing import dispose, sqlite_db  # noqa: E402
 
 QUESTIONS = ["Is the sun a star?", "Can fish fly over mountains?"]
@@ -33,7 +34,7 @@ def _tasks(url):
 
 def test_loop_with_dataset_oracle_labels_reexpands_and_finishes(tmp_path):
     url = sqlite_db(tmp_path)
-    scope = lambda: session_scope(url)  # noqa: E731
+    scope = LoopStore(url)
     cfg = LoopConfig(questions=tuple(QUESTIONS), budget=3, label_root=True, max_rounds=1)
     run_id, resumed, cfg = start_or_resume(scope, cfg, "oracle-dataset")
     assert not resumed
@@ -55,9 +56,53 @@ def test_loop_with_dataset_oracle_labels_reexpands_and_finishes(tmp_path):
             assert root_labels == [TRUTH[summary.question]]
             assert len(tree) > 7  # grown beyond the first version
     assert events[-1]["labels"] >= 2 and events[-1]["questions"] == 2
-    # A second start finds the run finished and starts a new one; nothing of the old run reruns.
+    # Started again as it was, it says the run did this already, instead of growing every tree again.
+    with pytest.raises(RunConflict, match=f"loop run {run_id} already did this") as err:
+        start_or_resume(scope, LoopConfig(questions=tuple(QUESTIONS), budget=3, label_root=True, max_rounds=1),
+                        "oracle-dataset")
+    assert err.value.finished and err.value.run_id == run_id
+    # Other options start a new run; nothing of the old run reruns.
     run2, resumed2, _ = start_or_resume(scope, LoopConfig(questions=tuple(QUESTIONS[:1])), "oracle-dataset")
     assert run2 != run_id and not resumed2
+    with session_scope(url) as s:
+        assert len(list_trees(s, status="active")) == 2  # nothing was grown by starting
+    dispose(url)
+
+
+def test_resuming_with_other_options_refuses_and_names_them(tmp_path):
+    url = sqlite_db(tmp_path)
+    scope = LoopStore(url)
+    cfg = LoopConfig(questions=tuple(QUESTIONS), budget=3)
+    run_id, resumed, _ = start_or_resume(scope, cfg, "oracle-dataset", backend="fake", model=None)
+    assert not resumed  # ... and killed before any work: the run stays 'running'
+    other = LoopConfig(questions=(QUESTIONS[0], "Is the moon made of rock?"), budget=5, hours=2.0)
+    with pytest.raises(RunConflict) as err:
+        start_or_resume(scope, other, "oracle-model", backend="openai", model=None)
+    msg = str(err.value)
+    assert f"loop run {run_id} is unfinished" in msg and "--new" in msg
+    assert not err.value.finished
+    assert sorted(d.split(":")[0] for d in err.value.differences) == ["backend", "budget", "hours", "oracle",
+                                                                       "questions"]
+    assert "budget: 3 -> 5" in msg and "hours: null -> 2.0" in msg and 'backend: "fake" -> "openai"' in msg
+    assert [r.id for r in scope.loop_runs()] == [run_id]  # the refusal stored nothing
+    # The same options resume it, with the run's own stored config.
+    again, resumed, kept = start_or_resume(scope, cfg, "oracle-dataset", backend="fake", model=None)
+    assert (again, resumed, kept) == (run_id, True, cfg)
+    # --new starts a fresh run whatever is unfinished.
+    fresh, resumed, _ = start_or_resume(scope, other, "oracle-model", resume=False, backend="openai", model=None)
+    assert fresh != run_id and not resumed
+    assert [r.id for r in scope.loop_runs()] == [fresh, run_id]
+    dispose(url)
+
+
+def test_a_stopped_run_with_work_left_resumes_and_a_run_before_settings_were_recorded_too(tmp_path):
+    url = sqlite_db(tmp_path)
+    scope = LoopStore(url)
+    cfg = LoopConfig(questions=tuple(QUESTIONS), budget=1, hours=1.0)
+    run_id, _, _ = start_or_resume(scope, cfg, "oracle-dataset")  # no backend/model recorded, as older runs
+    scope.finish_run(run_id, "stopped")  # Ctrl-C or out of --hours, tasks left
+    again, resumed, _ = start_or_resume(scope, cfg, "oracle-dataset", backend="fake", model=None)
+    assert (again, resumed) == (run_id, True) and scope.run(run_id).status == "running"
     dispose(url)
 
 
@@ -66,7 +111,7 @@ SCRIPT = textwrap.dedent('''
     from argtree.llm.fake import FakeBackend
     from argtree.loop import LoopConfig, run_worker, start_or_resume
     from argtree.oracle import DatasetOracle
-    from argtree.store import session_scope
+    from argtree.store.loops import LoopStore
 
     url, log = sys.argv[1], sys.argv[2]
 
@@ -78,7 +123,7 @@ SCRIPT = textwrap.dedent('''
             time.sleep(0.4)
             return super().generate_json(prompts, schema, **kw)
 
-    scope = lambda: session_scope(url)
+    scope = LoopStore(url)
     cfg = LoopConfig(questions=("Is the sun a star?", "Can fish fly over mountains?"), budget=6, batch=1,
                      label_root=True, max_rounds=0)
     run_id, resumed, cfg = start_or_resume(scope, cfg, "oracle-dataset")
@@ -139,7 +184,13 @@ def test_cli_bad_input(tmp_path):
     assert res.returncode == 2 and "nothing to ask about" in res.stderr
     res = _cli("--backend", "fake", "--topic", "x", "--workers", "2", "--database",
                f"sqlite:///{tmp_path}/x.db", home=tmp_path)
-    assert res.returncode == 2 and ("PostgreSQL" in res.stderr or "schema" in res.stderr)
+    assert res.returncode == 2 and "PostgreSQL" in res.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before the database was touched
+    url = sqlite_db(tmp_path)
+    res = _cli("--backend", "fake", "--topic", "x", "--workers", "2", "--database", url, home=tmp_path)
+    assert res.returncode == 2 and "needs PostgreSQL" in res.stderr and "Traceback" not in res.stderr
+    assert LoopStore(url).loop_runs() == []  # a refused start leaves no 'running' run behind
+    dispose(url)
 
 
 def test_cli_runs_and_resumes_nothing_when_done(tmp_path):
@@ -151,8 +202,26 @@ def test_cli_runs_and_resumes_nothing_when_done(tmp_path):
                "--database", url, home=tmp_path)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["stop"] == "all done" and out["questions"] == 1 and out["labels"] >= 1
+    # (labels: the dataset oracle for a StrategyQA file answers only premises its facts settle; the fake
+    # backend's premises may match none, so the count is not asserted here.)
+    assert out["stop"] == "all done" and out["questions"] == 1 and out["trees"] >= 1
     assert _stored_loop_config(url, out["run_id"])["poll_seconds"] == 5.0  # the default without --poll-seconds
+    with session_scope(url) as s:
+        trees = len(list_trees(s))
+    # The same command again: the run is finished, it says so and grows nothing twice.
+    args = ("--backend", "fake", "--oracle", "dataset", "--dataset", str(data), "--budget", "2", "--database", url)
+    res = _cli(*args, home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"loop run {out['run_id']} already did this" in res.stdout and "--new" in res.stdout
+    res = _cli(*args, "--json", home=tmp_path)
+    again = json.loads(res.stdout)
+    assert again["already_done"] is True and again["run_id"] == out["run_id"] and again["trees"] == out["trees"]
+    with session_scope(url) as s:
+        assert len(list_trees(s)) == trees
+    # --new runs it again, as a run of its own.
+    res = _cli(*args, "--new", "--json", home=tmp_path)
+    fresh = json.loads(res.stdout)
+    assert res.returncode == 0 and fresh["run_id"] != out["run_id"] and fresh["stop"] == "all done"
     dispose(url)
 
 
@@ -187,6 +256,14 @@ def test_cli_poll_seconds_is_checked_stored_and_used_by_the_human_oracle(tmp_pat
     assert _stored_loop_config(url, out["run_id"])["poll_seconds"] == 0.2
     ask = [t for t in _tasks(url) if t[0] == "ask"]
     assert len(ask) == 1 and ask[0][4]["waiting"] is True and ask[0][3] >= 3, ask
+    # Out of time with a tree still waiting: the same command resumes that run; other options are refused.
+    res = _cli(*human, "--poll-seconds", "0.2", "--hours", "0.0002", "--json", home=tmp_path)
+    assert res.returncode == 2 and f"loop run {out['run_id']} is unfinished" in res.stderr
+    assert "hours: 0.001 -> 0.0002" in res.stderr and "Traceback" not in res.stderr
+    res = _cli(*human, "--poll-seconds", "0.2", "--hours", "0.001", "--json", home=tmp_path)
+    again = json.loads(res.stdout)
+    assert res.returncode == 0 and again["run_id"] == out["run_id"] and again["resumed"] is True
+    assert len([t for t in _tasks(url) if t[0] == "question"]) == 1  # the question was not grown again
     dispose(url)
 
 
@@ -238,7 +315,7 @@ def _check_run_shared_without_repeats(url, out, questions, oracle_name):
         assert per_prop and max(per_prop.values()) == 1
         assert sum(t.result["labels"] for t in tasks if t.kind == "ask") >= len(per_prop)
         # What the command printed is the run's stored stats and what the database holds.
-        stats = {k: v for k, v in out.items() if k not in ("run_id", "resumed", "stop")}
+        stats = {k: v for k, v in out.items() if k not in ("run_id", "resumed", "stop", "workers_failed")}
         assert runs[0].stats == stats
         assert stats["tasks"] == {k: {"done": n} for k, n in by_kind.items()}
         assert stats["questions"] == len(questions) and stats["trees"] == len(trees)
@@ -340,10 +417,9 @@ def test_human_oracle_loop_waits_for_queue_labels_and_folds_them_in(tmp_path):
     from argtree.store import LoopRun, Tree, add_annotator, get_tree
     from argtree.store.testing import fast_password_hashing
 
-    t0 = time.time()
     fast_password_hashing()
     url = sqlite_db(tmp_path)
-    scope = lambda: session_scope(url)  # noqa: E731
+    scope = LoopStore(url)
     cfg = LoopConfig(questions=("Should cities ban private cars from their centres?",), budget=2,
                      reexpand_budget=2, max_rounds=1, uncertain=(0.0, 1.0), poll_seconds=0.05)
     run_id, _, cfg = start_or_resume(scope, cfg, "human")
@@ -405,7 +481,6 @@ def test_human_oracle_loop_waits_for_queue_labels_and_folds_them_in(tmp_path):
         assert s.get(LoopRun, run_id).status == "done"
         assert [t.status for t in s.scalars(select(Tree).order_by(Tree.id))] == ["archived", "active"]
     assert events[-1]["labels"] >= len(labelled) + 1
-    assert time.time() - t0 < 20
     dispose(url)
 
 
@@ -415,7 +490,7 @@ PROPOSER = textwrap.dedent('''
     from argtree.llm.fake import FakeBackend
     from argtree.loop import run_worker
     from argtree.oracle import ModelOracle
-    from argtree.store import session_scope
+    from argtree.store.loops import LoopStore
 
     url, run_id = sys.argv[1], int(sys.argv[2])
 
@@ -434,7 +509,7 @@ PROPOSER = textwrap.dedent('''
             return out
 
     be = Proposer()
-    print(run_worker(lambda: session_scope(url), run_id, be, ModelOracle(be)), flush=True)
+    print(run_worker(LoopStore(url), run_id, be, ModelOracle(be)), flush=True)
 ''')
 
 
@@ -454,7 +529,7 @@ def test_workers_proposing_at_once_keep_to_max_questions(tmp_path):
     script = tmp_path / "proposer.py"
     script.write_text(PROPOSER)
     with postgres_schema() as url:
-        scope = lambda: session_scope(url)  # noqa: E731
+        scope = LoopStore(url)
         cfg = LoopConfig(topics=topics, per_topic=3, max_questions=7, budget=1, max_rounds=0, retries=0)
         run_id, _, _ = start_or_resume(scope, cfg, "oracle-model")
         env = dict(os.environ, PYTHONPATH=os.getcwd())
@@ -490,7 +565,7 @@ def test_a_long_task_keeps_its_claim_and_one_taken_over_saves_nothing(tmp_path):
     from argtree.store import claim_loop_task, utcnow
 
     url = sqlite_db(tmp_path)
-    scope = lambda: session_scope(url)  # noqa: E731
+    scope = LoopStore(url)
     run_id, _, cfg = start_or_resume(scope, LoopConfig(questions=("Is the sun a star?",), budget=3, batch=1),
                                      "oracle-dataset")
 
@@ -658,7 +733,7 @@ def test_cli_fake_proposes_and_grows_questions_about_a_topic(tmp_path):
         assert sorted(tr.question for tr in trees if tr.status == "active") == sorted(questions)
         assert all(tr.n_nodes > 1 for tr in trees)
         # What the command printed is the run's stored stats and what the database holds.
-        stats = {k: v for k, v in out.items() if k not in ("run_id", "resumed", "stop")}
+        stats = {k: v for k, v in out.items() if k not in ("run_id", "resumed", "stop", "workers_failed")}
         assert s.get(LoopRun, out["run_id"]).stats == stats
         assert stats["tasks"] == {k: {"done": n} for k, n in Counter(t.kind for t in tasks).items()}
         assert stats["questions"] == 3 and stats["trees"] == len(trees)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import time
 
 import click
+from rich.markup import escape
 
 from . import InputError, console, print_json
 
@@ -22,32 +24,28 @@ def _read_topics(path: str) -> list[str]:
     return topics
 
 
-def _make_backend(backend: str, model: str | None, device: str | None):
-    from ..llm import make_backend
+def _make_backend(backend: str, model: str | None, device: str | None, timeout: float | None = None,
+                  concurrency: int | None = None):
+    from ..llm import open_backend
 
-    path = model
-    if backend == "local":
-        from ..finetune import FinetuneError, resolve_version
-
-        try:
-            path = resolve_version(model)  # names (bundled, adapter, default) resolve in llm.local
-        except FinetuneError as err:
-            raise InputError(str(err)) from None
-    try:
-        return make_backend(backend, path, **({"device": device} if device and backend == "local" else {}))
+    try:  # model names (adapter, bundled, registered versions, latest) resolve in llm.local, as for every command
+        return open_backend(backend, model, device=device, timeout=timeout, concurrency=concurrency)
     except (ValueError, RuntimeError, OSError) as err:
         raise InputError(f"--model {model!r} ({backend}): {err}") from None
+    except ImportError as err:
+        raise InputError(f"the {backend} backend needs the llm extra: pip install 'argtree[llm]' ({err})") from None
 
 
-def _worker_process(url, run_id, backend, model, device, oracle_kind, dataset, deadline) -> None:
+def _worker_process(url, run_id, backend, model, device, timeout, concurrency, oracle_kind, dataset,
+                    deadline) -> None:
     """A second, third ... worker: its own model and oracle, the same run (PostgreSQL)."""
     from ..loop import run_worker
     from ..oracle import make_oracle
-    from ..store import session_scope
+    from ..store.loops import LoopStore
 
-    be = _make_backend(backend, model, device)
+    be = _make_backend(backend, model, device, timeout, concurrency)
     oracle = make_oracle(oracle_kind, backend=be, dataset=dataset)
-    run_worker(lambda: session_scope(url), run_id, be, oracle, deadline=deadline)
+    run_worker(LoopStore(url), run_id, be, oracle, deadline=deadline)
 
 
 def _reaper(procs):
@@ -98,29 +96,45 @@ def _finite_seconds(ctx, param, value: float) -> float:
               "StrategyQA LoRA, argtree/adapters/strategyqa-lora), 'bundled' (the base alone), a registered "
               "version, 'latest', or a model or adapter directory.")
 @click.option("--device", default=None, help="local backend: cpu, cuda ...")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="openai backend: seconds per request before it is retried (default 120).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="openai backend: requests in flight at once, per worker (default 8).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--new", "fresh", is_flag=True, help="Start a new run even if a killed one could be resumed.")
+@click.option("--new", "fresh", is_flag=True,
+              help="Start a new run: never resume an unfinished run, and run again what a finished run did.")
 @click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final stats as JSON.")
 def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_kind, dataset, poll_seconds, workers,
-         budget, ask_top, retries, max_new_tokens, backend, model, device, seed, fresh, database, as_json) -> None:
+         budget, ask_top, retries, max_new_tokens, backend, model, device, timeout, concurrency, seed, fresh, database,
+         as_json) -> None:
     """Run the autonomous loop until the budget is spent or Ctrl-C.
 
     The model proposes questions about the topics, grows a tree for each
     within --budget, keeps the ones whose root it is unsure about, sends their
     highest-VoI premises to the oracle, folds the answers in, and grows again
     where the answers moved the root.  State lives in the database: a killed
-    loop started again resumes its run without repeating an expansion.
+    (or Ctrl-C'd, or out of --hours) loop started again with the same options
+    resumes its run without repeating an expansion; with other options it
+    refuses and names them (--new starts a fresh run); a finished run is not
+    run twice (it says so; --new runs it again).
+
+    Exit status: 0 done (or already done); 2 bad input, other options than the
+    unfinished run's, or a database problem; 6 a worker process crashed; 130 Ctrl-C.
     """
-    from ..loop import LoopConfig, loop_stats, run_worker, start_or_resume
+    from ..loop import LoopConfig, RunConflict, run_worker, start_or_resume
     from ..oracle import make_oracle
-    from ..store import SchemaError, database_url, session_scope
+    from ..store import SchemaError, database_url
+    from ..store.loops import LoopStore
     from ..tree import TreeError
+    from .exits import INTERRUPTED, WORKER_FAILED, Failed
 
     topics = list(topic_list) + (_read_topics(topics_file) if topics_file else [])
     url = database or database_url()
-    scope = lambda: session_scope(url)  # noqa: E731
-    be = _make_backend(backend, model, device)
+    if workers > 1 and url.startswith("sqlite"):  # refused before anything is stored
+        raise InputError("--workers > 1 needs PostgreSQL (ARGTREE_DATABASE_URL=postgresql+psycopg://...)")
+    store = LoopStore(url)
+    be = _make_backend(backend, model, device, timeout, concurrency)
     try:
         oracle = make_oracle(oracle_kind, backend=be, dataset=dataset)
     except (ValueError, TreeError) as err:
@@ -135,23 +149,32 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
                      hours=hours, budget=budget, ask_top=ask_top, seed=seed,
                      label_root=oracle_kind == "dataset", retries=retries, max_new_tokens=max_new_tokens,
                      poll_seconds=poll_seconds)
+    settings = {"backend": backend, "model": model, "dataset": os.path.abspath(dataset) if dataset else None}
+    out = console()
     try:
-        run_id, resumed, cfg = start_or_resume(scope, cfg, oracle.name, resume=not fresh)
+        run_id, resumed, cfg = start_or_resume(store, cfg, oracle.name, resume=not fresh, **settings)
     except SchemaError as err:
         raise InputError(str(err)) from None
+    except RunConflict as conflict:
+        if not conflict.finished:
+            raise InputError(str(conflict)) from None
+        stats = store.stats(conflict.run_id)
+        if as_json:
+            print_json({"run_id": conflict.run_id, "resumed": False, "already_done": True, "stop": str(conflict),
+                        **stats})
+        else:
+            out.print(f"{escape(str(conflict))}.")
+        return
     deadline = time.time() + cfg.hours * 3600 if cfg.hours else None
-    out = console()
     if not as_json:
         out.print(f"loop run {run_id} ({'resumed' if resumed else 'new'}): oracle {oracle.name}, "
                   f"{len(cfg.topics)} topics, {len(cfg.questions)} questions, budget {cfg.budget} per tree")
     procs = []
     if workers > 1:
-        if url.startswith("sqlite"):
-            raise InputError("--workers > 1 needs PostgreSQL (ARGTREE_DATABASE_URL=postgresql+psycopg://...)")
         ctx = multiprocessing.get_context("spawn")
         for _ in range(workers - 1):
-            p = ctx.Process(target=_worker_process, args=(url, run_id, backend, model, device, oracle_kind, dataset,
-                                                          deadline), daemon=True)
+            p = ctx.Process(target=_worker_process, args=(url, run_id, backend, model, device, timeout, concurrency,
+                                                          oracle_kind, dataset, deadline), daemon=True)
             p.start()
             procs.append(p)
 
@@ -159,34 +182,35 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
         if as_json:
             return
         unc = ev["root_uncertainty"]
-        out.print(f"[dim]{ev['kind']:>8}[/] {ev['outcome']}  |  questions {ev['questions']}, trees {ev['trees']}, "
-                  f"nodes {ev['nodes']}, labels {ev['labels']}, root uncertainty "
+        out.print(f"[dim]{ev['kind']:>8}[/] {escape(ev['outcome'])}  |  questions {ev['questions']}, "
+                  f"trees {ev['trees']}, nodes {ev['nodes']}, labels {ev['labels']}, root uncertainty "
                   f"{'-' if unc is None else f'{unc:.2f}'}")
 
+    interrupted = False
     try:
         # Every worker waits while others hold tasks (those add follow-ups), so this returns when the
         # run is done or out of time, and the other workers stop then too.
-        why = run_worker(scope, run_id, be, oracle, deadline=deadline, progress=show, stop=_reaper(procs))
+        why = run_worker(store, run_id, be, oracle, deadline=deadline, progress=show, stop=_reaper(procs))
     except KeyboardInterrupt:
-        from ..store import finish_loop_run
-
-        with scope() as s:
-            finish_loop_run(s, run_id, "stopped", loop_stats(s, run_id))
-        why = "stopped (Ctrl-C)"
+        store.finish_run(run_id, "stopped")
+        why, interrupted = "stopped (Ctrl-C)", True
         for p in procs:  # they got the Ctrl-C too: their tasks go back to pending
             p.join(timeout=5)
             if p.is_alive():
                 p.terminate()
     for p in procs:
         p.join()
-    crashed = [p.exitcode for p in procs if p.exitcode]
-    if crashed and why != "stopped (Ctrl-C)":
-        click.echo(f"warning: {len(crashed)} of {len(procs)} extra workers failed (exit status "
-                   f"{', '.join(map(str, crashed))}); the tasks they held went back to the queue", err=True)
-    with scope() as s:
-        stats = loop_stats(s, run_id)
+    crashed = [p.exitcode for p in procs if p.exitcode] if not interrupted else []
+    stats = store.stats(run_id)
     if as_json:
-        print_json({"run_id": run_id, "resumed": resumed, "stop": why, **stats})
-        return
-    out.print(f"loop run {run_id}: {why}. questions {stats['questions']}, trees {stats['trees']}, "
-              f"nodes {stats['nodes']}, labels {stats['labels']}")
+        print_json({"run_id": run_id, "resumed": resumed, "stop": why, "workers_failed": len(crashed), **stats})
+    else:
+        out.print(f"loop run {run_id}: {why}. questions {stats['questions']}, trees {stats['trees']}, "
+                  f"nodes {stats['nodes']}, labels {stats['labels']}")
+    if interrupted:
+        click.echo("argtree: interrupted; run the same command again to resume", err=True)
+        click.get_current_context().exit(INTERRUPTED)
+    if crashed:
+        raise Failed(f"{len(crashed)} of {len(procs)} extra workers failed (exit status "
+                     f"{', '.join(map(str, crashed))}); the tasks they held went back to the queue, run the same "
+                     "command again to finish them", WORKER_FAILED)

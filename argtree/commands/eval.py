@@ -52,7 +52,7 @@ def _backend(model: str, device: str | None):
               help="--questions: premises per tree the oracle answers (asked in VoI order; abstentions skipped).")
 @click.option("--policy", type=click.Choice(["voi", "random"]), default="voi", show_default=True,
               help="--questions: the order premises are put to the oracle.")
-@click.option("--split", "which", type=click.Choice(["heldout", "train", "all"]), default="all", show_default=True,
+@click.option("--part", "which", type=click.Choice(["heldout", "train", "all"]), default="all", show_default=True,
               help="--questions: only the held-out part (sha256 of the id, top 15%), only the rest, or all.")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True,
               help="--questions: the model backend.")

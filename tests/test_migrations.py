@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("argtree.store")
+pytest.importorskip("sqlalchemy")  # the store extra; an import error inside argtree fails, never skips
+import argtree.store  # noqa: E402,F401
 from alembic.autogenerate import compare_metadata  # noqa: E402
 from alembic.runtime.migration import MigrationContext  # noqa: E402
 from sqlalchemy import inspect, text  # noqa: E402

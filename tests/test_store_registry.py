@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("argtree.store")
+pytest.importorskip("sqlalchemy")  # the store extra; an import error inside argtree fails, never skips
+import argtree.store  # noqa: E402,F401
 from argtree.store import (NotFound, StoreError, add_annotator, add_loop_tasks, claim_loop_task,  # noqa: E402
                            finish_loop_run, finish_loop_task, get_model_version, loop_task_counts,
                            register_model_version, session_scope, set_annotator, start_loop_run,

@@ -239,14 +239,16 @@ class LoopStore:
 
     def save_grown(self, run_id: int, task_id: int, worker: str, tree, *, question: str, model_version: str | None,
                    meta: dict[str, Any], archive: int | None,
-                   decide: Callable[[SavedTree], tuple[list[dict[str, Any]], dict[str, Any]]]) -> dict | None:
-        """Save a grown tree for a task this worker still holds, in one transaction: the tree, the old
+                   decide: Callable[[SavedTree], tuple[list[dict[str, Any]], dict[str, Any]]],
+                   evidence: Sequence = ()) -> dict | None:
+        """Save a grown tree (with ``evidence``, e.g. the model's) for a task this worker still holds, in one
+        transaction: the tree, the old
         version archived (``archive``), the follow-up tasks and the task's result from ``decide``.
         None when the task was taken over (the worker that took it saves the tree, not both)."""
         with self.scope() as s:
             if not self._still_mine(s, task_id, worker):
                 return None
-            tree_id = save_tree(s, tree, (), question=question, model_version=model_version, meta=meta)
+            tree_id = save_tree(s, tree, tuple(evidence), question=question, model_version=model_version, meta=meta)
             stored, evidence = load_tree(s, tree_id)
             follow, result = decide(SavedTree(tree_id, stored, tuple(evidence), get_tree(s, tree_id).root_belief))
             if archive is not None:

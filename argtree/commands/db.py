@@ -161,18 +161,45 @@ def users() -> None:
     """Manage annotator accounts (for the oracle web app)."""
 
 
+def _password_options(fn):
+    """--password-stdin (scripts) and the deprecated --password; without them the password is prompted."""
+    fn = click.option("--password", "password_arg", hidden=True, default=None,
+                      help="Deprecated: the password would show in the process list and shell history.")(fn)
+    return click.option("--password-stdin", is_flag=True,
+                        help="Read the password from the first line of standard input (for scripts). "
+                             "Without it the password is prompted for, hidden, twice.")(fn)
+
+
+def _read_password(password_stdin: bool, password_arg: str | None, prompt: str) -> str:
+    """The password from stdin, the deprecated option, or a hidden prompt (asked twice)."""
+    if password_stdin and password_arg is not None:
+        raise InputError("give the password one way: --password-stdin or the prompt")
+    if password_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+        if not password:
+            raise InputError("password: --password-stdin read nothing (give it on the first line of stdin)")
+        return password
+    if password_arg is not None:
+        click.echo("argtree: warning: --password shows the password in the process list and shell history; "
+                   "use the prompt or --password-stdin", err=True)
+        return password_arg
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
 @users.command("add")
 @click.argument("name")
 @click.option("--admin", is_flag=True, help="Admins also manage users and see all trees, runs and exports.")
 @click.option("--reliability", type=float, default=0.9, show_default=True,
               help="How far to trust this person's labels: P(label is right), in (0.5, 1).")
-@click.password_option("--password", prompt="Password", confirmation_prompt=True,
-                       help="Prompted for (hidden) when not given; at least 8 characters.")
+@_password_options
 @_store_errors
-def users_add(name: str, admin: bool, reliability: float, password: str) -> None:
-    """Add annotator NAME (password prompted, stored as an argon2id hash)."""
+def users_add(name: str, admin: bool, reliability: float, password_stdin: bool, password_arg: str | None) -> None:
+    """Add annotator NAME (password prompted or read with --password-stdin; stored as an argon2id hash)."""
     from ..store import add_annotator, session_scope
 
+    password = _read_password(password_stdin, password_arg, "Password")
     with session_scope() as s:
         row = add_annotator(s, name, password, admin, reliability=reliability)
     click.echo(f"added {row.role} {row.name!r} (id {row.id})")
@@ -180,15 +207,16 @@ def users_add(name: str, admin: bool, reliability: float, password: str) -> None
 
 @users.command("passwd")
 @click.argument("name")
-@click.password_option("--password", prompt="New password", confirmation_prompt=True)
+@_password_options
 @_store_errors
-def users_passwd(name: str, password: str) -> None:
-    """Set NAME's password."""
+def users_passwd(name: str, password_stdin: bool, password_arg: str | None) -> None:
+    """Set NAME's password; every web-app session of NAME ends (open tabs can save nothing more)."""
     from ..store import session_scope, set_password
 
+    password = _read_password(password_stdin, password_arg, "New password")
     with session_scope() as s:
         set_password(s, name, password)
-    click.echo(f"password of {name!r} changed")
+    click.echo(f"password of {name!r} changed; their web sessions are ended")
 
 
 @users.command("list")
@@ -196,13 +224,12 @@ def users_passwd(name: str, password: str) -> None:
 @_store_errors
 def users_list(as_json: bool) -> None:
     """List accounts with their role, reliability and answers."""
-    from sqlalchemy import func, select
-
-    from ..store import Label, list_annotators, session_scope
+    from ..store import list_annotators, session_scope
+    from ..store.webui import label_counts
 
     with session_scope(readonly=True) as s:
-        rows = [(a, s.scalar(select(func.count()).where(Label.annotator_id == a.id, Label.retracted_at.is_(None))))
-                for a in list_annotators(s)]
+        counts = label_counts(s)
+        rows = [(a, counts.get(a.id, 0)) for a in list_annotators(s)]
     if as_json:
         print_json([{"id": a.id, "name": a.name, "role": a.role, "reliability": a.reliability, "active": a.active,
                      "labels": n} for a, n in rows])

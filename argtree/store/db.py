@@ -191,6 +191,16 @@ def _sqlite_setup(engine: Engine, lock_path: str | None) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _create_private(path: Path) -> None:
+    """Create a new SQLite file readable and writable by its owner only (0600: it holds password hashes).
+
+    SQLite gives its -wal and -shm files the database file's mode.  An existing file is left as it is."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError:  # there already, or not creatable: SQLite opens it (or says why it cannot)
+        pass
+
+
 def make_engine(url: str | None = None, **kwargs) -> Engine:
     """A new engine for ``url`` (default: ``database_url()``), with the SQLite settings above."""
     url = url or database_url()
@@ -207,6 +217,7 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
                     raise SettingsError(f"cannot use the database {redact(url)}: {str(path.parent)!r} {why}")
                 path.parent.mkdir(parents=True, exist_ok=True)
             lock_path = f"{path}.writer-lock"
+            _create_private(path)
         args = kwargs.setdefault("connect_args", {})
         args.setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
         args.setdefault("factory", _WriterQueue)

@@ -45,7 +45,8 @@ def curve_rows(state: Mapping[str, Any]) -> list[dict[str, Any]]:
             "rejected_share": q.get("rejected_share"), "negation_share": q.get("negation_share"),
             "fact_overlap": q.get("fact_overlap"), "premises": q.get("accepted"),
             "oracle_decided_share": rnd.get("oracle_decided_share"),
-            "data": {k: v for k, v in (rnd.get("data") or {}).items() if not isinstance(v, dict)} or None,
+            "data": {k: v for k, v in (rnd.get("data") or {}).items()
+                     if not isinstance(v, dict) and k != "seconds"} or None,
             "seconds": rnd.get("seconds", {}),
         })
     return rows

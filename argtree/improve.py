@@ -63,7 +63,8 @@ EVAL_CHUNK = 10            # held-out questions per checkpointed evaluation call
 BOOTSTRAP = 2000           # resamples for intervals and the gate's paired test
 # Test hooks: ARGTREE_IMPROVE_KILL="r1:sft:done" makes the process SIGKILL itself at that point
 # (points: "start" when a step begins, "unit" after its first committed unit of work, "done" after
-# its work is complete and written, just before the step is marked done); ARGTREE_IMPROVE_TRACE=FILE
+# its work is complete and written, just before the step is marked done; for ``data`` and ``gate``,
+# whose work is written in the transaction that marks them done, right after it); ARGTREE_IMPROVE_TRACE=FILE
 # appends one line per unit of work done (what a resumed run must never do twice).
 KILL_ENV = "ARGTREE_IMPROVE_KILL"
 TRACE_ENV = "ARGTREE_IMPROVE_TRACE"
@@ -254,22 +255,28 @@ def _mark_done(session, task, result: dict) -> None:
 
 
 def start_or_resume(deps: Deps, cfg: ImproveConfig, *, fresh: bool = False) -> tuple[int, bool, ImproveConfig]:
-    """(run id, resumed?, config in force).  An unfinished improve run is resumed when its options are
-    these (``--rounds`` may be larger); other options are refused, naming each difference."""
-    from .store import LoopRun, start_loop_run
-    from .store.registry import IMPROVE_STATUS, unfinished_improve_run
+    """(run id, resumed?, config in force).  The newest improve run is taken up again when its options are
+    these (``--rounds`` may be larger: a finished run then gets more rounds; with as many it has nothing
+    left to do); an unfinished one started with other options is refused, naming each difference, and a
+    finished one lets a new run start.  ``fresh`` (--new) abandons an unfinished run and starts anew."""
+    from .store import start_loop_run
+    from .store.registry import IMPROVE_STATUS, latest_improve_run
 
     cfg.check()
     with deps.scope() as s:
-        run = unfinished_improve_run(s)
+        run = latest_improve_run(s)
         if run is not None and fresh:
-            run.status = "abandoned"
-            s.flush()
+            if run.status != "done":
+                run.status = "abandoned"
+                s.flush()
             run = None
         if run is not None:
             old = ImproveConfig.from_json(run.config["improve"])
             diff = [f"--{k.replace('_sha256', '').replace('_', '-')}: run {run.id} has {getattr(old, k)!r}, "
                     f"now {getattr(cfg, k)!r}" for k in ImproveConfig.FIXED if getattr(old, k) != getattr(cfg, k)]
+            if diff and run.status == "done":
+                run = None  # a finished experiment does not hold up another one
+        if run is not None:
             if diff:
                 raise ImproveError(f"improve run {run.id} is unfinished and was started with other options ("
                                    + "; ".join(diff) + "); start it again with its options to continue it, "
@@ -285,7 +292,8 @@ def start_or_resume(deps: Deps, cfg: ImproveConfig, *, fresh: bool = False) -> t
             merged = ImproveConfig.from_json({**old.to_json(), "rounds": rounds, "poll_seconds": cfg.poll_seconds,
                                               "questions": cfg.questions, "heldout": cfg.heldout})
             run.config = {**run.config, "improve": merged.to_json()}
-            run.status = IMPROVE_STATUS
+            if run.status != "done" or rounds > old.rounds:  # a finished run with as many rounds stays done
+                run.status = IMPROVE_STATUS
             run.stats = {**(run.stats or {}), "worker": _worker()}
             s.flush()
             return run.id, True, merged
@@ -293,7 +301,6 @@ def start_or_resume(deps: Deps, cfg: ImproveConfig, *, fresh: bool = False) -> t
         row.status = IMPROVE_STATUS
         row.stats = {"worker": _worker()}
         s.flush()
-        assert isinstance(row, LoopRun)
         return row.id, False, cfg
 
 
@@ -645,8 +652,9 @@ def _data_step(deps, cfg, run_id, r, parent, questions, emit) -> None:
     _trace(f"r{r}:data")
     stats.update({"records": len(records), "added_to_buffer": added, "buffer": len(earlier) + added,
                   "seconds": round(time.perf_counter() - t0, 3)})
-    _die_if(f"r{r}:data:done")
+    # The records are written in the transaction that marks the step done: there is no window between.
     _save(deps, run_id, r, "data", {"records": new, "stats": stats, "seconds": stats["seconds"]}, done=True)
+    _die_if(f"r{r}:data:done")
     emit({"event": "data", "round": r, **{k: v for k, v in stats.items() if not isinstance(v, dict)}})
 
 
@@ -844,6 +852,7 @@ def _dpo_step(deps, cfg, run_id, r, parent, sft_out: str, rundir: Path, emit) ->
         shutil.copytree(sft_out, tmp)
         os.replace(tmp, target)
         info = {"stage": "dpo", "skipped": "no preference pairs" if cfg.dpo else "--no-dpo"}
+        _trace(f"r{r}:dpo")
     data_step = _task_result(deps, run_id, f"r{r}:data")
     sft_info = _task_result(deps, run_id, f"r{r}:sft")
     kinds: dict[str, int] = {}
@@ -971,8 +980,9 @@ def _gate_step(deps, cfg, run_id, r, parent, candidate: str, emit) -> None:
             set_default_version(s, candidate)
 
     _trace(f"r{r}:gate")
-    _die_if(f"r{r}:gate:done")
+    # The decision, the version's card and the new default commit with the step's done mark.
     _save(deps, run_id, r, "gate", decision, done=True, also=apply)
+    _die_if(f"r{r}:gate:done")
     emit({"event": "gate", "round": r, **decision})
 
 

@@ -18,7 +18,7 @@ __all__ = ["register_model_version", "get_model_version", "list_model_versions",
            "unfinished_loop_run", "heartbeat_loop_run", "finish_loop_run", "add_loop_tasks", "claim_loop_task",
            "finish_loop_task", "loop_task_counts", "update_model_version_meta", "current_default_version",
            "set_default_version", "default_version_name", "DEFAULT_VERSION_KEY", "IMPROVE_STATUS",
-           "unfinished_improve_run"]
+           "unfinished_improve_run", "latest_improve_run"]
 
 # The settings key holding the name of the model version that commands use when no --model is given
 # (``argtree improve``'s gate moves it; ``current_default_version`` reads it).
@@ -206,8 +206,13 @@ def set_default_version(session: Session, name: str) -> ModelVersion:
 
 def unfinished_improve_run(session: Session) -> LoopRun | None:
     """The newest ``argtree improve`` run with rounds left (killed or stopped), or None."""
-    for run in session.scalars(select(LoopRun).where(LoopRun.status.in_([IMPROVE_STATUS, "stopped"]))
-                               .order_by(LoopRun.id.desc())):
+    run = latest_improve_run(session)
+    return run if run is not None and run.status in (IMPROVE_STATUS, "stopped") else None
+
+
+def latest_improve_run(session: Session) -> LoopRun | None:
+    """The newest ``argtree improve`` run that was not abandoned (finished or not), or None."""
+    for run in session.scalars(select(LoopRun).where(LoopRun.status != "abandoned").order_by(LoopRun.id.desc())):
         if isinstance(run.config, dict) and run.config.get("kind") == "improve":
             return run
     return None

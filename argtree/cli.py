@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "calibrate": ("calibrate", "calibrate", "Fit the model's calibration maps (credence -> probability) from oracle answers."),
     "loop": ("loop", "loop", "Autonomous loop: propose questions, grow trees, ask an oracle, re-expand; resumable."),
     "bench": ("bench", "bench", "Benchmarks: question-selection policies on simulated worlds with known truth."),
+    "improve": ("improve", "improve", "Rounds of self-improvement: grow, ask the oracle, train (SFT+DPO), gate on held-out."),
+    "models": ("models", "models", "Model versions: parent, round, data, provenance, held-out metrics, the default."),
 }
 
 

@@ -43,12 +43,14 @@ __all__ = [
     "SHAPES", "POLICIES", "Worlds", "Forest", "Trace",
     "random_parents", "random_cpts", "perturb", "sample_truth", "make_worlds",
     "run_policy", "run_policies", "answers_to_reach", "sign_test", "permutation_test", "mean_ci",
+    "model_evidence", "MODEL_MODES",
 ]
 
 SHAPES: tuple[str, ...] = ("random", "bushy", "deep", "chain")
 EPS = 1e-6           # noisy CPT entries are kept in [EPS, 1 - EPS]: no zero-probability evidence
 BATCH = 4            # annotators answering at once for the batch policy
-_STREAM_WORLD, _STREAM_ORACLE, _STREAM_POLICY = 0, 1, 2
+_STREAM_WORLD, _STREAM_ORACLE, _STREAM_POLICY, _STREAM_MODEL = 0, 1, 2, 3
+MODEL_MODES = ("frontier", "all")
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -369,9 +371,37 @@ def bayes_q(worlds: Worlds) -> np.ndarray:
     return forest.beliefs(le)[:, 0]
 
 
+def model_evidence(worlds: Worlds, forest: Forest, le: np.ndarray, quality: float, mode: str = "frontier") -> None:
+    """The model's credence in each premise as evidence (DESIGN.md, Model evidence), in ``le`` in place.
+
+    A model of quality q (its credence's accuracy) sees each premise's truth flipped with
+    probability 1 - q; calibrated, its credence is P(x | what it saw), so alone it is soft evidence of
+    reliability q on that node: q = 0.5 is useless, q = 1 knows everything.  ``frontier``: only on
+    leaves (expanded nodes' premises speak for them); ``all``: on every premise.  Never the root.
+    """
+    if not 0.5 <= quality < 1.0:
+        raise ValueError(f"model quality must be in [0.5, 1), got {quality}")
+    if mode not in MODEL_MODES:
+        raise ValueError(f"model evidence mode must be one of {MODEL_MODES}, got {mode!r}")
+    W, n = worlds.count, worlds.n
+    has_kids = np.zeros((W, n), dtype=bool)
+    rows = np.repeat(np.arange(W), n - 1)
+    has_kids[rows, worlds.parent[:, 1:].ravel()] = True
+    where = np.ones((W, n), dtype=bool) if mode == "all" else ~has_kids
+    where[:, 0] = False
+    u = np.stack([np.random.default_rng([worlds.seed, w, _STREAM_MODEL]).random(n) for w in range(W)])
+    said = worlds.truth ^ (u < 1.0 - quality)
+    w, x = np.nonzero(where)
+    observe(le, forest.pos[w, x], said[w, x], quality)
+
+
 def run_policy(worlds: Worlds, policy: str, answers: int = 16, answer_noise: float = 0.0, seed: int = 0,
-               q: np.ndarray | None = None) -> Trace:
-    """Ask ``answers`` questions in every world with ``policy``; record P(root) after each answer."""
+               q: np.ndarray | None = None, model_quality: float | None = None,
+               model_mode: str = "frontier") -> Trace:
+    """Ask ``answers`` questions in every world with ``policy``; record P(root) after each answer.
+
+    With ``model_quality``, the system also holds the model's credence in each premise as evidence
+    (``model_evidence``) before anyone answers."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     if not 0.0 <= answer_noise < 0.5:
@@ -384,6 +414,8 @@ def run_policy(worlds: Worlds, policy: str, answers: int = 16, answer_noise: flo
     u = np.stack([np.random.default_rng([worlds.seed, w, _STREAM_ORACLE]).random((n, answers)) for w in range(W)])
     rng = np.random.default_rng([worlds.seed, _STREAM_POLICY])
     le = forest.empty_loglik()
+    if model_quality is not None:
+        model_evidence(worlds, forest, le, model_quality, model_mode)
     asked = np.zeros((W, n), dtype=np.int64)
     hist: list[list[tuple[int, bool]]] = [[] for _ in range(W)]
     belief = np.empty((W, answers + 1))
@@ -417,9 +449,10 @@ def run_policy(worlds: Worlds, policy: str, answers: int = 16, answer_noise: flo
 
 
 def run_policies(worlds: Worlds, policies=None, answers: int = 16, answer_noise: float = 0.0,
-                 seed: int = 0) -> dict[str, Trace]:
+                 seed: int = 0, model_quality: float | None = None, model_mode: str = "frontier") -> dict[str, Trace]:
     q = bayes_q(worlds)
-    return {p: run_policy(worlds, p, answers, answer_noise, seed, q) for p in (policies or POLICIES)}
+    return {p: run_policy(worlds, p, answers, answer_noise, seed, q, model_quality, model_mode)
+            for p in (policies or POLICIES)}
 
 
 # -- statistics -----------------------------------------------------------
@@ -475,6 +508,8 @@ class Config:
     strength: float = 1.0
     seed: int = 0
     policies: tuple[str, ...] = tuple(POLICIES)
+    model_quality: float | None = None   # the model's credences as evidence (run_policy), None: none
+    model_mode: str = "frontier"
 
 
 def evaluate(cfg: Config, target_policy: str = "voi-shift", target_answers: int = 2,
@@ -486,7 +521,8 @@ def evaluate(cfg: Config, target_policy: str = "voi-shift", target_answers: int 
     difference policy@compare_at minus target@target_answers (positive: the policy is still worse).
     """
     worlds = make_worlds(cfg.worlds, cfg.nodes, cfg.shape, cfg.cpt_noise, cfg.seed, cfg.strength)
-    traces = run_policies(worlds, cfg.policies, cfg.answers, cfg.answer_noise, cfg.seed)
+    traces = run_policies(worlds, cfg.policies, cfg.answers, cfg.answer_noise, cfg.seed, cfg.model_quality,
+                          cfg.model_mode)
     q = next(iter(traces.values())).q
     # References: every premise answered correctly, under the noisy CPTs and under the true ones.
     forest = Forest(worlds.parent, worlds.est_prior, worlds.est_p1, worlds.est_p0)

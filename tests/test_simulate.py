@@ -237,3 +237,28 @@ def test_voi_policies_survive_a_settled_root():
         tr = S.run_policy(worlds, policy, answers=8)
         assert tr.belief[0, -1] == 1.0
         assert sorted(tr.asked[0].tolist()) == list(range(1, 9)), policy  # ties go to the shallowest, in order
+
+
+def test_model_evidence_in_simulated_worlds_sits_on_the_frontier_and_useless_is_a_no_op():
+    from argtree.simulate import Forest, make_worlds, model_evidence, run_policy
+
+    worlds = make_worlds(40, 12, "random", 1.0, seed=3)
+    forest = Forest(worlds.parent, worlds.est_prior, worlds.est_p1, worlds.est_p0)
+    for mode in ("frontier", "all"):
+        le = forest.empty_loglik()
+        model_evidence(worlds, forest, le, 0.8, mode)
+        touched = (le != 0).any(axis=1)[forest.pos]          # (W, n): which nodes got evidence
+        leaves = np.ones_like(touched)
+        for w in range(worlds.count):
+            leaves[w, worlds.parent[w, 1:]] = False
+        assert not touched[:, 0].any()                        # never the root
+        expected = leaves.copy() if mode == "frontier" else np.ones_like(touched)
+        expected[:, 0] = False
+        assert (touched == expected).all()
+    base = run_policy(worlds, "voi-shift", answers=4)
+    useless = run_policy(worlds, "voi-shift", answers=4, model_quality=0.5)
+    assert np.allclose(base.belief, useless.belief)
+    good = run_policy(worlds, "voi-shift", answers=4, model_quality=0.95, model_mode="all")
+    assert good.expected_brier[:, 0].mean() < base.expected_brier[:, 0].mean()
+    with pytest.raises(ValueError):
+        run_policy(worlds, "voi-shift", answers=4, model_quality=1.0)

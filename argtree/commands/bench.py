@@ -56,14 +56,19 @@ def bench() -> None:
               help="Std. dev. of each edge's half log-odds gap between P(child|parent) and P(child|not parent).")
 @click.option("--policy", "policies", multiple=True, type=click.Choice(list(POLICIES)),
               help="Policies to run (repeatable; default all).")
+@click.option("--model-quality", "qualities", multiple=True, type=click.FloatRange(0.5, 1.0, max_open=True),
+              help="The system also sees each premise through a calibrated model credence that is right with this "
+                   "probability (repeatable; 0.5 = useless).  Default: no model evidence.")
+@click.option("--model-evidence", "model_mode", type=click.Choice(["frontier", "all"]), default="frontier",
+              show_default=True, help="With --model-quality: credences count on leaves only, or on every premise.")
 @click.option("--seed", type=int, default=0, show_default=True, help="World w of a run is drawn from seed [seed, w].")
 @click.option("--processes", type=click.IntRange(min=1), default=2, show_default=True,
               help="Worker processes, one configuration each.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench/results", show_default=True,
               help="Where oracle_efficiency.{json,md,png} are written.")
 @click.option("--json", "as_json", is_flag=True, help="Print every number as one JSON document.")
-def oracle_efficiency(worlds, nodes, answers, shapes, cpt_noises, answer_noises, strength, policies, seed,
-                      processes, out_dir, as_json) -> None:
+def oracle_efficiency(worlds, nodes, answers, shapes, cpt_noises, answer_noises, strength, policies, qualities,
+                      model_mode, seed, processes, out_dir, as_json) -> None:
     """How many oracle answers each question-selection policy needs for a good root belief.
 
     Every world is a random argument tree with random CPTs whose nodes' truth is
@@ -80,12 +85,15 @@ def oracle_efficiency(worlds, nodes, answers, shapes, cpt_noises, answer_noises,
     else:
         grid = default_grid()
     configs = [Config(shape=s, nodes=nodes, cpt_noise=c, answer_noise=a, worlds=worlds, answers=answers,
-                      strength=strength, seed=seed, policies=tuple(policies) or tuple(POLICIES))
-               for s, c, a in grid]
+                      strength=strength, seed=seed, policies=tuple(policies) or tuple(POLICIES),
+                      model_quality=mq, model_mode=model_mode)
+               for s, c, a in grid for mq in (qualities or (None,))]
     results = _run_all(configs, processes, quiet=as_json)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     command = _command_line(worlds, nodes, answers, shapes, cpt_noises, answer_noises, strength, policies, seed)
+    command += "".join(f" --model-quality {q:g}" for q in qualities)
+    command += f" --model-evidence {model_mode}" if qualities else ""
     doc = {"command": command, "results": _rounded(results)}
     (out / "oracle_efficiency.json").write_text(json.dumps(doc) + "\n")
     (out / "oracle_efficiency.md").write_text(markdown_report(results, command))
@@ -146,7 +154,10 @@ def _command_line(worlds, nodes, answers, shapes, cpt_noises, answer_noises, str
 
 def _label(cfg: dict) -> str:
     s = f"{cfg['shape']}, CPT noise {cfg['cpt_noise']:g}"
-    return s + (f", answer noise {cfg['answer_noise']:g}" if cfg["answer_noise"] else "")
+    s += f", answer noise {cfg['answer_noise']:g}" if cfg["answer_noise"] else ""
+    if cfg.get("model_quality") is not None:
+        s += f", model quality {cfg['model_quality']:g} ({cfg.get('model_mode', 'frontier')})"
+    return s
 
 
 def _fmt_reach(n, cap: int) -> str:

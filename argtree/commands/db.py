@@ -32,7 +32,8 @@ def _store_errors(fn):
                 from ..store.db import database_url, redact
 
                 why = str(err.orig or err).splitlines()[0]
-                raise InputError(f"cannot use the database {redact(database_url())}: {why}") from None
+                url = kwargs.get("database") or database_url()
+                raise InputError(f"cannot use the database {redact(url)}: {why}") from None
             raise
 
     return wrapper
@@ -49,39 +50,53 @@ def db() -> None:
     """
 
 
+DATABASE_HELP = "Database URL (default ARGTREE_DATABASE_URL or the local file)."
+
+
 @db.command()
 @click.argument("revision", default="head")
+@click.option("--database", default=None, help=DATABASE_HELP)
+@click.option("--json", "as_json", is_flag=True, help='Print {"url", "current", "head"}.')
 @_store_errors
-def upgrade(revision: str) -> None:
+def upgrade(revision: str, database: str | None, as_json: bool) -> None:
     """Migrate the database up to REVISION (default: the newest), creating it if needed."""
     from ..store.db import database_url, get_engine, redact, schema_status, upgrade as do_upgrade
 
-    url = database_url()
+    url = database or database_url()
     do_upgrade(url, revision)
     current, head, _ = schema_status(get_engine(url, check=False))
+    if as_json:
+        print_json({"url": redact(url), "current": current, "head": head})
+        return
     click.echo(f"{redact(url)}: at schema revision {current} (head {head})")
 
 
 @db.command()
 @click.argument("revision")
+@click.option("--database", default=None, help=DATABASE_HELP)
+@click.option("--json", "as_json", is_flag=True, help='Print {"url", "current"}.')
 @_store_errors
-def downgrade(revision: str) -> None:
+def downgrade(revision: str, database: str | None, as_json: bool) -> None:
     """Migrate the database down to REVISION ('base' removes every argtree table: data is lost)."""
-    from ..store.db import database_url, downgrade as do_downgrade, redact
+    from ..store.db import database_url, downgrade as do_downgrade, get_engine, redact, schema_status
 
-    url = database_url()
+    url = database or database_url()
     do_downgrade(url, revision)
+    if as_json:
+        print_json({"url": redact(url), "current": schema_status(get_engine(url, check=False))[0]})
+        return
     click.echo(f"{redact(url)}: downgraded to {revision}")
 
 
 @db.command()
+@click.option("--database", default=None, help=DATABASE_HELP)
 @click.option("--json", "as_json", is_flag=True, help='Print {"url", "current", "head", "up_to_date"}.')
 @_store_errors
-def current(as_json: bool) -> None:
+def current(database: str | None, as_json: bool) -> None:
     """Show the database URL and its schema revision against the newest this argtree knows."""
     from ..store.db import database_url, get_engine, redact, schema_status
 
-    url = database_url()
+    url = database or database_url()
     cur, head, known = schema_status(get_engine(url, check=False))
     if as_json:
         print_json({"url": redact(url), "current": cur, "head": head, "up_to_date": cur == head})
@@ -95,20 +110,19 @@ def current(as_json: bool) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--priority", type=float, default=1.0, show_default=True,
               help="Weight of these trees in the forest-wide VoI of the queue.")
+@click.option("--database", default=None, help=DATABASE_HELP)
 @click.option("--json", "as_json", is_flag=True, help='Print {"trees": {file: tree_id}}.')
 @_store_errors
-def import_(files: tuple[str, ...], priority: float, as_json: bool) -> None:
+def import_(files: tuple[str, ...], priority: float, database: str | None, as_json: bool) -> None:
     """Store argtree/1 files in the database (all or none: one bad file stops the import).
 
     Each file's evidence becomes labels; beliefs and the question queue update.
     A file already imported with the same content is not stored twice.  Files are
     checked by the same validator as `argtree infer` (sizes: README, "The exact core").
     """
-    from sqlalchemy import select
-
     from ..io import load
-    from ..store import Tree, save_tree, session_scope
-    from ..store.trees import content_hash
+    from ..store import save_tree, session_scope
+    from ..store.lookups import tree_with_content
     from ..tree import TreeError
 
     loaded = []
@@ -119,9 +133,9 @@ def import_(files: tuple[str, ...], priority: float, as_json: bool) -> None:
             raise InputError(f"{path}: {err}") from None
     out: dict[str, int] = {}
     new = 0
-    with session_scope() as s:
+    with session_scope(database) as s:
         for path, tree, evidence in loaded:
-            old = s.scalar(select(Tree.id).where(Tree.content_hash == content_hash(tree, evidence)).limit(1))
+            old = tree_with_content(s, tree, evidence)
             if old is not None:
                 out[path] = old
                 continue
@@ -141,13 +155,14 @@ def import_(files: tuple[str, ...], priority: float, as_json: bool) -> None:
 @click.command()
 @click.argument("tree_id", type=int)
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (atomically) instead of stdout.")
+@click.option("--database", default=None, help=DATABASE_HELP)
 @_store_errors
-def dump(tree_id: int, out: str | None) -> None:
-    """Write stored tree TREE_ID as argtree/1 JSON, with its labels as evidence."""
+def dump(tree_id: int, out: str | None, database: str | None) -> None:
+    """Write stored tree TREE_ID as argtree/1 JSON, with its labels as evidence (the output is JSON already)."""
     from ..io import dump as write, dumps
     from ..store import load_tree, session_scope
 
-    with session_scope(readonly=True) as s:
+    with session_scope(database, readonly=True) as s:
         tree, evidence = load_tree(s, tree_id)
     if out:
         write(tree, evidence, out)

@@ -26,13 +26,11 @@ def _facts_from_store(database: str | None, split: float):
 
 
 def _backend(model: str, device: str | None):
-    from ..finetune import FinetuneError, resolve_version
-    from ..llm import make_backend
+    from ..llm import open_backend
 
-    try:
-        path = resolve_version(model)
-        return make_backend("local", path, **({"device": device} if device else {}))
-    except (FinetuneError, ValueError, RuntimeError, OSError) as err:
+    try:  # names, registered versions and 'latest' resolve in llm.local, as for every command
+        return open_backend("local", model, device=device)
+    except (ValueError, RuntimeError, OSError) as err:
         raise InputError(f"--model {model!r}: {err}") from None
 
 

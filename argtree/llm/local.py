@@ -78,9 +78,18 @@ def shipped_adapter() -> str | None:
 
 
 def default_model() -> str:
-    """The name ``None`` stands for: DEFAULT_MODEL, or the bundled base when the adapter cannot load."""
+    """The name ``None`` stands for: the version ``argtree improve``'s gate made the default (the store's
+    ``models.default`` setting), else DEFAULT_MODEL, or the bundled base when the adapter cannot load."""
     import importlib.util
 
+    try:
+        from ..store.registry import default_version_name
+
+        gated = default_version_name()
+    except ImportError:  # the store extra is not installed
+        gated = None
+    if gated:
+        return gated
     if DEFAULT_MODEL == ADAPTER and (shipped_adapter() is None or importlib.util.find_spec("peft") is None):
         return BUNDLED
     return DEFAULT_MODEL

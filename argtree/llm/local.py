@@ -55,14 +55,7 @@ BUNDLED_ID = "SmolLM2-135M-Instruct"
 _LOCK = threading.Lock()
 
 
-def argtree_home() -> Path:
-    """ARGTREE_HOME, else the per-user data directory."""
-    env = os.environ.get("ARGTREE_HOME")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("argtree"))
+from ..home import argtree_home  # noqa: E402 - the one home-directory function, re-exported for callers here
 
 
 def model_cache_dir() -> Path:

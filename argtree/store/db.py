@@ -52,15 +52,13 @@ class SettingsError(SchemaError):
 
 
 def data_home() -> Path:
-    home = os.environ.get("ARGTREE_HOME")
-    if home:
-        path = Path(home).expanduser()
-        if path.exists() and not path.is_dir():
-            raise SettingsError(f"ARGTREE_HOME={home!r} is not a directory")
-        return path
-    from platformdirs import user_data_dir
+    """``argtree.home.argtree_home()`` (the one home-directory function), its error as a SettingsError."""
+    from ..home import HomeError, argtree_home
 
-    return Path(user_data_dir("argtree", appauthor=False))
+    try:
+        return argtree_home()
+    except HomeError as err:
+        raise SettingsError(str(err)) from None
 
 
 def _default_url() -> str:

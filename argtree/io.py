@@ -12,7 +12,9 @@ Limits (README, "The exact core"): ``MAX_FILE_BYTES``, ``MAX_NODES``,
 counted as stored: NFC, whitespace runs collapsed), ``MAX_EXTRA`` (one node's or
 evidence entry's extra keys as compact JSON), ``MAX_META`` (the file's own
 extra keys).  Text holds no NUL and no lone surrogate (neither can be stored);
-numbers are finite (JSON has no NaN) and integers have at most 4,300 digits.
+numbers are finite (JSON has no NaN) and fit a double (at most 1.8e308: the
+store reads JSON numbers back as doubles), and number literals have at most
+4,300 digits (Python's limit).
 
 Two ways through, one set of rules:
 
@@ -211,6 +213,9 @@ def _value_problem(value: Any) -> str | None:
         elif t is float:
             if not math.isfinite(v):
                 return f"must hold finite numbers only, got {v!r}"
+        elif t is int:
+            if v.bit_length() > 1000 and _too_big_for_double(v):
+                return f"must hold numbers that fit a double (at most 1.8e308), got {show(v)}"
         elif t is Unreadable:
             return f"must hold numbers JSON can carry, got {v!r}"
         elif t is dict:
@@ -247,6 +252,14 @@ def _check_extra(extra: dict, node: str | None, limit: int) -> None:
         big = max(sizes, key=sizes.__getitem__)
         raise TreeError(f"the extra keys take {size:,} bytes of JSON (this one {sizes[big]:,}); "
                         f"the limit is {limit:,}", node, big)
+
+
+def _too_big_for_double(value: int) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
 
 
 def _top(data: Any) -> tuple[list, dict]:
@@ -436,7 +449,7 @@ def _probabilities(values: list) -> tuple[np.ndarray, np.ndarray]:
     return arr, ~((arr >= 0.0) & (arr <= 1.0))  # NaN fails both
 
 
-def _extra_too_big(raws: list, count_known: np.ndarray, keys: tuple, limit: int, size: int) -> np.ndarray:
+def _extra_too_big(raws: list, has_extra: np.ndarray, keys: tuple, limit: int, size: float) -> np.ndarray:
     """Entries whose extra keys exceed ``limit`` bytes of JSON (none can when the file is smaller)."""
     n = len(raws)
     bad = np.zeros(n, dtype=bool)
@@ -444,8 +457,7 @@ def _extra_too_big(raws: list, count_known: np.ndarray, keys: tuple, limit: int,
         return bad
     import msgspec
 
-    nkeys = np.fromiter(map(len, raws), np.int64, n)
-    cand = np.flatnonzero(nkeys > count_known)
+    cand = np.flatnonzero(has_extra)
     if not len(cand):
         return bad
     encode = msgspec.json.encode
@@ -463,10 +475,44 @@ def _fail(check, *args) -> None:
                     "accepts it; please report this file")
 
 
-def validate(data: Any, size: int | None = None, model: str = "frontier") -> Columns:
+_DIGITS = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 309  # an integer too large for a double has at least 309 digits
+
+
+class _Unclean(Exception):
+    """Extra keys may hold integers too large for a double: the per-node path must look."""
+
+
+def _long_digit_run(raw: bytes | str | None) -> bool:
+    if raw is None:
+        return True
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    return _LONG_RUN in raw.translate(_DIGITS)
+
+
+def validate(data: Any, size: int | None = None, model: str = "frontier", raw: bytes | str | None = None) -> Columns:
     """The columnar validator for a *clean* parsed document (see ``parse``): the same checks and
     messages as ``from_dict``, on whole columns.  ``size``: the file's length in bytes (an upper
-    bound on every string and extra key, so most size checks can be skipped); None if unknown."""
+    bound on every string and extra key, so most size checks can be skipped); None if unknown.
+    ``raw``: the file's text; where extra keys exist and it holds a run of 309 digits (or is not
+    given), their numbers are checked by the per-node path."""
+    try:
+        return _validate(data, size, model, raw)
+    except _Unclean:
+        return _from_spec(data, model)
+
+
+def _from_spec(data: Any, model: str) -> Columns:
+    from .inference import Propagation, compile_tree
+
+    tree, evidence = from_dict(data)
+    ct = compile_tree(tree)
+    le = ct.loglik(evidence, model)
+    return Columns(data, ct, le, Propagation(ct, le), (tree, evidence))
+
+
+def _validate(data: Any, size: int | None, model: str, raw) -> Columns:
     from .inference import CompiledTree, Propagation
 
     # Re-encoding can make a value longer than it was in the file (9e15 -> 9000000000000000.0):
@@ -498,10 +544,15 @@ def validate(data: Any, size: int | None = None, model: str = "frontier") -> Col
     root = np.fromiter(map(is_, parents, repeat(None)), bool, n)
     has_prior, has_p1, has_p0 = _present(priors), _present(p1s), _present(p0s)
     bad |= np.where(root, has_p1 | has_p0 | ~has_prior, has_prior | ~has_p1 | ~has_p0)
-    if size > MAX_EXTRA and n:
-        known = (2 + has_prior + has_p1 + has_p0
-                 + np.fromiter(map(dict.__contains__, raw_nodes, repeat("parent")), bool, n))
-        bad |= _extra_too_big(raw_nodes, known, NODE_KEYS, MAX_EXTRA, size)
+    has_parent_key = ~root
+    for k in np.flatnonzero(root).tolist():
+        has_parent_key[k] = "parent" in raw_nodes[k]
+    known = 2 + has_prior.astype(np.int64) + has_p1 + has_p0 + has_parent_key
+    has_extra = np.fromiter(map(len, raw_nodes), np.int64, n) > known
+    extras_anywhere = bool(has_extra.any()) or bool(meta)
+    if extras_anywhere and _long_digit_run(raw):
+        raise _Unclean
+    bad |= _extra_too_big(raw_nodes, has_extra, NODE_KEYS, MAX_EXTRA, size)
     i = _first(bad)
     if i is not None:
         _fail(_node, raw_nodes[i], i)
@@ -571,10 +622,13 @@ def validate(data: Any, size: int | None = None, model: str = "frontier") -> Col
     with np.errstate(invalid="ignore"):
         in_range = np.where(is_model, (rel >= 0.5) & (rel < 1.0), (rel > 0.5) & (rel <= 1.0))
     bad |= rel_bad | ~in_range
-    if size > MAX_EXTRA and m:
+    if m:
         known = (np.fromiter(map(dict.__contains__, raw_ev, repeat("node")), np.int64, m)
                  + _present(values) + np.fromiter(map(dict.__contains__, raw_ev, repeat("reliability")), bool, m))
-        bad |= _extra_too_big(raw_ev, known, EVIDENCE_KEYS, MAX_EXTRA, size)
+        has_extra = np.fromiter(map(len, raw_ev), np.int64, m) > known
+        if has_extra.any() and not extras_anywhere and _long_digit_run(raw):
+            raise _Unclean
+        bad |= _extra_too_big(raw_ev, has_extra, EVIDENCE_KEYS, MAX_EXTRA, size)
     j = _first(bad)
     if j is not None:
         _fail(_evidence, raw_ev[j], j)
@@ -642,13 +696,8 @@ def loads_columns(raw: bytes | str, model: str = "frontier") -> Columns:
     """Parse and validate an argtree/1 document; arrays for inference, objects only on request."""
     data, clean = parse(raw)
     if clean:
-        return validate(data, len(raw) * (1 if isinstance(raw, bytes) else 4), model)
-    from .inference import Propagation, compile_tree
-
-    tree, evidence = from_dict(data)  # unusual content (NaN, surrogates, NUL...): the per-node path says where
-    ct = compile_tree(tree)
-    le = ct.loglik(evidence, model)
-    return Columns(data, ct, le, Propagation(ct, le), (tree, evidence))
+        return validate(data, len(raw) * (1 if isinstance(raw, bytes) else 4), model, raw)
+    return _from_spec(data, model)  # unusual content (NaN, surrogates, NUL...): the per-node path says where
 
 
 def load_columns(path: str | os.PathLike, model: str = "frontier") -> Columns:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "db": ("db", "db", "Create, migrate (upgrade) and inspect (current) the database."),
     "import": ("db", "import_", "Store argtree/1 files in the database; their evidence becomes labels."),
     "dump": ("db", "dump", "Write a stored tree as argtree/1 JSON, labels as evidence."),
+    "export-tree": ("interop", "export_tree", "A tree as BIF, XMLBIF (Bayesian-network tools), GraphML, DOT or SVG."),
     "users": ("db", "users", "Manage annotator accounts: users add NAME [--admin], users list."),
     "ui": ("ui", "ui", "Start the oracle's web app (Streamlit): answer the highest-VoI questions, browse trees."),
     "export": ("export", "export", "Export labeled trees as a fine-tuning dataset (TRL / OpenAI JSONL) with a card."),

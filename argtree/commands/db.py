@@ -120,7 +120,7 @@ def import_(files: tuple[str, ...], priority: float, database: str | None, as_js
     A file already imported with the same content is not stored twice.  Files are
     checked by the same validator as `argtree infer` (sizes: README, "The exact core").
     """
-    from ..io import load
+    from ..interop import load_any as load  # argtree/1 JSON, or a .bif/.xml(bif) network (issue 15)
     from ..store import save_tree, session_scope
     from ..store.lookups import tree_with_content
     from ..tree import TreeError

@@ -377,3 +377,39 @@ def test_real_server_structured_expansion_and_logprobs(llama_server):
     assert 0.0 < ps[0] < 1.0 and b.last_scoring_misses == 0
     r = grow(claim, b, GrowConfig(expansions=1, per_side=1, retries=0))
     assert len(r.tree) > 1 or r.failures
+
+
+def test_grow_marks_premises_whose_scoring_failed_and_counts_them():
+    """Expansions succeed, every log-prob scoring request fails (500): the premises keep the model's written
+    credence and say so, the growth stats count the failures; no premise's credence is a made-up 0.5."""
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append("score" if body.get("logprobs") else "generate")
+            status, payload = ((500, {"error": "no logprobs today"}) if body.get("logprobs")
+                               else (200, completion(json.dumps(OK_ANSWER))))
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        b = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", concurrency=2, retries=0)
+        r = grow("Should cities ban cars?", b, GrowConfig(expansions=1, credence="logprob"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    premises = [r.tree[n] for n in r.tree.nodes if n != r.tree.root]
+    assert premises and "score" in seen and b.scoring_failures >= len(premises)
+    assert all(p.extra["credence"] == pytest.approx(0.8) for p in premises)  # the written 80%, not 0.5
+    assert all("scoring failed" in p.extra["credence_source"] for p in premises)
+    assert r.stats["scoring_failures"] >= 1

@@ -8,7 +8,6 @@ docs/answer_page.png.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,9 @@ pytest.importorskip("streamlit")
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 from argtree.store.db import get_engine, session_scope  # noqa: E402
-from argtree.store.models import Annotator, Label  # noqa: E402
+from argtree.store.models import Annotator, Label, WebSession, utcnow  # noqa: E402
 from argtree.tree import ArgumentTree, Node  # noqa: E402
-from oracle_ui import auth, data, demo, testing  # noqa: E402
+from oracle_ui import demo, testing  # noqa: E402
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(testing.chromium_path() is None,
@@ -117,15 +116,20 @@ def test_keyboard_answers_undo_reload_and_database(server, browser):
     every = labels_of(server["url"], "bob", live=False)
     assert [(lab.kind, lab.retracted_at is not None) for lab in every] == [
         ("true", False), ("false", False), ("dont_know", True)]
-    # Typing in the comment box does not fire the answer shortcuts.
+    # Typing in the comment box does not fire the answer shortcuts: after typing, one real "T" (outside
+    # the box) answers once, with the typed comment; a shortcut fired by the typing would add labels.
     page.get_by_role("textbox", name="Comment (optional)").press_sequentially("tfdipu")
-    time.sleep(0.5)
-    assert testing.premise(page) == seen[2]
-    assert len(labels_of(server["url"], "bob", live=False)) == 3
-    # Switching pages from the sidebar keeps the session, through a reload too.
+    page.get_by_role("textbox", name="Comment (optional)").press("Enter")
+    page.locator('[data-testid="premise"]').click()
+    page.keyboard.press("T")
+    testing.wait_premise_change(page, seen[2])
+    every = labels_of(server["url"], "bob", live=False)
+    assert [(lab.kind, lab.retracted_at is not None) for lab in every][3:] == [("true", False)]
+    assert every[3].comment == "tfdipu"
+    # Switching pages from the sidebar keeps the session (a cookie: the URL holds no credential), through a reload.
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Trees").click()
     page.get_by_role("heading", name="Trees").wait_for(timeout=30_000)
-    page.wait_for_function("() => new URLSearchParams(location.search).has('s')", timeout=30_000)
+    assert "s=" not in page.url and "token" not in page.url
     page.reload()
     page.get_by_role("heading", name="Trees").wait_for(timeout=30_000)
     assert page.get_by_text("bob (annotator)").count() == 1
@@ -162,10 +166,10 @@ def test_every_page_renders_and_is_captured(server, browser):
     testing.login(page, server["base"], "admin", "admin-pass-3")
     testing.premise(page)
     page.keyboard.press("T")  # one label of the admin's, so the trees page has history to show
-    time.sleep(0.3)
+    page.get_by_text("Saved: True.").wait_for(timeout=30_000)
     for path, marker in (("trees", "Root belief over the labels received"), ("agreement", "Labels per annotator"),
                          ("export", "Fine-tuning dataset"), ("admin", "Loop runs")):
-        page.goto(f"{server['base']}/{path}?{auth.PARAM}={_token(page)}", wait_until="domcontentloaded")
+        page.goto(f"{server['base']}/{path}", wait_until="domcontentloaded")
         page.get_by_text(marker).first.wait_for(timeout=30_000)
         if path == "trees":
             page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg') \
@@ -175,37 +179,17 @@ def test_every_page_renders_and_is_captured(server, browser):
     ctx.close()
 
 
-def _token(page) -> str:
-    from urllib.parse import parse_qs, urlparse
-
-    return parse_qs(urlparse(page.url).query)[auth.PARAM][0]
-
-
-def test_login_errors_and_expired_session_in_the_browser(server, browser):
+def test_expired_session_and_no_session_in_the_browser(server, browser):
     ctx, page = new_page(browser)
-    page.goto(server["base"] + "/", wait_until="domcontentloaded")
-    page.get_by_role("textbox", name="Name").fill("alice")
-    page.get_by_role("textbox", name="Password").fill("wrong-password")
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_text("Wrong password for 'alice'.").wait_for(timeout=30_000)
-    page.get_by_role("textbox", name="Name").fill("nobody")
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_text("There is no account named 'nobody'.").wait_for(timeout=30_000)
-    no_traceback(page)
-    with session_scope(server["url"]) as s:
-        a = s.query(Annotator).filter_by(name="alice").one()
-        aid, fp = a.id, data._fingerprint(a.password_hash)
-    os.environ["ARGTREE_UI_SECRET"], old = testing.SECRET, os.environ.get("ARGTREE_UI_SECRET")
-    try:
-        expired = auth.make_token(aid, fp, seconds=-60)
-    finally:
-        if old is None:
-            del os.environ["ARGTREE_UI_SECRET"]
-        else:
-            os.environ["ARGTREE_UI_SECRET"] = old
-    page.goto(f"{server['base']}/?{auth.PARAM}={expired}", wait_until="domcontentloaded")
+    testing.login(page, server["base"], "alice", "alice-pass-1")
+    with session_scope(server["url"]) as s:  # the session runs out (no waiting: its expiry moves)
+        aid = s.query(Annotator).filter_by(name="alice").one().id
+        s.query(WebSession).filter_by(annotator_id=aid).update({"expires_at": utcnow()})
+    page.reload()
     page.get_by_text("Your session expired; please log in again.").wait_for(timeout=30_000)
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
+    ctx.close()
+    ctx, page = new_page(browser)
     page.goto(f"{server['base']}/trees", wait_until="domcontentloaded")  # no page but login without a session
     page.get_by_role("button", name="Log in").wait_for(timeout=30_000)
     assert page.locator('[data-testid="premise"]').count() == 0
@@ -218,10 +202,7 @@ def test_database_down_in_the_browser(server, browser, tmp_path):
     # A second server whose database is unreachable (nothing listens on port 1).
     with testing.serve("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2", home=tmp_path) as base:
         ctx, page = new_page(browser)
-        page.goto(base + "/", wait_until="domcontentloaded")
-        page.get_by_role("textbox", name="Name").fill("alice")
-        page.get_by_role("textbox", name="Password").fill("alice-pass-1")
-        page.get_by_role("button", name="Log in").click()
+        testing.submit_login(page, base, "alice", "alice-pass-1")
         page.get_by_text("The database is not available").wait_for(timeout=30_000)
         no_traceback(page)
         page.screenshot(path=str(ARTIFACTS / "database_down.png"), full_page=True)
@@ -231,7 +212,7 @@ def test_database_down_in_the_browser(server, browser, tmp_path):
 def test_click_a_node_in_the_graph_shows_it(server, browser):
     ctx, page = new_page(browser)
     testing.login(page, server["base"], "admin", "admin-pass-3")
-    page.goto(f"{server['base']}/trees?{auth.PARAM}={_token(page)}", wait_until="domcontentloaded")
+    page.goto(f"{server['base']}/trees", wait_until="domcontentloaded")
     page.get_by_role("textbox", name="Search the questions").fill("hostile")
     page.keyboard.press("Enter")
     page.get_by_text("1 shown").wait_for(timeout=30_000)

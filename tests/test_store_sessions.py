@@ -19,7 +19,7 @@ from argtree.store.testing import dispose, fast_password_hashing, postgres_schem
 from argtree.tree import ArgumentTree, Node
 
 fast_password_hashing()
-POLICY = ThrottlePolicy(free=3, base_delay=1.0, max_delay=60.0, lock_after=10, client_lock_after=30,
+POLICY = ThrottlePolicy(free=3, client_free=3, base_delay=1.0, max_delay=60.0, lock_after=10, client_lock_after=30,
                         lock_seconds=900.0, window_seconds=900.0)
 
 
@@ -152,7 +152,7 @@ def test_unknown_names_are_limited_exactly_like_real_ones(url, people):
 
 def test_one_client_is_limited_across_names(url, people):
     t0 = utcnow()
-    policy = ThrottlePolicy(free=100, lock_after=100, client_lock_after=5)
+    policy = ThrottlePolicy(free=100, client_free=100, lock_after=100, client_lock_after=5)
     with session_scope(url) as s:
         for i in range(5):
             attempt_login(s, f"guess{i}", "wrong-password", client="10.9.9.9", now=t0, policy=policy)

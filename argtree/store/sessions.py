@@ -7,7 +7,7 @@ or when it expires; every write of the web app checks it in the write's own tran
 
 Login attempts are limited per account name (the name typed, whether or not it exists, so the
 limit says nothing about which names exist) and per client address, in the database, so a
-restart does not reset them.  ``THROTTLE.free`` failures are free; each further one sets a delay
+restart does not reset them.  ``THROTTLE.free`` failures are free (``client_free`` per client); each further one sets a delay
 that doubles (``not_before``); an attempt before ``not_before`` is refused without checking the
 password and counts as a failure too, so rapid guessing reaches ``lock_after`` failures and
 locks the name (or the client) until ``locked_until``.  A successful login clears its name's row.
@@ -58,16 +58,18 @@ class ThrottlePolicy:
     free: int = 3                  # failures (per name / per client) before attempts are slowed
     base_delay: float = 1.0        # seconds after failure free+1; doubling after each further one
     max_delay: float = 60.0
+    client_free: int = 10          # the same for one client address (people behind one NAT share it)
     lock_after: int = 10           # failures of one name that lock it ...
     client_lock_after: int = 30    # ... and of one client address
     lock_seconds: float = 900.0
     window_seconds: float = 900.0  # failures older than this (and no lock) are forgotten
 
-    def delay(self, failures: int) -> float:
+    def delay(self, failures: int, free: int | None = None) -> float:
         """Seconds to wait after the ``failures``-th failure in a row (0 while still free)."""
-        if failures <= self.free:
+        free = self.free if free is None else free
+        if failures <= free:
             return 0.0
-        return min(self.base_delay * 2.0 ** (failures - self.free - 1), self.max_delay)
+        return min(self.base_delay * 2.0 ** (failures - free - 1), self.max_delay)
 
 
 THROTTLE = ThrottlePolicy()
@@ -131,7 +133,7 @@ def _fail(session: Session, kind: str, key: str, now: datetime, policy: Throttle
         row.locked_until = max(row.locked_until or now, now + timedelta(seconds=policy.lock_seconds))
         row.not_before = row.locked_until
     else:
-        wait = policy.delay(row.failures)
+        wait = policy.delay(row.failures, policy.free if kind == "account" else policy.client_free)
         row.not_before = now + timedelta(seconds=wait) if wait else None
     session.flush()
     return row

@@ -209,40 +209,53 @@ def _read_password(password_stdin: bool, password_arg: str | None, prompt: str) 
 @click.option("--reliability", type=float, default=0.9, show_default=True,
               help="How far to trust this person's labels: P(label is right), in (0.5, 1).")
 @_password_options
+@click.option("--database", default=None, help=DATABASE_HELP)
+@click.option("--json", "as_json", is_flag=True, help='Print {"id", "name", "role"}.')
 @_store_errors
-def users_add(name: str, admin: bool, reliability: float, password_stdin: bool, password_arg: str | None) -> None:
+def users_add(name: str, admin: bool, reliability: float, password_stdin: bool, password_arg: str | None,
+              database: str | None, as_json: bool) -> None:
     """Add annotator NAME (password prompted or read with --password-stdin; stored as an argon2id hash)."""
     from ..store import add_annotator, session_scope
 
     password = _read_password(password_stdin, password_arg, "Password")
-    with session_scope() as s:
+    with session_scope(database) as s:
         row = add_annotator(s, name, password, admin, reliability=reliability)
+    if as_json:
+        print_json({"id": row.id, "name": row.name, "role": row.role})
+        return
     click.echo(f"added {row.role} {row.name!r} (id {row.id})")
 
 
 @users.command("passwd")
 @click.argument("name")
 @_password_options
+@click.option("--database", default=None, help=DATABASE_HELP)
+@click.option("--json", "as_json", is_flag=True, help='Print {"name", "changed": true}.')
 @_store_errors
-def users_passwd(name: str, password_stdin: bool, password_arg: str | None) -> None:
+def users_passwd(name: str, password_stdin: bool, password_arg: str | None, database: str | None,
+                 as_json: bool) -> None:
     """Set NAME's password; every web-app session of NAME ends (open tabs can save nothing more)."""
     from ..store import session_scope, set_password
 
     password = _read_password(password_stdin, password_arg, "New password")
-    with session_scope() as s:
+    with session_scope(database) as s:
         set_password(s, name, password)
+    if as_json:
+        print_json({"name": name, "changed": True})
+        return
     click.echo(f"password of {name!r} changed; their web sessions are ended")
 
 
 @users.command("list")
+@click.option("--database", default=None, help=DATABASE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of accounts.")
 @_store_errors
-def users_list(as_json: bool) -> None:
+def users_list(database: str | None, as_json: bool) -> None:
     """List accounts with their role, reliability and answers."""
     from ..store import list_annotators, session_scope
     from ..store.webui import label_counts
 
-    with session_scope(readonly=True) as s:
+    with session_scope(database, readonly=True) as s:
         counts = label_counts(s)
         rows = [(a, counts.get(a.id, 0)) for a in list_annotators(s)]
     if as_json:

@@ -54,6 +54,10 @@ def _backend(model: str, device: str | None):
               help="--questions: only the held-out part (sha256 of the id, top 15%), only the rest, or all.")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True,
               help="--questions: the model backend.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="--questions, openai backend: seconds per request before it is retried (default 120).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="--questions, openai backend: requests in flight at once (default 8).")
 @click.option("--uncalibrated", is_flag=True, help="--questions: ignore the model's calibration maps.")
 @click.option("--model-evidence", "mode", type=click.Choice(["frontier", "all", "none"]), default="frontier",
               show_default=True, help="--questions: which premises' credences count (DESIGN.md).")
@@ -73,7 +77,8 @@ def _backend(model: str, device: str | None):
               help="--questions: write per-question records (three root numbers, tree) as JSONL here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def eval_cmd(model: str | None, questions: str | None, budget: int, oracle: str | None, answers: int, policy: str,
-             which: str, backend: str, uncalibrated: bool, mode: str, seed: int, data: str | None, base: str,
+             which: str, backend: str, timeout: float | None, concurrency: int | None, uncalibrated: bool, mode: str,
+             seed: int, data: str | None, base: str,
              limit: int | None, split: float, out_dir: str, device: str | None, database: str | None,
              records_out: str | None, as_json: bool) -> None:
     """Score a model on labeled questions (--questions) or labeled facts (--data / the database).
@@ -91,7 +96,8 @@ def eval_cmd(model: str | None, questions: str | None, budget: int, oracle: str 
 
     if questions:
         return _eval_questions(questions, model, backend, device, budget, oracle, answers, policy, which, uncalibrated,
-                               mode, seed, limit, database, records_out, as_json)
+                               mode, seed, limit, database, records_out, as_json, timeout=timeout,
+                               concurrency=concurrency)
     if not model:
         raise InputError("--model is required for facts (or pass --questions FILE)")
 
@@ -148,7 +154,7 @@ def eval_cmd(model: str | None, questions: str | None, budget: int, oracle: str 
 
 
 def _eval_questions(path, model, backend, device, budget, oracle_kind, answers, policy, which, uncalibrated, mode, seed,
-                    limit, database, records_out, as_json) -> None:
+                    limit, database, records_out, as_json, timeout=None, concurrency=None) -> None:
     from ..questions import QuestionError, evaluate_questions, load_questions, split_heldout
     from .ask import make_model_backend
     from .calibrate import calibration_for
@@ -165,7 +171,7 @@ def _eval_questions(path, model, backend, device, budget, oracle_kind, answers, 
         raise InputError(f"{path}: no labeled questions (with an 'answer') in the {which} split")
     if answers and not oracle_kind:
         raise InputError("--answers needs --oracle dataset or --oracle model")
-    be = make_model_backend(backend, model, device, quiet=as_json)
+    be = make_model_backend(backend, model, device, quiet=as_json, timeout=timeout, concurrency=concurrency)
     from ..model_evidence import NONE
 
     cal, cal_source = (NONE, "none (--uncalibrated)") if uncalibrated else calibration_for(be.model_version, database)

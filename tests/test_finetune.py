@@ -111,15 +111,15 @@ def test_unknown_base_and_killed_run_leave_versions_intact(tmp_path):
     env = dict(os.environ, ARGTREE_MODEL_CACHE=_model_cache(), ARGTREE_HOME=str(tmp_path / "h"))
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in FACTS * 50))
-    res = _cli("finetune", "--data", str(data), "--base", "no-such-model-xyz", "--out", "x", env=env)
+    res = _cli("finetune", "--data", str(data), "--base", "no-such-model-xyz", "--name", "x", env=env)
     assert res.returncode == 2 and "no-such-model-xyz" in res.stderr and "Traceback" not in res.stderr
     models = tmp_path / "versions"
-    first = _cli("finetune", "--data", str(data), "--out", "v1", "--steps", "1", "--batch-size", "1",
+    first = _cli("finetune", "--data", str(data), "--name", "v1", "--steps", "1", "--batch-size", "1",
                  "--top-layers", "1", "--rank", "2", "--dir", str(models / "v1"), "--json", env=env)
     assert first.returncode == 0, first.stderr[-2000:]
     v1 = json.loads(first.stdout)
     before = sorted(p.name for p in (models / "v1").iterdir())
-    proc = subprocess.Popen([sys.executable, "-m", "argtree.cli", "finetune", "--data", str(data), "--out", "v2",
+    proc = subprocess.Popen([sys.executable, "-m", "argtree.cli", "finetune", "--data", str(data), "--name", "v2",
                              "--steps", "200", "--batch-size", "1", "--dir", str(models / "v2")],
                             env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.time() + 300
@@ -161,7 +161,7 @@ def test_loop_export_finetune_and_the_new_version_answers(tmp_path):
                "--json", env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads(res.stdout)["records"]["all"] >= 1
-    res = _cli("finetune", "--data", str(tmp_path / "p.jsonl"), "--out", "e2e", "--steps", "2", "--batch-size", "1",
+    res = _cli("finetune", "--data", str(tmp_path / "p.jsonl"), "--name", "e2e", "--steps", "2", "--batch-size", "1",
                "--rank", "4", "--top-layers", "2", "--json", env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     version = json.loads(res.stdout)

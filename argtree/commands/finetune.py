@@ -15,8 +15,10 @@ from . import InputError, print_json
               help="JSONL from `argtree export` (text, prompt-completion or conversational records).")
 @click.option("--base", default=None,
               help="Model to start from: 'bundled' (default), a model directory, a .gguf file, or a registered version.")
-@click.option("--out", "name", default=None, help="Name of the new version (default ft-<UTC time>); select it "
+@click.option("--name", "name", default=None, help="Name of the new version (default ft-<UTC time>); select it "
               "later with --model NAME or --model latest.")
+@click.option("--out", "old_name", default=None, hidden=True,
+              help="Deprecated spelling of --name (--out means a file or directory to write everywhere else).")
 @click.option("--lora/--full", default=True, show_default=True,
               help="Train a LoRA adapter (small, fast) or every weight.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Optimizer steps (default: --epochs passes).")
@@ -38,7 +40,7 @@ from . import InputError, print_json
 @click.option("--dir", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write the version here instead of the model store (e.g. argtree/adapters/NAME to ship it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the registered version as JSON.")
-def finetune(data: str, base: str | None, name: str | None, lora: bool, steps: int | None, epochs: float,
+def finetune(data: str, base: str | None, name: str | None, old_name: str | None, lora: bool, steps: int | None, epochs: float,
              lr: float | None, batch_size: int, grad_accum: int, rank: int, alpha: int | None, top_layers: int | None, max_length: int,
              seed: int, device: str | None, threads: int | None, out_dir: str | None, as_json: bool) -> None:
     """Fine-tune a model on DATA and register the result as a new model version.
@@ -51,6 +53,11 @@ def finetune(data: str, base: str | None, name: str | None, lora: bool, steps: i
     earlier version usable; `ask`, `loop` and `eval` select it with
     --model NAME or --model latest.
     """
+    if old_name is not None:
+        if name is not None and name != old_name:
+            raise InputError("--out is the old spelling of --name: give one of them")
+        click.echo("argtree: warning: finetune --out NAME is now --name NAME", err=True)
+        name = old_name
     from ..finetune import FinetuneError, TrainConfig, train
 
     config = TrainConfig(lora=lora, max_steps=steps, epochs=epochs, learning_rate=lr, batch_size=batch_size,

@@ -20,7 +20,7 @@ from typing import Iterator
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
-SECRET = "test-secret-" + "0" * 32
+SECRET = "test-secret-" + "0" * 32  # unused since sessions are server-side; kept for old bench scripts
 
 
 def chromium_path() -> str | None:
@@ -39,7 +39,7 @@ def serve(db_url: str, *, home: str | os.PathLike, extra_env: dict | None = None
           timeout: float = 60.0) -> Iterator[str]:
     """Start ``streamlit run oracle_ui/app.py`` on a free port; yield its base URL; stop it after."""
     port = free_port()
-    env = dict(os.environ, ARGTREE_DATABASE_URL=db_url, ARGTREE_HOME=str(home), ARGTREE_UI_SECRET=SECRET,
+    env = dict(os.environ, ARGTREE_DATABASE_URL=db_url, ARGTREE_HOME=str(home),
                **(extra_env or {}))
     log = open(Path(home) / f"streamlit-{port}.log", "wb")
     # The real command (`argtree ui`, which execs `streamlit run`), in a process group of its own.

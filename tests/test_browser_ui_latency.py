@@ -27,7 +27,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser,
 def test_answer_latency_small_store(tmp_path, monkeypatch):
     import ui_latency
 
-    monkeypatch.setenv("ARGTREE_UI_SECRET", testing.SECRET)
     res = ui_latency.run(300, 20, n_nodes=12, baseline_trees=20, workdir=tmp_path)
     print(res)
     assert res["big"]["n"] == res["baseline"]["n"] == 20

@@ -115,3 +115,17 @@ def test_logout_revokes_the_session_and_the_old_cookie_no_longer_works(client):
     assert r.status_code == 303 and r.headers["location"] == "/auth/login?why=logout"
     form = client.get(r.headers["location"])
     assert "You are logged out." in form.text and 'name="password"' in form.text
+
+
+def test_database_down_at_login_is_one_clear_line(client, monkeypatch):
+    monkeypatch.setenv("ARGTREE_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+    r = post_login(client, "alice", "alice-pass-1")
+    assert r.status_code == 503 and "The database is not available" in error(r)
+    assert "Traceback" not in r.text
+
+
+def test_the_gate_leaves_streamlits_own_paths_and_non_page_requests_alone(client):
+    # Not routed here (404 from the stand-in app), but not redirected to the login form either.
+    for path in ("/_stcore/health", "/static/js/main.js", "/media/x.png", "/component/x"):
+        assert client.get(path, headers=HTML).status_code == 404, path
+    assert client.get("/trees").status_code == 200  # a non-HTML request (the websocket's kind) is not gated

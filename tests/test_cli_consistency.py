@@ -79,3 +79,45 @@ def test_db_and_users_commands_use_the_database_given(tmp_path, monkeypatch):
     r = run("db", "current", "--database", url, "--json")
     assert json.loads(r.stdout)["up_to_date"] is True
     assert not (tmp_path / "home" / "argtree.db").exists()  # the default database was never touched
+
+
+def _visible(name_prefix=""):
+    ctx = click.Context(main)
+    out = []
+
+    def walk(cmd, name):
+        if isinstance(cmd, click.Group):
+            for sub in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, sub), f"{name} {sub}".strip())
+            return
+        for p in cmd.params:
+            if isinstance(p, click.Option) and not p.hidden:
+                out.extend((name, o, p.help or "") for o in p.opts)
+
+    walk(main, "")
+    return out
+
+
+def test_one_meaning_per_option_name():
+    opts = _visible()
+    batch = {name for name, o, _ in opts if o == "--batch"}
+    assert batch == {"ask"}  # nodes per batched model call; voi's K questions for K annotators is --annotators
+    assert any(name == "voi" and o == "--annotators" for name, o, _ in opts)
+    outs = [(name, h) for name, o, h in opts if o == "--out"]
+    assert outs and all(("file" in h.lower() or "director" in h.lower() or "where" in h.lower()
+                         or "jsonl" in h.lower()) for _, h in outs), outs
+    assert not any(name == "finetune" for name, _ in outs)  # a version's name is --name
+    assert any(name == "finetune" and o == "--name" for name, o, _ in opts)
+
+
+def test_old_spellings_still_work_and_say_so():
+    from importlib.resources import files
+
+    example = str(files("argtree") / "examples" / "remote_work.json")
+    new = CliRunner().invoke(main, ["voi", example, "--annotators", "2", "--json"])
+    old = CliRunner().invoke(main, ["voi", example, "--batch", "2", "--json"])
+    assert new.exit_code == old.exit_code == 0
+    assert json.loads(new.stdout) == json.loads(old.stdout) and len(json.loads(new.stdout)["batch"]) == 2
+    assert "now --annotators" in old.stderr and not new.stderr
+    both = CliRunner().invoke(main, ["voi", example, "--annotators", "2", "--batch", "3"])
+    assert both.exit_code == 2 and "old spelling" in both.stderr

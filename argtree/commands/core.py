@@ -3,7 +3,7 @@
 Both read the file through the one validator (``argtree.io.load_columns``): the
 columnar path goes from the file to arrays, inference and VoI without building a
 ``Node`` per node; objects are built only for the human-readable output and
-``--batch``.  ``--json`` is written with msgspec (fast, exact float round trip).
+``--annotators``.  ``--json`` is written with msgspec (fast, exact float round trip).
 """
 
 from __future__ import annotations
@@ -122,10 +122,12 @@ def infer(file: str, as_json: bool) -> None:
 @click.option("--metric", type=click.Choice(["shift", "decision", "info"]), default="shift", show_default=True,
               help=METRIC_HELP)
 @click.option("--top", type=click.IntRange(min=1), default=None, help="Keep only the K best, in rank order.")
-@click.option("--batch", type=click.IntRange(1, 12), default=None,
+@click.option("--annotators", "batch", type=click.IntRange(1, 12), default=None,
               help="Pick K questions for K annotators answering at once (greedy, accounts for earlier picks' answers).")
+@click.option("--batch", "old_batch", type=click.IntRange(1, 12), default=None, hidden=True,
+              help="Deprecated spelling of --annotators (--batch is the nodes per model call in ask and loop).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"metric": ..., "voi": {id: value}} for scripts.')
-def voi(file: str, metric: str, top: int | None, batch: int | None, as_json: bool) -> None:
+def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: int | None, as_json: bool) -> None:
     """Value of information of every unlabeled premise in FILE, best first.
 
     VoI says how much learning a premise's true value is expected to move the
@@ -133,6 +135,11 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, as_json: boo
     hard evidence and the root have no VoI.  For each of the top questions the
     table shows what a True or False answer would do to the root.
     """
+    if old_batch is not None:
+        if batch is not None and batch != old_batch:
+            raise InputError("--batch is the old spelling of --annotators: give one of them")
+        click.echo("argtree: warning: voi --batch K is now --annotators K", err=True)
+        batch = old_batch
     import numpy as np
 
     from ..tree import TreeError

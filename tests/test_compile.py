@@ -181,3 +181,35 @@ def test_tree_compile_keeps_the_trees_ids():
     ct = compile_tree(tree)
     assert isinstance(ct.ids, tuple) and set(ct.ids) == {"q", "a", "b"}
     assert ct.ids[ct.order[0]] == "q"
+
+
+def test_voi_bench_runs_and_its_peers_agree_with_argtree(tmp_path):
+    """bench/voi_bench.py at tiny sizes: every method best-of-N, the JSON record, pyAgrum and pgmpy = argtree."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("pyagrum")
+    import importlib.util
+
+    pgmpy = importlib.util.find_spec("pgmpy") is not None  # optional peer: the bench leaves it out when missing
+    out = tmp_path / "voi.json"
+    r = subprocess.run([sys.executable, "bench/voi_bench.py", "--sizes", "200,1000", "--repeat", "2",
+                        "--pgmpy-sizes", "60", "--cli-nodes", "500", "--out", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(out.read_text())
+    assert rec["command"].endswith(f"--out {out}") and len(rec["load_average_before"]) == 3
+    rows = {row["nodes"]: row for row in rec["sizes"]}
+    assert set(rows) == ({60, 200, 1000} if pgmpy else {200, 1000})
+    for row in rows.values():
+        assert len(row["tries_total_s"]) == 2 and row["total_s"] == min(row["tries_total_s"])
+        assert row["floor_s"] > 0 and row["total_over_floor"] == row["total_s"] / row["floor_s"]
+        for peer in ("pyagrum_fresh", "pyagrum_reuse"):
+            assert len(row[peer]["tries_s"]) == 2 and row[peer]["max_abs_diff"] < 1e-9
+        assert row["speedup_vs_pyagrum"] == row["pyagrum_best_s"] / row["total_s"]
+    if pgmpy:
+        assert rows[60]["pgmpy"]["max_abs_diff"] < 1e-9 and "pgmpy" not in rows[200]
+    else:
+        assert all("pgmpy" not in row for row in rows.values())
+    assert rec["cli"][0]["nodes"] == 500 and rec["cli"][0]["ratio"] > 0

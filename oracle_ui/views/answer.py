@@ -80,8 +80,7 @@ def _question_area() -> None:
         st.rerun(scope="app")  # the session ended under this tab: the full run says so (main.py)
     try:
         _draw()
-    except data.SessionEnded as err:
-        _ended(err)
+    except data.SessionEnded:  # found while reading: the full run says why (main.py)
         st.rerun(scope="app")
     except data.Unavailable as err:
         st.error(f"The database is not available right now; nothing was lost.\n\n{err}")

@@ -122,6 +122,10 @@ def test_wheel_upgrades_adds_a_user_serves_the_ui_and_asks(installed):
             time.sleep(0.2)  # polling an HTTP endpoint until it answers (bounded by the deadline)
         assert ui.poll() is None, f"argtree ui exited with {ui.returncode}: {ui.stdout.read()[-3000:]}"
         assert body == "ok", "the web app's health endpoint never answered"
+        # The installed app serves its own pages too (the login form, from the wheel's oracle_ui).
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/auth/login", timeout=10) as r:
+            page = r.read().decode()
+            assert r.status == 200 and "<form" in page and "password" in page.lower()
     finally:
         ui.terminate()
         try:

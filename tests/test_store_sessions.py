@@ -225,3 +225,27 @@ def test_logout_gives_the_question_back(url, people):
     with session_scope(url) as s:
         got, _ = webui.question(s, bob)
         assert got.proposition_id == held.proposition_id
+
+
+def test_a_locked_client_adds_no_rows_for_new_names(url, people):
+    t0 = utcnow()
+    policy = ThrottlePolicy(free=100, client_free=100, lock_after=100, client_lock_after=3)
+    with session_scope(url) as s:
+        for i in range(3):
+            attempt_login(s, f"spray{i}", "wrong-password", client="10.7.7.7", now=t0, policy=policy)
+    with session_scope(url) as s:
+        before = s.query(LoginThrottle).count()
+        for i in range(3, 50):
+            assert attempt_login(s, f"spray{i}", "wrong-password", client="10.7.7.7", now=t0, policy=policy).locked
+        assert s.query(LoginThrottle).count() == before
+        assert s.get(LoginThrottle, ("client", "10.7.7.7")).failures == 50
+
+
+def test_stale_failures_are_forgotten(url, people):
+    t0 = utcnow()
+    for _ in range(3):
+        login(url, "alice", "wrong-password", client=None, now=t0)
+    later = t0 + timedelta(seconds=POLICY.window_seconds + 1)
+    assert login(url, "bob", "bob-password", client=None, now=later).ok  # any attempt prunes stale rows
+    with session_scope(url) as s:
+        assert login_state(s, "alice")["account"] is None

@@ -180,8 +180,9 @@ def attempt_login(session: Session, name: str, password: str, *, client: str | N
     rows = [r for kind, key in keys
             if (r := session.get(LoginThrottle, (kind, key), with_for_update=True, populate_existing=True))]
     blocked = _blocked(rows, now)
-    if blocked is not None:  # refused unchecked; the attempt still counts
-        rows = [_fail(session, kind, key, now, policy) for kind, key in keys]
+    _prune(session, now, policy)
+    if blocked is not None:  # refused unchecked; the attempt still counts (on rows already there: a locked
+        rows = [_fail(session, r.kind, r.key, now, policy) for r in rows]  # client adds no rows for new names)
         locked, left = _blocked(rows, now) or blocked
         return LoginResult(False, _refusal(locked, left), retry_after=left, locked=locked)
     row = verify_password(session, name, password)
@@ -189,7 +190,6 @@ def attempt_login(session: Session, name: str, password: str, *, client: str | N
         session.execute(delete(LoginThrottle).where(LoginThrottle.kind == "account",
                                                     LoginThrottle.key == keys[0][1]))
         token = create_session(session, row.id, client=client, hours=hours, now=now)
-        _prune(session, now, policy)
         return LoginResult(True, token=token, annotator_id=row.id, name=row.name)
     inactive = session.scalar(select(Annotator).where(Annotator.name == name, Annotator.active.is_(False),
                                                       Annotator.role != "system"))

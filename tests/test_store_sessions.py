@@ -249,3 +249,9 @@ def test_stale_failures_are_forgotten(url, people):
     assert login(url, "bob", "bob-password", client=None, now=later).ok  # any attempt prunes stale rows
     with session_scope(url) as s:
         assert login_state(s, "alice")["account"] is None
+    for _ in range(3):
+        login(url, "alice", "wrong-password", client=None, now=later)
+    much_later = later + timedelta(seconds=POLICY.window_seconds + 1)
+    assert login(url, "alice", "wrong-password", client=None, now=much_later).message == BAD_LOGIN  # counts afresh
+    with session_scope(url) as s:
+        assert login_state(s, "alice")["account"].failures == 1

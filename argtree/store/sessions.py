@@ -177,10 +177,10 @@ def attempt_login(session: Session, name: str, password: str, *, client: str | N
         return LoginResult(False, "Enter your name and password.")
     name = name.strip()
     keys = _keys(name, client)
+    _prune(session, now, policy)
     rows = [r for kind, key in keys
             if (r := session.get(LoginThrottle, (kind, key), with_for_update=True, populate_existing=True))]
     blocked = _blocked(rows, now)
-    _prune(session, now, policy)
     if blocked is not None:  # refused unchecked; the attempt still counts (on rows already there: a locked
         rows = [_fail(session, r.kind, r.key, now, policy) for r in rows]  # client adds no rows for new names)
         locked, left = _blocked(rows, now) or blocked

@@ -20,13 +20,17 @@ Applying a map needs numpy only, so the pure core can use it.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["CalibrationMap", "IDENTITY", "METHODS", "fit", "CalibrationError"]
+__all__ = ["CalibrationMap", "IDENTITY", "METHODS", "fit", "CalibrationError", "SHIPPED_DIR", "shipped_file",
+           "shipped"]
 
 METHODS = ("auto", "platt", "isotonic")
 EPS = 0.01          # outputs stay in [EPS, 1 - EPS]: model evidence is never a certainty
@@ -170,3 +174,22 @@ def fit(credences: Sequence[float], truths: Sequence[bool], method: str = "auto"
         return CalibrationMap(chosen.method, chosen.a, chosen.b, chosen.x, chosen.y, chosen.n,
                               {"cv_log_loss": scores})
     return fitters[method](c, t)
+
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
+
+
+def shipped_file(model_version: str) -> Path:
+    """Where the package ships maps for ``model_version`` (the bundled model, the shipped adapter)."""
+    return SHIPPED_DIR / (re.sub(r"[^A-Za-z0-9+_.-]", "_", model_version) + ".json")
+
+
+def shipped(model_version: str) -> dict[str, Any] | None:
+    """The shipped maps of ``model_version`` as a dict ({"premise": ..., "direct": ...}), or None."""
+    path = shipped_file(model_version)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise CalibrationError(f"{path}: not a calibration file ({err})") from None

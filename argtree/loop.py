@@ -148,7 +148,10 @@ class LoopStorage(Protocol):
     def tree_nodes(self, tree_id: int) -> list[Any]: ...
     def save_grown(self, run_id: int, task_id: int, worker: str, tree, *, question: str,
                    model_version: str | None, meta: dict[str, Any], archive: int | None,
-                   decide: Callable[[Any], tuple[list[dict[str, Any]], dict[str, Any]]]) -> dict | None: ...
+                   decide: Callable[[Any], tuple[list[dict[str, Any]], dict[str, Any]]],
+                   evidence: Sequence = ()) -> dict | None: ...
+    def calibration(self, model_version: str) -> Any: ...
+    def refit_calibration(self, model_version: str, min_new: int = 20) -> dict[str, Any] | None: ...
     def finish_ask(self, run_id: int, task_id: int, tree_id: int, oracle, queries, answers,
                    decide: Callable[[Any, int], tuple[str, Any, list[dict[str, Any]]]]) -> None: ...
 
@@ -291,7 +294,10 @@ def _run_task(store, run_id, cfg, backend, oracle, task_id, kind, payload, resul
     if kind in ("question", "reexpand"):
         return _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result)
     if kind == "ask":
-        return _ask(store, run_id, cfg, oracle, task_id, payload)
+        out = _ask(store, run_id, cfg, oracle, task_id, payload)
+        # New answers are new (credence, answer) pairs: refit the premise map once enough arrived.
+        store.refit_calibration(backend.model_version)
+        return out
     store.set_task(task_id, "failed", {"error": f"unknown task kind {kind!r}"})
     return "failed"
 
@@ -340,28 +346,36 @@ def _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result) -> s
 
     state = dict(result or {})
     budget = cfg.budget if kind == "question" else cfg.reexpand_budget
+    # The model's credences travel with the tree (as model evidence, DESIGN.md); labels stay in the store.
+    model_ev: tuple = ()
     if "partial" in state:
-        tree, _ = from_dict(state["partial"])
+        tree, ev0 = from_dict(state["partial"])
+        model_ev = tuple(e for e in ev0 if e.is_model)
         done = int(state.get("expansions", 0))
     elif kind == "question":
         tree, done = None, 0
     else:
-        tree, _ = store.load_tree(payload["tree_id"])
+        tree, ev0 = store.load_tree(payload["tree_id"])
+        model_ev = tuple(e for e in ev0 if e.is_model)
         done = 0
     evidence = ()
     if kind == "reexpand":
         _, evidence = store.load_tree(payload["tree_id"])
+        evidence = tuple(e for e in evidence if not e.is_model)
     question = payload.get("question") or (tree[tree.root].text if tree is not None else "")
     gcfg = GrowConfig(expansions=1, max_depth=cfg.max_depth, per_side=cfg.per_side, batch=cfg.batch,
                       retries=cfg.retries, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + task_id)
+    calibration = store.calibration(backend.model_version)
     while done < budget:
         step = min(cfg.batch, budget - done) if tree is not None else 1
         res = grow(question, backend, replace(gcfg, expansions=step, seed=gcfg.seed + done), tree=tree,
-                   evidence=tuple(ev for ev in evidence if tree is not None and ev.node in tree.nodes))
+                   evidence=tuple(ev for ev in evidence + model_ev if tree is not None and ev.node in tree.nodes),
+                   calibration=calibration)
         grown = int(res.stats.get("expansions", 0))
         tree = res.tree
+        model_ev = tuple(e for e in res.evidence if e.is_model)
         done += grown
-        state = {"partial": to_dict(tree), "expansions": done}
+        state = {"partial": to_dict(tree, model_ev), "expansions": done}
         if not _checkpoint(store, task_id, state):  # a finished batch is never redone
             return TAKEN_OVER
         if not grown or res.stop_reason in ("nothing-to-expand", "voi-below-threshold", "max-nodes"):
@@ -384,7 +398,8 @@ def _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result) -> s
     out = store.save_grown(run_id, task_id, worker_name(), tree, question=question,
                            model_version=cfg.model if cfg.model else None,
                            meta=dict(tree.meta, loop_run=run_id, loop_task=task_id),
-                           archive=payload["tree_id"] if kind == "reexpand" else None, decide=decide)
+                           archive=payload["tree_id"] if kind == "reexpand" else None, decide=decide,
+                           evidence=model_ev)
     if out is None:
         return TAKEN_OVER
     return (f"tree {out['tree_id']}: {len(tree)} nodes, root {out['root_belief']:.2f}"
@@ -398,7 +413,9 @@ def _ask(store, run_id, cfg, oracle: Oracle, task_id, payload) -> str:
     nodes = store.tree_nodes(tree_id)
     infos = [n for n in nodes if n.parent_id is not None and n.n_labels == 0]
     infos.sort(key=lambda n: (-n.voi, n.id))
-    queries = [Query(n.text, n.proposition_id, tree_id, n.local_id, n.voi) for n in infos[: cfg.ask_top]]
+    question = payload.get("question")
+    queries = [Query(n.text, n.proposition_id, tree_id, n.local_id, n.voi, question=question)
+               for n in infos[: cfg.ask_top]]
     if cfg.label_root and oracle.synchronous:
         queries += [Query(n.text, n.proposition_id, tree_id, n.local_id, 0.0) for n in nodes
                     if n.parent_id is None and n.n_labels == 0]

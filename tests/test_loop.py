@@ -458,8 +458,10 @@ def test_human_oracle_loop_waits_for_queue_labels_and_folds_them_in(tmp_path):
             grown, evidence2 = load_tree(s, tree2)
         assert len(grown) > len(tree)
         # alice's answers are evidence in the new version (her labels live on the propositions).
-        texts = {ev.node: grown[ev.node].text for ev in evidence2}
-        assert sorted((texts[ev.node], ev.value) for ev in evidence2) == sorted(labelled)
+        labels2 = [ev for ev in evidence2 if not ev.is_model]  # the rest is the model's own credences
+        texts = {ev.node: grown[ev.node].text for ev in labels2}
+        assert sorted((texts[ev.node], ev.value) for ev in labels2) == sorted(labelled)
+        assert any(ev.is_model for ev in evidence2)  # model evidence travelled with the re-grown tree
 
         # Round 1 (the last: max_rounds=1): waits again, and finishes once the answers move the root.
         ask1 = _wait_for("the loop to wait on the new version", lambda: (
@@ -781,3 +783,28 @@ def test_real_model_proposes_untruncated_questions_about_a_topic(local_backend):
     items = json.loads(g.text)["questions"]
     assert 1 <= len(items) <= 3 and all(re.match(QUESTION_PATTERN, q) for q in items), items
     print(f"\nproposed in {g.seconds:.1f} s, {g.tokens} tokens (cap {question_bound(3)}): {items}")
+
+
+def test_the_uncertainty_filter_uses_the_trees_own_belief(tmp_path):
+    """A tree whose model evidence already settles it is not put to the oracle; one left near 0.5 is."""
+    from argtree.inference import beliefs
+
+    url = sqlite_db(tmp_path)
+    scope = LoopStore(url)
+    qs = tuple(f"Is example claim number {i} true?" for i in range(8))
+    cfg = LoopConfig(questions=qs, budget=1, max_rounds=0, uncertain=(0.45, 0.55))
+    run_id, _, cfg = start_or_resume(scope, cfg, "oracle-dataset")
+    assert run_worker(scope, run_id, FakeBackend(), DatasetOracle({})) == "all done"
+    grown = [r for k, _, _, _, r in _tasks(url) if k == "question"]
+    kept = {r["tree_id"] for r in grown if r["uncertain"]}
+    asked = {int(key.split(":")[1]) for k, key, *_ in _tasks(url) if k == "ask"}
+    with session_scope(url) as s:
+        roots = {}
+        for r in grown:
+            tree, evidence = load_tree(s, r["tree_id"])
+            roots[r["tree_id"]] = beliefs(tree, evidence)[tree.root]
+            assert r["root_belief"] == roots[r["tree_id"]]          # the filter saw the tree's belief ...
+            assert any(ev.is_model for ev in evidence)             # ... which holds the model's credences
+    assert asked == kept == {t for t, p in roots.items() if 0.45 <= p <= 0.55}
+    assert 0 < len(kept) < len(grown)  # it filters: some trees are settled by their premises, some are not
+    dispose(url)

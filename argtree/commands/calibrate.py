@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import click
 
 from . import InputError, console, print_json
-
-SHIPPED = Path(__file__).resolve().parents[1] / "calibrations"
-
-
-def shipped_file(model_version: str) -> Path:
-    """Where the package ships a map for ``model_version`` (the bundled model, the shipped adapter)."""
-    return SHIPPED / (re.sub(r"[^A-Za-z0-9+_.-]", "_", model_version) + ".json")
-
 
 def calibration_for(model_version: str, database: str | None = None, *, use_store: bool = True):
     """The maps in use for ``model_version``: the store's newest fit, else the shipped file, else none
@@ -35,12 +26,14 @@ def calibration_for(model_version: str, database: str | None = None, *, use_stor
                 return found, "database"
         except Exception:  # noqa: BLE001 - no store (not migrated, unreachable): fall back to the shipped map
             pass
-    path = shipped_file(model_version)
-    if path.is_file():
-        try:
-            return ModelCalibration.from_dict(json.loads(path.read_text(encoding="utf-8"))), str(path)
-        except ValueError as err:
-            raise InputError(f"{path}: not a calibration file ({err})") from None
+    from ..calibration import CalibrationError, shipped, shipped_file
+
+    try:
+        found = shipped(model_version)
+    except CalibrationError as err:
+        raise InputError(str(err)) from None
+    if found is not None:
+        return ModelCalibration.from_dict(found), str(shipped_file(model_version))
     return NONE, "none (identity)"
 
 

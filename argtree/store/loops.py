@@ -271,3 +271,37 @@ class LoopStore:
             add_loop_tasks(s, run_id, follow)
             self._set(s, task_id, status, result)
 
+
+    # -- calibration of the model's credences (DESIGN.md, Calibration) --------------------------------
+    def calibration(self, model_version: str):
+        """The maps in use for ``model_version``: the newest fit stored, else the shipped one, else identity."""
+        from ..calibration import shipped
+        from ..model_evidence import NONE, ModelCalibration
+        from .calibrations import latest_calibration
+
+        with self.scope(readonly=True) as s:
+            found = latest_calibration(s, model_version)
+        if found is not None:
+            return found
+        files = shipped(model_version)
+        return ModelCalibration.from_dict(files) if files else NONE
+
+    def refit_calibration(self, model_version: str, min_new: int = 20) -> dict[str, Any] | None:
+        """Refit the premise map from the (credence, answer) pairs the queue holds once ``min_new`` more
+        have arrived since the last fit; returns what was fitted, or None (too few, or one class only)."""
+        from ..calibration import CalibrationError, fit
+        from .calibrations import calibration_history, credence_pairs, save_calibration
+
+        with self.scope() as s:
+            cred, truth = credence_pairs(s, model_version)
+            fits = [c for c in calibration_history(s, model_version) if c["kind"] == "premise"
+                    and c["meta"].get("source") == "queue"]
+            last = fits[-1]["n"] if fits else 0
+            if len(cred) < last + min_new:
+                return None
+            try:
+                cmap = fit(cred, truth)
+            except CalibrationError:
+                return None
+            save_calibration(s, model_version, "premise", cmap, {"source": "queue", "pairs": len(cred)})
+            return cmap.to_dict()

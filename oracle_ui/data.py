@@ -23,7 +23,7 @@ T = TypeVar("T")
 __all__ = ["Unavailable", "SessionEnded", "LoginResult", "KINDS", "Account", "Agreement", "RootNumbers",
            "TreeListing", "TreeView", "agreement", "call", "login", "account", "logout", "next_question", "stats",
            "answer", "undo", "trees", "tree", "edit_node", "node_labels", "human_labels", "dataset", "dump_zip",
-           "users", "add_user", "set_user", "runs", "database_name"]
+           "users", "add_user", "set_user", "end_sessions", "runs", "database_name"]
 
 
 class Unavailable(RuntimeError):
@@ -197,6 +197,12 @@ def set_user(token: str | None, name: str, **changes: Any) -> None:
     from argtree.store import webui
 
     call(webui.set_user, token, name, **changes)
+
+
+def end_sessions(token: str | None, name: str) -> int:
+    from argtree.store import webui
+
+    return call(webui.end_sessions, token, name)
 
 
 def runs(token: str | None, limit: int = 50) -> list[dict]:

@@ -566,3 +566,15 @@ def test_answer_page_shows_the_three_root_numbers(db):
     at = app(at.session_state["token"])
     assert metric(at, "Model's direct answer") == "42%"
     assert metric(at, "Labels only") == "—"
+
+
+def test_admin_ends_another_accounts_sessions(db):
+    bob = session_for("bob")
+    assert premise(app(bob))
+    at = _goto(logged_in("admin"), "admin")
+    at.selectbox(key="adm_who").set_value("bob").run()
+    at.button(key="adm_logout").click().run()
+    assert not at.exception and any("Ended 1 session(s) of bob." in m.value for m in at.success)
+    again = app(bob)
+    assert any("An admin ended this session." in m for m in messages(again))
+    assert "why=admin" in login_link(again)

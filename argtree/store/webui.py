@@ -22,7 +22,7 @@ from .sessions import check_session, revoke_session
 
 __all__ = ["Account", "RootNumbers", "TreeListing", "TreeView", "Agreement", "KINDS", "account", "logout",
            "question", "stats", "answer", "undo", "tree_list", "tree_view", "edit_node", "node_labels",
-           "human_labels", "agreement", "labeled_trees", "label_counts", "users", "add_user", "set_user", "loop_runs"]
+           "human_labels", "agreement", "labeled_trees", "label_counts", "users", "end_sessions", "add_user", "set_user", "loop_runs"]
 
 KINDS = ("true", "false", "probability", "dont_know", "ill_posed")
 
@@ -330,6 +330,18 @@ def set_user(session: Session, token: str | None, name: str, **changes: Any) -> 
     if name == me.name:
         raise StoreError("admins cannot change their own account here", "name")
     set_annotator(session, name, **changes)
+
+
+def end_sessions(session: Session, token: str | None, name: str) -> int:
+    """An admin ends every web session of another account (a lost laptop); how many were live."""
+    from .accounts import get_annotator
+    from .sessions import revoke_sessions
+
+    me = check_session(session, token, for_write=True, admin=True)
+    target = get_annotator(session, name)
+    if target.id == me.id:
+        raise StoreError("use Log out to end your own session", "name")
+    return revoke_sessions(session, target.id, "admin")
 
 
 def loop_runs(session: Session, token: str | None, limit: int = 50) -> list[dict]:

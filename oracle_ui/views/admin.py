@@ -32,7 +32,7 @@ def page() -> None:
     others = [u["name"] for u in users if u["name"] != me.name]
     if others:
         st.markdown("**Change an account**")
-        c = st.columns(3)
+        c = st.columns(4)
         who = c[0].selectbox("Account", others, key="adm_who")
         row = next(u for u in users if u["name"] == who)
         if c[1].button("Deactivate" if row["active"] else "Reactivate", key="adm_active"):
@@ -41,6 +41,9 @@ def page() -> None:
         if c[2].button("Make annotator" if row["role"] == "admin" else "Make admin", key="adm_role"):
             data.set_user(token, who, admin=row["role"] != "admin")
             st.rerun()
+        if c[3].button("End their sessions", key="adm_logout", help="Log this account out everywhere."):
+            n = data.end_sessions(token, who)
+            st.success(f"Ended {n} session(s) of {who}.")
 
     st.subheader("Loop runs")
     runs = data.runs(token)

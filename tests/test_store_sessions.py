@@ -255,3 +255,21 @@ def test_stale_failures_are_forgotten(url, people):
     assert login(url, "alice", "wrong-password", client=None, now=much_later).message == BAD_LOGIN  # counts afresh
     with session_scope(url) as s:
         assert login_state(s, "alice")["account"].failures == 1
+
+
+def test_an_admin_ends_another_accounts_sessions(url, people):
+    root = login(url, "root", "root-password").token
+    bob = [login(url, "bob", "bob-password").token for _ in range(2)]
+    alice = login(url, "alice", "alice-password").token
+    with session_scope(url) as s:
+        with pytest.raises(StoreError, match="admin"):
+            webui.end_sessions(s, alice, "bob")
+        with pytest.raises(StoreError, match="Log out"):
+            webui.end_sessions(s, root, "root")
+        assert webui.end_sessions(s, root, "bob") == 2
+    with session_scope(url) as s:
+        for token in bob:
+            with pytest.raises(SessionEnded) as ended:
+                check_session(s, token)
+            assert ended.value.why == "admin"
+        assert check_session(s, alice).name == "alice"

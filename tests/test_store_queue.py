@@ -356,3 +356,32 @@ def test_model_evidence_is_stored_on_its_node_never_as_a_label_and_the_three_num
         hist = root_history(s, tid)
         assert [h.cause for h in hist] == ["created", "label"]
         assert hist[-1].labels_only == pytest.approx(expect["labels_only"]) and hist[-1].direct == 0.7
+
+
+def test_calibration_pairs_come_from_the_queue_and_refit_after_enough_new_answers(url):
+    pytest.importorskip("sklearn")
+    from argtree.store.calibrations import calibration_history, credence_pairs, latest_calibration
+    from argtree.store.loops import LoopStore
+
+    nodes = [Node("r", "Calibration root?", prior=0.5)]
+    nodes += [Node(f"n{i}", f"Calibration premise number {i} holds.", parent="r", p_if_true=0.7, p_if_false=0.3,
+                   extra={"credence": 0.2 + 0.6 * (i % 2)}) for i in range(30)]
+    tree = ArgumentTree(nodes, {"model_version": "m1"})
+    with session_scope(url) as s:
+        tid = save_tree(s, tree)
+        alice = add_annotator(s, "alice", "pw-alice-123").id
+        pids = {n.local_id: n.proposition_id for n in tree_nodes(s, tid)}
+        for i in range(30):  # the credence mostly right: odd premises true, even false, a few exceptions
+            submit_label(s, alice, pids[f"n{i}"], (i % 2 == 1) != (i % 10 == 0))
+    with session_scope(url) as s:
+        cred, truth = credence_pairs(s, "m1")
+        assert len(cred) == 30 and credence_pairs(s, "other") == ([], [])
+    ls = LoopStore(url)
+    fitted = ls.refit_calibration("m1", min_new=20)
+    assert fitted is not None and fitted["n"] == 30
+    assert ls.refit_calibration("m1", min_new=20) is None      # nothing new since
+    with session_scope(url) as s:
+        cal = latest_calibration(s, "m1")
+        assert cal.premise(0.8) > cal.premise(0.2)              # monotone, and it learned the signal
+        assert [c["kind"] for c in calibration_history(s, "m1")] == ["premise"]
+    assert ls.calibration("m1").premise == cal.premise and not ls.calibration("unknown").premise.fitted

@@ -333,10 +333,16 @@ def test_cli_workers_share_a_postgres_run_without_doing_anything_twice(tmp_path,
 
     truth = {q: i % 2 == 0 for i, q in enumerate(WORKER_QUESTIONS)}
     if oracle == "dataset":
-        data = tmp_path / "strategyqa.json"
-        data.write_text(json.dumps([{"qid": str(i), "question": q, "answer": a, "facts": [f"Fact {i} holds."]}
-                                    for i, (q, a) in enumerate(truth.items())]))
-        args = ["--oracle", "dataset", "--dataset", str(data)]
+        # Known truth as an argtree/1 file whose labeled nodes are the questions (the dataset oracle answers any
+        # proposition whose text it holds; a StrategyQA list would get the facts oracle, which answers only what
+        # a gold fact settles and so would leave these roots unlabeled).
+        data = tmp_path / "truth.json"
+        nodes = [{"id": "r", "text": "Which of these policies work?", "prior": 0.5}]
+        nodes += [{"id": f"q{i}", "parent": "r", "text": q, "p_if_true": 0.6, "p_if_false": 0.4}
+                  for i, q in enumerate(truth)]
+        data.write_text(json.dumps({"format": "argtree/1", "nodes": nodes,
+                                    "evidence": [{"node": f"q{i}", "value": a} for i, a in enumerate(truth.values())]}))
+        args = ["--oracle", "dataset", "--dataset", str(data)] + [a for q in WORKER_QUESTIONS for a in ("--question", q)]
     else:
         args = ["--oracle", "model"] + [a for q in WORKER_QUESTIONS for a in ("--question", q)]
     with postgres_schema() as url:

@@ -309,3 +309,301 @@ def _print_summary(results: list[dict]) -> None:
                       at("breadth-first", 8), f"{res['reference']['all_answered_noisy_cpts'][0]:.4f}",
                       _criterion(res).replace("yes (not significant)", "n.s."))
     console().print(table)
+
+
+# -- argtree bench world (issue 17) ----------------------------------------------------------------
+
+WORLD_ASK_ALL = 64  # premises per tree handed to the policy oracle, which answers --answers of them
+
+
+@bench.command("world")
+@click.option("--seed", type=int, default=0, show_default=True, help="World, split, growth and training seed.")
+@click.option("--entities", type=click.IntRange(min=3), default=12, show_default=True,
+              help="People in the world (towns and kinds of animal: a third as many, at least 3 each).")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--per-round", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Q: training questions per round.")
+@click.option("--answers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="K: oracle answers per training tree (the same budget for every policy).")
+@click.option("--policy", "policies", multiple=True, type=click.Choice(["voi", "random"]),
+              help="Which premises get the K answers: the top-VoI answerable ones, or random answerable ones "
+                   "(repeatable; default both, same world, seeds and budget).")
+@click.option("--backend", type=click.Choice(["local", "learner", "fake"]), default="local", show_default=True,
+              help="local: the current default model, trained with TRL; learner: an idealized learner of the world "
+                   "(argtree.world.WorldLearner: perfect memory of its training records, knows the rules; a control "
+                   "for the machinery, not a language model); fake: the scripted backend with a trainer that records "
+                   "versions (the machinery only: it learns nothing).")
+@click.option("--steps", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Optimizer steps per training stage (SFT, then DPO).")
+@click.option("--budget", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Expansions per training tree.")
+@click.option("--eval-budget", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Expansions per held-out tree.")
+@click.option("--heldout-limit", type=click.IntRange(min=2), default=None,
+              help="Evaluate on the first N held-out questions only (default: all).")
+@click.option("--device", default=None, help="local backend: cpu, cuda ...")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate (default: the trainer's).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench/results/world",
+              show_default=True, help="Where world_<tag>.{json,md,png}, the question files and the runs go.")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+def world_bench(seed, entities, rounds, per_round, answers, policies, backend, steps, budget, eval_budget,
+                heldout_limit, device, threads, batch_size, lr, out_dir, as_json) -> None:
+    """Rounds of `argtree improve` on a synthetic world whose every premise's truth is known.
+
+    Writes the learning curve per policy: held-out direct and tree accuracy and Brier per round, oracle
+    answers spent, and premise quality (share of premises that are atomic statements of the world, which
+    its oracle can answer).  Each policy runs in a database of its own, from the same default model.
+    """
+    import time
+
+    from ..world import make_world, split_stats, write_questions
+
+    policies = tuple(dict.fromkeys(policies)) or ("voi", "random")
+    world = make_world(seed, entities)
+    train, held = world.split()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tag = f"s{seed}-e{entities}-{backend}"
+    train_file, held_file = out / f"world-{tag}-train.json", out / f"world-{tag}-heldout.json"
+    write_questions(train, train_file)
+    write_questions(held, held_file)
+    command = (f"argtree bench world --seed {seed} --entities {entities} --rounds {rounds} --per-round {per_round} "
+               f"--answers {answers} --backend {backend} --steps {steps} --budget {budget} --eval-budget {eval_budget}"
+               + (f" --heldout-limit {heldout_limit}" if heldout_limit else "")
+               + "".join(f" --policy {p}" for p in policies))
+    doc = {"command": command, "world": world.describe(), "split": split_stats(train, held),
+           "files": {"train": str(train_file), "heldout": str(held_file)}, "runs": {}}
+    for policy in policies:
+        t0 = time.perf_counter()
+        doc["runs"][policy] = run_world_policy(world, str(train_file), str(held_file), out / "runs" / f"{tag}-{policy}",
+                                               policy=policy, seed=seed, rounds=rounds, per_round=per_round,
+                                               answers=answers, backend=backend, steps=steps, budget=budget,
+                                               eval_budget=eval_budget, heldout_limit=heldout_limit, device=device,
+                                               threads=threads, batch_size=batch_size, lr=lr, quiet=as_json)
+        doc["runs"][policy]["seconds"] = round(time.perf_counter() - t0, 1)
+    doc["summary"] = world_summary(doc["runs"])
+    (out / f"world_{tag}.json").write_text(json.dumps(_rounded(doc), indent=1) + "\n")
+    (out / f"world_{tag}.md").write_text(world_markdown(doc))
+    world_plot(doc, out / f"world_{tag}.png")
+    if as_json:
+        print_json(_rounded(doc))
+        return
+    click.echo(world_markdown(doc))
+    console().print(f"Wrote {out / f'world_{tag}.md'}, {out / f'world_{tag}.json'}, {out / f'world_{tag}.png'}")
+
+
+def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, policy: str, seed: int, rounds: int,
+                     per_round: int, answers: int, backend: str, steps: int, budget: int, eval_budget: int,
+                     heldout_limit=None, device=None, threads=None, batch_size: int = 8, lr=None, trainer=None,
+                     backend_for=None, quiet: bool = True) -> dict:
+    """One policy's run of ``argtree.improve`` on the world, in a fresh database under ``rundir``; returns
+    its curve (one row per round, round 0 = the starting model)."""
+    import shutil
+
+    from ..improve import Deps, ImproveConfig, RecordingTrainer, _sha256, run_improve, start_or_resume
+    from ..questions import evaluate_questions, load_questions
+    from ..store import session_scope
+    from ..store.db import upgrade
+    from ..world import PolicyOracle, WorldOracle
+
+    if rundir.exists():
+        shutil.rmtree(rundir)
+    rundir.mkdir(parents=True)
+    url = f"sqlite:///{rundir / 'argtree.db'}"
+    upgrade(url)
+    names: dict[int, str] = {}
+    if backend_for is None:
+        def backend_for(name, path):
+            if backend == "learner":
+                from ..world import WorldLearner
+
+                return WorldLearner.load(WorldLearner.vocab_of(world), path, model_version=name)
+            if backend == "fake":
+                import zlib
+
+                from ..llm.fake import FakeBackend
+
+                return FakeBackend(model_version=name, seed=zlib.crc32(name.encode("utf-8")))
+            from ..llm import open_backend
+
+            return open_backend("local", path or name, device=device)
+
+    def tagged_backend(name, path):
+        be = backend_for(name, path)
+        names[id(be)] = name
+        return be
+
+    heldout_quality: dict[str, dict] = {}
+
+    def evaluate(be, questions, **kw):
+        res = evaluate_questions(be, questions, **kw)
+        q = heldout_quality.setdefault(names.get(id(be), "?"), {"premises": 0, "atomic": 0})
+        for rec in res["records"]:
+            for node in (rec.get("tree_json") or {}).get("nodes", []):
+                if node.get("parent") is not None:
+                    q["premises"] += 1
+                    q["atomic"] += world.lookup(node["text"]) is not None
+        return res
+
+    if trainer is None:
+        if backend == "learner":
+            from ..world import LearnerTrainer
+
+            trainer = LearnerTrainer()
+        elif backend == "fake":
+            trainer = RecordingTrainer()
+        else:
+            from ..finetune import TrainConfig, TrlTrainer
+
+            log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+            trainer = TrlTrainer(TrainConfig(batch_size=batch_size, learning_rate=lr, threads=threads, device=device,
+                                             logging_steps=5), log=log)
+    deps = Deps(scope=lambda: session_scope(url), backend_for=tagged_backend,
+                oracle_for=lambda kind, be, qs: PolicyOracle(WorldOracle(world), answers, policy, seed),
+                trainer=trainer, workdir=rundir / "work", versions_dir=rundir / "versions",
+                load_questions=load_questions, evaluate=evaluate)
+    cfg = ImproveConfig(questions=train_file, heldout=held_file, questions_sha256=_sha256(train_file),
+                        heldout_sha256=_sha256(held_file), rounds=rounds, oracle="dataset", per_round=per_round,
+                        budget=budget, answers=WORLD_ASK_ALL, steps=steps, backend="local" if backend == "local" else "fake",
+                        heldout_limit=heldout_limit, eval_budget=eval_budget, seed=seed)
+    run_id, _, cfg = start_or_resume(deps, cfg)
+
+    def show(ev):
+        if not quiet and ev.get("event") not in ("grow", "eval", "oracle"):
+            click.echo(f"[{policy}] " + ", ".join(f"{k} {v}" for k, v in ev.items() if not isinstance(v, (dict, list))),
+                       err=True)
+
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        state = run_improve(deps, run_id, progress=show)
+    return {"policy": policy, "run_id": run_id, "default": state["default"],
+            "rows": world_rows(deps, run_id, world, state, heldout_quality)}
+
+
+def world_rows(deps, run_id: int, world, state: dict, heldout_quality: Mapping) -> list[dict]:
+    """Per round: held-out numbers of the round's model, answers spent, premise quality."""
+    from sqlalchemy import select
+
+    from ..store import LoopTask, load_tree
+
+    with deps.scope() as s:
+        tasks = {key: (res or {}) for key, res in s.execute(select(LoopTask.key, LoopTask.result).where(
+            LoopTask.run_id == run_id, LoopTask.kind == "improve", LoopTask.status == "done")).all()}
+        grown: dict[int, dict] = {}
+        for r in range(1, len(state["rounds"])):
+            trees = tasks.get(f"r{r}:grow", {}).get("trees", {})
+            prem = atomic = 0
+            for tree_id in trees.values():
+                tree, _ = load_tree(s, int(tree_id))
+                for nid, node in tree.nodes.items():
+                    if nid != tree.root:
+                        prem += 1
+                        atomic += world.lookup(node.text) is not None
+            grown[r] = {"premises": prem, "atomic": atomic}
+    rows, spent = [], 0
+    for row in state["rounds"]:
+        r = row["round"]
+        asked = [a for items in tasks.get(f"r{r}:oracle", {}).get("asked", {}).values() for a in items]
+        answered = sum(1 for a in asked if a.get("answered"))
+        spent += answered
+        h = row.get("heldout") or {}
+        hq = heldout_quality.get(row.get("version") or "", {})
+        gq = grown.get(r, {})
+        gate = row.get("gate") or {}
+        rows.append({
+            "round": r, "version": row.get("version"), "promoted": gate.get("promote") if r else None,
+            "direct_accuracy": (h.get("direct") or {}).get("accuracy"),
+            "direct_accuracy_ci": (h.get("direct") or {}).get("accuracy_ci"),
+            "direct_brier": (h.get("direct") or {}).get("brier"),
+            "tree_accuracy": (h.get("tree") or {}).get("accuracy"),
+            "tree_accuracy_ci": (h.get("tree") or {}).get("accuracy_ci"),
+            "tree_brier": (h.get("tree") or {}).get("brier"), "n_heldout": h.get("n"),
+            "answers": answered, "answers_total": spent,
+            "premise_quality_heldout": (hq["atomic"] / hq["premises"]) if hq.get("premises") else None,
+            "premise_quality_train": (gq["atomic"] / gq["premises"]) if gq.get("premises") else None,
+            "seconds": round(sum(float(v) for v in (row.get("seconds") or {}).values()), 1)})
+    return rows
+
+
+def world_summary(runs: Mapping[str, dict]) -> dict:
+    """Best held-out accuracies per policy, and answers VoI needed to reach random's final tree accuracy."""
+    out: dict = {}
+    for p, run in runs.items():
+        rows = run["rows"]
+        out[p] = {"final_tree_accuracy": rows[-1]["tree_accuracy"], "final_direct_accuracy": rows[-1]["direct_accuracy"],
+                  "best_tree_accuracy": max((r["tree_accuracy"] or 0) for r in rows),
+                  "best_direct_accuracy": max((r["direct_accuracy"] or 0) for r in rows),
+                  "answers_total": rows[-1]["answers_total"]}
+    if "voi" in runs and "random" in runs:
+        target = runs["random"]["rows"][-1]["tree_accuracy"]
+        reach = next((r["answers_total"] for r in runs["voi"]["rows"]
+                      if r["round"] > 0 and r["tree_accuracy"] is not None and r["tree_accuracy"] >= target), None)
+        out["voi_answers_to_random_final_tree_accuracy"] = reach
+        out["random_answers_total"] = runs["random"]["rows"][-1]["answers_total"]
+        out["answer_ratio"] = (out["random_answers_total"] / reach) if reach else None
+        if reach == 0 and target is not None and target <= runs["voi"]["rows"][0]["tree_accuracy"]:
+            out["note"] = "random's final tree accuracy is no better than the starting model's"
+    return out
+
+
+def world_markdown(doc: Mapping) -> str:
+    fmt = lambda x, d=3: "–" if x is None else (f"{x:.{d}f}" if isinstance(x, float) else str(x))  # noqa: E731
+    sp = doc["split"]
+    lines = [f"`{doc['command']}`", "",
+             f"World: {doc['world']['people']} people, {doc['world']['towns']} towns, {doc['world']['kinds']} kinds, "
+             f"{doc['world']['statements']} atomic statements. Questions: {sp['train']} train ({sp['train_yes']} yes), "
+             f"{sp['heldout']} held out ({sp['heldout_yes']} yes); {sp['heldout_questions_with_an_unseen_fact']} held-out "
+             f"questions use a fact no training question uses.", ""]
+    for p, run in doc["runs"].items():
+        lines += [f"Policy **{p}** (run {run['run_id']}, {run.get('seconds', '?')} s):", "",
+                  "| round | version | gate | direct acc | direct Brier | tree acc | tree Brier | answers (total) "
+                  "| atomic premises held-out / train |",
+                  "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+        for r in run["rows"]:
+            gate = "" if r["round"] == 0 else ("promoted" if r["promoted"] else "kept out")
+            lines.append(f"| {r['round']} | {r['version']} | {gate} | {fmt(r['direct_accuracy'])} | "
+                         f"{fmt(r['direct_brier'])} | {fmt(r['tree_accuracy'])} | {fmt(r['tree_brier'])} | "
+                         f"{r['answers']} ({r['answers_total']}) | {fmt(r['premise_quality_heldout'], 2)} / "
+                         f"{fmt(r['premise_quality_train'], 2)} |")
+        lines.append("")
+    s = doc.get("summary", {})
+    if "answer_ratio" in s:
+        lines.append(f"VoI reached random's final tree accuracy with "
+                     f"{fmt(s['voi_answers_to_random_final_tree_accuracy'])} answers (random spent "
+                     f"{s['random_answers_total']}): ratio {fmt(s['answer_ratio'], 2)}.")
+    return "\n".join(lines) + "\n"
+
+
+def world_plot(doc: Mapping, path: Path) -> None:
+    """Held-out accuracy per round (tree solid, direct dashed) and tree accuracy vs answers spent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    colors = {"voi": "C0", "random": "C3"}
+    for p, run in doc["runs"].items():
+        rows, c = run["rows"], colors.get(p, "k")
+        x = [r["round"] for r in rows]
+        axes[0].plot(x, [r["tree_accuracy"] for r in rows], color=c, marker="o", label=f"{p}: tree")
+        axes[0].plot(x, [r["direct_accuracy"] for r in rows], color=c, marker="s", linestyle="--", label=f"{p}: direct")
+        axes[1].plot([r["answers_total"] for r in rows], [r["tree_accuracy"] for r in rows], color=c, marker="o",
+                     label=p)
+        axes[2].plot(x, [r["premise_quality_heldout"] for r in rows], color=c, marker="o", label=f"{p}: held-out")
+    axes[0].axhline(0.5, color="0.6", linewidth=0.8, linestyle=":")
+    axes[0].set(xlabel="round", ylabel="held-out accuracy", ylim=(0, 1.02))
+    axes[1].set(xlabel="oracle answers spent", ylabel="held-out tree accuracy", ylim=(0, 1.02))
+    axes[2].set(xlabel="round", ylabel="share of premises the oracle can answer", ylim=(0, 1.02))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(doc["command"], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)

@@ -273,3 +273,28 @@ def test_an_admin_ends_another_accounts_sessions(url, people):
                 check_session(s, token)
             assert ended.value.why == "admin"
         assert check_session(s, alice).name == "alice"
+
+
+def test_every_attempt_costs_exactly_one_password_hash_check(url, people, monkeypatch):
+    """Timing cannot tell unknown, wrong, deactivated and right apart: each is one argon2 verification."""
+    from argtree.store import accounts
+
+    real = accounts._hasher()
+    calls = []
+
+    class Counting:
+        def verify(self, hash_, password):
+            calls.append(hash_)
+            return real.verify(hash_, password)
+
+        def __getattr__(self, attr):
+            return getattr(real, attr)
+
+    monkeypatch.setattr(accounts, "HASHER", Counting())
+    with session_scope(url) as s:
+        set_annotator(s, "bob", active=False)
+    for name, password in (("nobody", "whatever-123"), ("alice", "wrong-password"), ("bob", "bob-password"),
+                           ("bob", "wrong-password"), ("alice", "alice-password")):
+        calls.clear()
+        login(url, name, password, client=None)
+        assert len(calls) == 1, (name, password, calls)

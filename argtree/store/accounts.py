@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from .errors import NotFound, StoreError
 from .models import Annotator
 
-__all__ = ["add_annotator", "get_annotator", "list_annotators", "verify_password", "set_password",
-           "set_annotator", "MIN_PASSWORD"]
+__all__ = ["add_annotator", "get_annotator", "list_annotators", "verify_password", "match_password",
+           "set_password", "set_annotator", "MIN_PASSWORD"]
 
 MIN_PASSWORD = 8
 _NAME = re.compile(r"^[\w.@+-]{1,64}$")
@@ -83,29 +83,38 @@ def list_annotators(session: Session, *, include_system: bool = False) -> list[A
     return list(session.scalars(q))
 
 
-def verify_password(session: Session, name: str, password: str) -> Annotator | None:
-    """The active annotator if the password is right, else None (the same for a missing account)."""
+_DUMMY_HASH = ("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA$"
+               "0sF4S1Q0uAnw2lqD4cVnCmU2fjXpBVVvKG0zOgN6rYM")
+
+
+def match_password(session: Session, name: str, password: str) -> tuple[Annotator | None, bool]:
+    """(the person account named ``name`` or None, whether ``password`` is its password), active or not.
+
+    Exactly one argon2 verification whatever the case (a missing account is checked against a dummy
+    hash), so timing does not reveal which names exist or are deactivated."""
     from argon2.exceptions import InvalidHashError, VerificationError
 
     if not isinstance(name, str) or not isinstance(password, str):
-        return None
-    row = session.scalar(select(Annotator).where(Annotator.name == name))
+        return None, False
+    row = session.scalar(select(Annotator).where(Annotator.name == name, Annotator.role != "system"))
     hasher = _hasher()
-    if row is None or not row.password_hash or not row.active:
-        try:  # spend the same time as a real check, so timing does not reveal which names exist
-            hasher.verify("$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHRzb21lc2FsdA$"
-                          "0sF4S1Q0uAnw2lqD4cVnCmU2fjXpBVVvKG0zOgN6rYM", password)
-        except (VerificationError, InvalidHashError):
-            pass
-        return None
+    real = row is not None and bool(row.password_hash)
     try:
-        hasher.verify(row.password_hash, password)
+        hasher.verify(row.password_hash if real else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
-        return None
-    if hasher.check_needs_rehash(row.password_hash):
+        return row, False
+    if not real:  # pragma: no cover - the dummy hash matches no password anyone types
+        return row, False
+    if row.active and hasher.check_needs_rehash(row.password_hash):
         row.password_hash = hasher.hash(password)
         session.flush()
-    return row
+    return row, True
+
+
+def verify_password(session: Session, name: str, password: str) -> Annotator | None:
+    """The active annotator if the password is right, else None (the same for a missing account)."""
+    row, ok = match_password(session, name, password)
+    return row if ok and row is not None and row.active else None
 
 
 def set_password(session: Session, name_or_id: str | int, password: str) -> None:

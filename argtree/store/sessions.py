@@ -170,7 +170,7 @@ def attempt_login(session: Session, name: str, password: str, *, client: str | N
     Returns (never raises for a failed attempt) so that the caller's transaction commits the
     recorded failure.  ``client`` is the address the attempt came from (None: not limited per client).
     """
-    from .accounts import _hasher, verify_password
+    from .accounts import match_password
 
     now = now or utcnow()
     if not isinstance(name, str) or not isinstance(password, str) or not name.strip() or not password:
@@ -185,22 +185,14 @@ def attempt_login(session: Session, name: str, password: str, *, client: str | N
         rows = [_fail(session, r.kind, r.key, now, policy) for r in rows]  # client adds no rows for new names)
         locked, left = _blocked(rows, now) or blocked
         return LoginResult(False, _refusal(locked, left), retry_after=left, locked=locked)
-    row = verify_password(session, name, password)
-    if row is not None:
+    row, ok = match_password(session, name, password)
+    if ok and row.active:
         session.execute(delete(LoginThrottle).where(LoginThrottle.kind == "account",
                                                     LoginThrottle.key == keys[0][1]))
         token = create_session(session, row.id, client=client, hours=hours, now=now)
         return LoginResult(True, token=token, annotator_id=row.id, name=row.name)
-    inactive = session.scalar(select(Annotator).where(Annotator.name == name, Annotator.active.is_(False),
-                                                      Annotator.role != "system"))
-    if inactive is not None and inactive.password_hash:
-        from argon2.exceptions import InvalidHashError, VerificationError
-
-        try:  # the right password of a deactivated account: say so (it reveals nothing new)
-            _hasher().verify(inactive.password_hash, password)
-            return LoginResult(False, "This account is deactivated; ask an admin.")
-        except (VerificationError, InvalidHashError):
-            pass
+    if ok:  # the right password of a deactivated account: say so (it reveals nothing new)
+        return LoginResult(False, "This account is deactivated; ask an admin.")
     rows = [_fail(session, kind, key, now, policy) for kind, key in keys]
     blocked = _blocked(rows, now)
     if blocked is None:

@@ -109,7 +109,8 @@ _SAFE = " !#$&'()*+,-./:<>?@[]^_`|~"
 
 
 def _encode(data: dict[str, Any]) -> str:
-    return quote(json.dumps(data, ensure_ascii=False, separators=(",", ":")), safe=_SAFE)
+    # ensure_ascii: any text (lone surrogates, control characters) becomes plain ASCII escapes first
+    return quote(json.dumps(data, ensure_ascii=True, separators=(",", ":")), safe=_SAFE)
 
 
 def _pgmpy_network(tree: ArgumentTree, encode) -> Any:

@@ -52,6 +52,13 @@ Public API (everything below is importable from ``argtree.store``)::
     finish_loop_run(s, run_id, status), add_loop_tasks(s, run_id, tasks),
     claim_loop_task(s, run_id, worker, kinds=None, stale_after=600), finish_loop_task(s, task_id, status, result)
 
+    # the autonomous loop's store (loops.py): handed to argtree.loop, one transaction per method
+    from argtree.store.loops import LoopStore;  LoopStore(url=None)
+
+    # oracles' answers as labels (oracles.py), lookups for the command line (lookups.py)
+    record_answers(s, oracle, queries, answers), oracle_annotator(s, name, reliability)
+    tree_with_content(s, tree, evidence) -> tree_id | None
+
 Conventions:
 
 * Every query function takes a Session and runs in the caller's transaction;

@@ -12,9 +12,10 @@ prior]`` and each premise's table ``P(node | parent = false) = [1 - p_if_false, 
   Each variable carries one property ``argtree``, a JSON object with the node's id, text, place
   in the file and extra keys (the root's also holds the tree's top-level keys), so a tree
   exported and imported again is the same tree.  BIF has no string escapes and pgmpy's readers
-  split properties at ``=`` (and its BIF reader drops quotes), so the JSON is percent-encoded
-  where it holds ``% ; " = { } \\``, control or non-ASCII characters (spaces and other
-  punctuation stay readable).  Evidence is not part of a network: enter it in the
+  split properties at ``=`` (and its BIF reader drops quotes), so the JSON (ASCII, with
+  ``\\u`` escapes) is percent-encoded where it holds ``% ; " = { } \\`` (spaces and other
+  punctuation stay readable).  pyAgrum reads XMLBIF only from a ``.bifxml`` file name; argtree
+  also takes ``.xml`` and ``.xmlbif``.  Evidence is not part of a network: enter it in the
   other tool (a hard label is an observation; a soft label of reliability ``a`` saying ``v`` is
   virtual evidence with likelihoods ``a`` for ``v`` and ``1 - a`` for the other value).
 * **Importing** a BIF/XMLBIF network (``read_network``) accepts tree-shaped networks of binary
@@ -26,7 +27,9 @@ prior]`` and each premise's table ``P(node | parent = false) = [1 - p_if_false, 
   edges parent -> child.  **DOT** is written here (a picture: colour = belief, green/red arcs =
   supports/attacks, a double border = labeled); **SVG** runs Graphviz's ``dot`` on it.
 
-Heavy imports (pgmpy, networkx) happen inside the functions that need them.
+Heavy imports (pgmpy, networkx) happen inside the functions that need them.  Cost (2,000 nodes,
+busy 2-core machine): pgmpy's import ~5 s once; BIF write ~2 s, read ~7 ms a variable (pgmpy's
+pyparsing grammar); XMLBIF write and read ~1.3 s each; GraphML 0.2 s; DOT 0.05 s.
 """
 
 from __future__ import annotations

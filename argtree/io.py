@@ -468,6 +468,57 @@ def _extra_too_big(raws: list, has_extra: np.ndarray, keys: tuple, limit: int, s
     return bad
 
 
+class _Index:
+    """Node id -> file position, for a million ids without a million-entry dict.
+
+    Building and probing a dict that size is bound by memory latency (one cache miss per id, and
+    a second per probe); here the ids' hashes are sorted once and the probes are sorted and
+    merged in (``searchsorted``), so memory is walked in order, and every match is confirmed by
+    comparing the strings.  Equal hashes among the ids (a duplicate id, or a collision) fall back
+    to a dict, which then answers exactly as before."""
+
+    def __init__(self, ids: list):
+        self.ids = ids
+        self.n = len(ids)
+        self.dict = None
+        self._objects = None
+        h = np.fromiter(map(hash, ids), np.int64, self.n)
+        self.order = np.argsort(h, kind="stable")
+        self.sorted = h[self.order]
+        if self.n > 1 and bool((self.sorted[1:] == self.sorted[:-1]).any()):
+            self.dict = dict(zip(ids, range(self.n)))
+
+    def has_duplicates(self) -> bool:
+        return self.dict is not None and len(self.dict) != self.n
+
+    def lookup(self, keys: list, skip: np.ndarray | None = None) -> np.ndarray:
+        """Position of each key (hashable; -1 where it is no id), and -1 wherever ``skip`` is True."""
+        m = len(keys)
+        if self.dict is not None or self.n == 0:
+            get = (self.dict or {}).get
+            out = np.fromiter(map(get, keys, repeat(-1)), np.int64, m)
+            if skip is not None:
+                out[skip] = -1
+            return out
+        q = np.fromiter(map(hash, keys), np.int64, m)
+        qo = np.argsort(q, kind="stable")
+        qs = q[qo]
+        pos = np.minimum(np.searchsorted(self.sorted, qs), self.n - 1)
+        hit = self.sorted[pos] == qs
+        cand = self.order[pos]
+        # Confirm each hash match by the strings themselves (object arrays: one C loop).
+        if self._objects is None:
+            self._objects = np.array(self.ids, dtype=object)
+        ids = self._objects
+        probe = np.array(keys, dtype=object)[qo]
+        hit &= ids[cand] == probe
+        out = np.full(m, -1, dtype=np.int64)
+        out[qo[hit]] = cand[hit]
+        if skip is not None:
+            out[skip] = -1
+        return out
+
+
 def _fail(check, *args) -> None:
     """Run the specification's check on the entry the columns flagged; it must raise."""
     check(*args)
@@ -558,10 +609,10 @@ def _validate(data: Any, size: int | None, model: str, raw) -> Columns:
         _fail(_node, raw_nodes[i], i)
 
     # Stage 2: ArgumentTree's checks on each node (tree.check_node).
-    index = dict(zip(ids, range(n)))
+    index = _Index(ids)
     bad = np.zeros(n, dtype=bool)
     dup = None
-    if len(index) != n:
+    if index.has_duplicates():
         seen: set = set()
         for k, nid in enumerate(ids):
             if nid in seen:
@@ -591,7 +642,7 @@ def _validate(data: Any, size: int | None, model: str, raw) -> Columns:
     # Stage 3: exactly one root; every parent known and not the node itself; no cycles.
     if len(roots) != 1:
         raise roots_error([ids[k] for k in roots])
-    parent_idx = np.fromiter(map(index.get, parents, repeat(-1)), np.int64, n)
+    parent_idx = index.lookup(parents, root)
     bad = (~root & (parent_idx < 0)) | (parent_idx == np.arange(n))
     i = _first(bad)
     if i is not None:
@@ -632,7 +683,7 @@ def _validate(data: Any, size: int | None, model: str, raw) -> Columns:
     j = _first(bad)
     if j is not None:
         _fail(_evidence, raw_ev[j], j)
-    ev_idx = np.fromiter(map(index.get, ev_nodes, repeat(-1)), np.int64, m)
+    ev_idx = index.lookup(ev_nodes)
     j = _first(ev_idx < 0)
     if j is not None:
         raise TreeError("evidence on an unknown node", ev_nodes[j], "node")

@@ -214,7 +214,7 @@ def test_rank_order_equals_rank_on_ties_and_rounding_edges():
         ids = [rnd.choice(["a", "b", "n1", "n10", "n2", "é", "Z"]) + str(i) for i in range(n)]
         rnd.shuffle(ids)
         expected = rank(dict(zip(ids, values)))
-        got = [(ids[i], values[i]) for i in rank_order(ids, np.array(values))]
+        got = [(ids[i], values[i]) for i in rank_order(ids, np.array(values)).tolist()]
         assert got == expected, trial
 
 
@@ -228,3 +228,33 @@ def test_columns_build_objects_only_on_request():
     assert cols._objects is None  # inference needed no Node
     assert cols.tree.nodes["n5"].extra == {"rationale": "why"} and cols.tree.meta == {"model": "m"}
     assert cols.evidence == (Evidence("n3", True, 0.9, {"annotator": "x"}),)
+
+
+def test_index_matches_a_dict_and_falls_back_on_equal_hashes():
+    from argtree.io import _Index
+
+    rnd = random.Random(5)
+    for trial in range(50):
+        ids = list(dict.fromkeys(f"{rnd.choice('abcé')}{rnd.randrange(10 ** rnd.randint(1, 4))}"
+                                 for _ in range(rnd.randint(1, 300))))
+        keys = [rnd.choice(ids) if rnd.random() < 0.7 else rnd.choice([None, "zz", "a", ""]) for _ in range(200)]
+        expected = np.array([{k: i for i, k in enumerate(ids)}.get(k, -1) for k in keys])
+        index = _Index(ids)
+        assert not index.has_duplicates()
+        assert np.array_equal(index.lookup(keys), expected)
+        forced = _Index(ids)
+        forced.dict = dict(zip(ids, range(len(ids))))  # what equal hashes (a collision) lead to
+        assert np.array_equal(forced.lookup(keys), expected)
+    assert _Index(["a", "b", "a"]).has_duplicates()
+
+
+def test_json_object_is_msgspecs_dict_encoding_byte_for_byte():
+    import msgspec
+
+    from argtree.commands.core import json_object
+
+    rnd = random.Random(9)
+    for keys in (["a", "b"], [], ['q"uote', "x"], ["é", "\\back", "tab\t", "\x1b[2J", "\u202e", "a,b", '","']):
+        values = [rnd.random() * 10 ** rnd.randint(-20, 5) for _ in keys]
+        assert json_object(keys, values) == msgspec.json.encode(dict(zip(keys, values)))
+        assert json.loads(json_object(keys, values)) == dict(zip(keys, values))

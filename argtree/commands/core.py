@@ -19,20 +19,42 @@ METRIC_HELP = ("shift: expected move of P(root) (default); decision: expected ga
 
 
 def _load(path: str):
+    import gc
+
     from ..io import load_columns
     from ..tree import TreeError
 
+    # A one-shot command over a million parsed dicts: the cyclic collector would only walk them
+    # again and again as arrays are made (nothing here forms cycles worth collecting early).
+    gc.disable()
     try:
         return load_columns(path)
     except TreeError as err:
         raise InputError(f"{path}: {err}") from None
 
 
-def _write_json(data) -> None:
-    """One JSON document on stdout (msgspec: a million floats in milliseconds, each read back exactly)."""
+def json_object(keys: list, values: list) -> bytes:
+    """``msgspec.json.encode(dict(zip(keys, values)))``, byte for byte, without building the dict.
+
+    A million-entry dict costs more to build than to encode; here the keys and the values are
+    encoded as two lists and spliced.  Splitting the keys' list on '","' is exact unless a key
+    holds a quote, and then the dict is built after all."""
     import msgspec
 
-    out = msgspec.json.encode(data)
+    encode = msgspec.json.encode
+    if not keys or '"' in "".join(keys):
+        return encode(dict(zip(keys, values)))
+    names = encode(keys)[2:-2].split(b'","')
+    numbers = encode(values)[1:-1].split(b",")
+    return b'{"' + b',"'.join(map(b'":'.join, zip(names, numbers))) + b"}"
+
+
+def _write_json(data) -> None:
+    """One JSON document on stdout (msgspec: a million floats in milliseconds, each read back exactly);
+    ``data`` is a dict or bytes already encoded."""
+    import msgspec
+
+    out = data if isinstance(data, bytes) else msgspec.json.encode(data)
     if not out.isascii() or b"\x7f" in out:  # terminal-unsafe characters as \uXXXX, losslessly
         from ..io import escape_json
 
@@ -48,7 +70,7 @@ def _label(tree, nid: str, width: int = 70) -> str:
 
 
 def rank_order(ids, values) -> list[int]:
-    """Indices of ``values`` in ``argtree.voi.rank`` order: value rounded to 12 decimals, highest
+    """Indices (an array) of ``values`` in ``argtree.voi.rank`` order: value rounded to 12 decimals, highest
     first, ties by id; without a Python sort of every (value, id) pair.
 
     ``np.round(x, 12)`` equals Python's ``round(x, 12)`` except where ``x * 1e12`` lies within
@@ -67,10 +89,27 @@ def rank_order(ids, values) -> list[int]:
     cut = np.flatnonzero(sk[1:] != sk[:-1]) + 1
     starts = np.concatenate(([0], cut))
     ends = np.concatenate((cut, [len(sk)]))
-    out = order.tolist()
-    for s, e in zip(starts[ends - starts > 1].tolist(), ends[ends - starts > 1].tolist()):
-        out[s:e] = sorted(out[s:e], key=ids.__getitem__)
-    return out
+    tied = ends - starts > 1
+    if not tied.any():
+        return order
+    # Ties: order by id within each run of equal keys.  numpy compares 'U' strings by code point
+    # as Python does (ids hold no NUL, the one character numpy's padding would confuse).
+    run = np.repeat(np.arange(len(starts)), ends - starts)
+    members = np.flatnonzero(tied[run])
+    if isinstance(ids, np.ndarray):
+        tied_ids = ids[order[members]].tolist()
+    else:
+        tied_ids = [ids[i] for i in order[members].tolist()]
+    width = int(np.fromiter(map(len, tied_ids), np.int64, len(tied_ids)).max())
+    if len(tied_ids) * width <= 32_000_000:  # at most 128 MB of UCS-4
+        by_id = np.argsort(np.array(tied_ids, dtype=f"U{width}"), kind="stable")
+    else:
+        by_id = np.array(sorted(range(len(tied_ids)), key=tied_ids.__getitem__), dtype=np.int64)
+    rank_in = np.empty(len(by_id), dtype=np.int64)
+    rank_in[by_id] = np.arange(len(by_id))
+    within = np.lexsort((rank_in, run[members]))
+    order[members] = order[members][within]
+    return order
 
 
 @click.command()
@@ -87,7 +126,7 @@ def infer(file: str, as_json: bool) -> None:
     ct = cols.ct
     bel_arr = ct.to_caller(cols.prop.down())
     if as_json:
-        _write_json({"beliefs": dict(zip(ct.ids, bel_arr.tolist()))})
+        _write_json(b'{"beliefs":' + json_object(list(ct.ids), bel_arr.tolist()) + b"}")
         return
     from rich.tree import Tree
 
@@ -155,17 +194,19 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
     values, askable = ct.to_caller(values), ct.to_caller(askable)
     keep = np.flatnonzero(askable)
     ids = ct.ids
-    ask_ids = [ids[i] for i in keep.tolist()] if len(keep) < ct.n else list(ids)
-    order = rank_order(ask_ids, values[keep])
+    ask_ids = np.array(ids, dtype=object)[keep]
+    kept = values[keep]
+    order = rank_order(ask_ids, kept)
     if top is not None:
         order = order[:top]
-    kept = values[keep].tolist()
-    ranked = [(ask_ids[k], kept[k]) for k in order]
     if as_json:
-        out = {"metric": metric, "voi": dict(ranked)}
+        import msgspec
+
+        out = b'{"metric":' + msgspec.json.encode(metric) + b',"voi":' + \
+            json_object(ask_ids[order].tolist(), kept[order].tolist())
         if picks is not None:
-            out["batch"] = picks
-        _write_json(out)
+            out += b',"batch":' + msgspec.json.encode(picks)
+        _write_json(out + b"}")
         return
     from rich.table import Table
 
@@ -176,13 +217,14 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
                     ("P(true)", {"justify": "right"}), ("VoI", {"justify": "right"}),
                     ("root if true", {"justify": "right"}), ("root if false", {"justify": "right"})):
         table.add_column(col, **kw)
-    for i, (nid, value) in enumerate(ranked[: top or 20], 1):
+    ranked = list(zip(ask_ids[order[: top or 20]].tolist(), kept[order[: top or 20]].tolist()))
+    for i, (nid, value) in enumerate(ranked, 1):
         if_t, if_f = root_if(ct, evidence, nid) if 0 < bel[nid] < 1 else (float("nan"), float("nan"))
         table.add_row(str(i), markup(nid), markup(_label(tree, nid)), f"{bel[nid]:.3f}", f"{value:.4f}",
                       f"{if_t:.3f}", f"{if_f:.3f}")
     out = console()
     out.print(table)
-    if top is None and len(ranked) > 20:
-        out.print(f"[dim]… {len(ranked) - 20} more (use --top K or --json)[/]")
+    if top is None and len(order) > 20:
+        out.print(f"[dim]… {len(order) - 20} more (use --top K or --json)[/]")
     if picks is not None:
         out.print(f"Batch for {batch} annotators: {', '.join(escape_controls(p) for p in picks)}")

@@ -232,7 +232,8 @@ def _transient(err: BaseException) -> bool:
 
     if isinstance(err, httpx.HTTPStatusError):
         return err.response.status_code == 429 or err.response.status_code >= 500
-    return isinstance(err, httpx.TransportError)  # timeouts, refused/reset connections, protocol errors
+    # Timeouts, refused/reset connections, a server that hung up mid-answer; not a bad URL or our own bug.
+    return isinstance(err, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
 
 
 def _retry_after(err: BaseException | None, cap: float) -> float:

@@ -58,6 +58,9 @@ class Stub:
                 time.sleep(delay)
                 with lock:
                     stub.in_flight -= 1
+                if payload is None:  # hang up without an answer (a server that died mid-request)
+                    self.close_connection = True
+                    return
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 try:
                     self.send_response(status)
@@ -187,6 +190,7 @@ FAST = {"backoff": 0.001, "max_backoff": 0.01}  # real waits, just short: the te
     (502, b"<html>bad gateway</html>", 0),
     (503, {"error": "overloaded"}, 0),
     (200, completion("late"), 1.0),  # slower than the timeout
+    (200, None, 0),                  # the connection dropped without an answer
 ])
 def test_transient_failures_are_retried_until_an_answer(stub, first):
     s = stub(first, first, (200, completion(json.dumps(OK_ANSWER)), 0))

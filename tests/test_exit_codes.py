@@ -237,3 +237,12 @@ def test_loop_exits_6_when_a_worker_process_crashed(tmp_path, monkeypatch):
         assert "1 of 1 extra workers failed (exit status 3)" in r.stderr and "Traceback" not in r.output
         out = json.loads(r.stdout)
         assert out["stop"] == "all done" and out["workers_failed"] == 1 and out["questions"] == 1
+
+
+def test_ask_model_latest_with_nothing_registered_is_an_error_not_the_base_model(tmp_path):
+    pytest.importorskip("torch")
+    url = sqlite_db(tmp_path)
+    r = _argtree("ask", Q, "--model", "latest", "--database", url, "--no-store", home=tmp_path, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "no fine-tuned model version yet" in _one_error_line(r.stderr)
+    dispose(url)

@@ -13,7 +13,7 @@ prior]`` and each premise's table ``P(node | parent = false) = [1 - p_if_false, 
   in the file and extra keys (the root's also holds the tree's top-level keys), so a tree
   exported and imported again is the same tree.  BIF has no string escapes and pgmpy's readers
   split properties at ``=`` (and its BIF reader drops quotes), so the JSON (ASCII, with
-  ``\\u`` escapes) is percent-encoded where it holds ``% ; " = { } \\`` (spaces and other
+  ``\\u`` escapes) is percent-encoded where it holds ``% ; " = { } \\ / *`` (spaces and other
   punctuation stay readable).  pyAgrum reads XMLBIF only from a ``.bifxml`` file name; argtree
   also takes ``.xml`` and ``.xmlbif``.  Evidence is not part of a network: enter it in the
   other tool (a hard label is an observation; a soft label of reliability ``a`` saying ``v`` is
@@ -108,7 +108,7 @@ def _payload(tree: ArgumentTree, k: int, nid: str) -> dict[str, Any]:
 
 # Characters a property value keeps as they are; the rest (% ; " = { } \\, control and non-ASCII characters,
 # which BIF or pgmpy's readers would take apart) are percent-encoded.
-_SAFE = " !#$&'()*+,-./:<>?@[]^_`|~"
+_SAFE = " !#$&'()+,-.:<>?@[]^_`|~"  # not / or *: pgmpy's BIF reader cuts // and /* */ comments out first
 
 
 def _encode(data: dict[str, Any]) -> str:

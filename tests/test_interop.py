@@ -61,7 +61,8 @@ def random_case(seed: int, n: int = 40, dyadic: bool = False):
     for i in range(1, n):
         parent = int(rng.integers(max(0, i - 4), i)) if rng.random() < 0.6 else int(rng.integers(0, i))
         extra = {"rationale": f"because  {i}\t(tab)"} if i % 3 == 0 else {}
-        nodes.append(Node(ids[i], f"Premise {i}: ünïcode, = signs, semicolons; percent 100%.", ids[parent],
+        nodes.append(Node(ids[i], f"Premise {i}: ünïcode, = signs, semicolons; 100% http://x.org/a /* not a "
+                          f"comment */ // nor this", ids[parent],
                           p_if_true=p(), p_if_false=p(), extra=extra))
     tree = ArgumentTree(nodes, {"question": "Is the root claim true?", "model": {"name": "fake"}})
     evidence = []

@@ -393,11 +393,6 @@ def test_admin_page_adds_and_deactivates_users(db):
     assert next(u for u in data.users(token) if u["name"] == "dora")["active"] is False
 
 
-def _aid(name: str) -> int:
-    with session_scope() as s:
-        return s.query(Annotator).filter_by(name=name).one().id
-
-
 def test_tree_count(db):
     with session_scope() as s:
         assert s.query(Tree).count() == 4

@@ -205,32 +205,37 @@ def start_or_resume(store: LoopStorage, config: LoopConfig, oracle_name: str, re
                     **settings: Any) -> tuple[int, bool, LoopConfig]:
     """(run id, resumed?, config in force).
 
-    Without ``resume`` (``--new``) a fresh run starts.  Otherwise the newest unfinished loop run (left
-    'running' by a killed loop, or 'stopped' by Ctrl-C or its time budget with tasks left) is resumed
-    with its own stored config if it was started with the same options: tasks its dead workers held go
-    back to pending, checkpoints kept.  ``RunConflict`` when that run had other options (the message
-    names each difference), or when a finished run already did exactly this (so re-running a loop
-    never grows its trees twice).  A new run and its first tasks are stored in one transaction."""
+    Without ``resume`` (``--new``) a fresh run starts.  Otherwise, the newest loop run started with the
+    same options decides: unfinished (left 'running' by a killed loop, or 'stopped' by Ctrl-C or its time
+    budget with tasks left), it is resumed with its own stored config, tasks its dead workers held going
+    back to pending, checkpoints kept; finished, ``RunConflict`` says it already did this (so re-running a
+    loop never grows its trees twice).  With no such run, ``RunConflict`` also when the newest run is
+    unfinished but had other options (the message names each difference).  A new run and its first tasks
+    are stored in one transaction."""
     wanted = run_config(config, oracle_name, **settings)
     if resume:
         runs = store.loop_runs()  # newest first
+
+        def unfinished(run) -> bool:
+            return run.status == "running" or (run.status == "stopped" and run.pending > 0)
+
+        same = next((run for run in runs if not config_differences(run.config, wanted)), None)
+        if same is not None and unfinished(same):
+            store.reopen_run(same.id, _dead)
+            return same.id, True, LoopConfig.from_json(same.config.get("loop", {}))
+        if same is not None:
+            stats = same.stats or {}
+            raise RunConflict(
+                f"loop run {same.id} already did this ({same.status}: {stats.get('questions', 0)} questions, "
+                f"{stats.get('trees', 0)} trees, {stats.get('labels', 0)} labels); add --new to run it again",
+                same.id, finished=True)
         last = runs[0] if runs else None
-        if last is not None and (last.status == "running" or (last.status == "stopped" and last.pending)):
+        if last is not None and unfinished(last):
             diffs = config_differences(last.config, wanted)
-            if diffs:
-                raise RunConflict(
-                    f"loop run {last.id} is unfinished ({last.status}, {last.pending} tasks left) and was started "
-                    f"with other options: {'; '.join(diffs)}. Run the same command as then to resume it, or add "
-                    "--new to start a fresh run", last.id, diffs)
-            store.reopen_run(last.id, _dead)
-            return last.id, True, LoopConfig.from_json(last.config.get("loop", {}))
-        for run in runs:
-            if run.status in ("done", "stopped") and not config_differences(run.config, wanted):
-                stats = run.stats or {}
-                raise RunConflict(
-                    f"loop run {run.id} already did this ({run.status}: {stats.get('questions', 0)} questions, "
-                    f"{stats.get('trees', 0)} trees, {stats.get('labels', 0)} labels); add --new to run it again",
-                    run.id, finished=True)
+            raise RunConflict(
+                f"loop run {last.id} is unfinished ({last.status}, {last.pending} tasks left) and was started "
+                f"with other options: {'; '.join(diffs)}. Run the same command as then to resume it, or add "
+                "--new to start a fresh run", last.id, diffs)
     tasks = [{"kind": "propose", "key": "topic:" + normalize(t)[:240], "priority": 3.0, "payload": {"topic": t}}
              for t in config.topics]
     tasks += [{"kind": "question", "key": "q:" + normalize(q)[:240], "priority": 2.0, "payload": {"question": q}}

@@ -92,6 +92,10 @@ def test_resuming_with_other_options_refuses_and_names_them(tmp_path):
     fresh, resumed, _ = start_or_resume(scope, other, "oracle-model", resume=False, backend="openai", model=None)
     assert fresh != run_id and not resumed
     assert [r.id for r in scope.loop_runs()] == [fresh, run_id]
+    # Two unfinished runs: each command resumes its own, the older one too.
+    assert start_or_resume(scope, cfg, "oracle-dataset", backend="fake", model=None)[:2] == (run_id, True)
+    assert start_or_resume(scope, other, "oracle-model", backend="openai", model=None)[:2] == (fresh, True)
+    assert len(scope.loop_runs()) == 2
     dispose(url)
 
 

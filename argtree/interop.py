@@ -362,21 +362,26 @@ def _read_pgmpy(text: str, fmt: str):
             props = {v: _decode_property(model.nodes[v].get(PROPERTY), fmt) for v in order}
             descriptions = {v: model.nodes[v].get("description") for v in order}
         else:
+            import xml.etree.ElementTree as ET
+
             from pgmpy.readwrite import XMLBIFReader
 
-            reader = XMLBIFReader(string=text)
+            # Properties are read here and taken out before pgmpy sees the file: its reader insists on
+            # exactly one "=" in every property ("description = a = b" elsewhere would stop it).
+            doc = ET.fromstring(text)
+            props, descriptions = {}, {}
+            for var in doc.iter("VARIABLE"):
+                name = (var.findtext("NAME") or "").strip()
+                for prop in var.findall("PROPERTY"):
+                    key, _, value = (prop.text or "").partition("=")
+                    if key.strip() == PROPERTY:
+                        props[name] = _decode_property(value, "xmlbif")
+                    elif key.strip() == "description" and value.strip():
+                        descriptions[name] = value.strip()
+                    var.remove(prop)
+            reader = XMLBIFReader(string=ET.tostring(doc, encoding="unicode"))
             model = reader.get_model()
             order = list(reader.get_variables())
-            props, descriptions = {}, {}
-            for v, values in reader.get_property().items():
-                for raw in values:
-                    if not isinstance(raw, str):
-                        continue
-                    key, _, value = raw.partition("=")
-                    if key.strip() == PROPERTY:
-                        props[v] = _decode_property(value, "xmlbif")
-                    elif key.strip() == "description" and value.strip():
-                        descriptions[v] = value.strip()
     return model, order, props, descriptions
 
 

@@ -345,3 +345,18 @@ def test_any_tree_and_text_survives_a_network_round_trip(case, texts, fmt):
     text = to_bif(tree) if fmt == "bif" else to_xmlbif(tree)
     back = network_to_tree(text, fmt)
     assert back.nodes == tree.nodes
+
+
+def test_xmlbif_descriptions_with_equals_signs_import(tmp_path):
+    """pyAgrum writes 'description = TEXT'; a TEXT holding '=' must not stop the import (pgmpy alone refuses it)."""
+    bn = gum.BayesNet("eq")
+    q = bn.add(gum.LabelizedVariable("q", "Is E = mc^2 = true?", ["false", "true"]))
+    a = bn.add(gum.LabelizedVariable("a", "x = y", ["false", "true"]))
+    bn.addArc(q, a)
+    bn.cpt(q).fillWith([0.5, 0.5])
+    bn.cpt(a).fillWith([0.25, 0.75, 0.5, 0.5])
+    path = tmp_path / "eq.bifxml"
+    gum.saveBN(bn, str(path))
+    tree = read_network(path)
+    assert tree["q"].text == "Is E = mc^2 = true?" and tree["a"].text == "x = y"
+    assert (tree["a"].p_if_true, tree["a"].p_if_false) == (0.5, 0.75)

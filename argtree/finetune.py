@@ -128,24 +128,23 @@ def _register_in_store(entry: dict[str, Any]) -> bool:
 
 def resolve_version(name: str | None) -> str | None:
     """A registered name or 'latest' -> its directory; anything else is passed on unchanged
-    (None / 'bundled', a directory, a .gguf file) for ``load_local_model`` to resolve."""
+    (None / 'bundled', a directory, a .gguf file) for ``load_local_model`` to resolve.
+
+    The lookup is ``argtree.llm.local``'s, the one every command uses (registry file, then the store)."""
     if name is None:
         return None
-    versions = registry()
-    if name == "latest":
-        if not versions:
-            from .llm.local import _lookup_registered
+    from .llm.local import ADAPTER, BUNDLED_ALIASES, DEFAULT_ALIASES, _lookup_registered
 
-            found = _lookup_registered("latest")
-            if found:
-                return found
-            raise FinetuneError("no fine-tuned model version yet: 'latest' needs one (run argtree finetune)")
-        return versions[-1]["path"]
-    for v in reversed(versions):
-        if v["name"] == name:
-            if not Path(v["path"]).is_dir():
-                raise FinetuneError(f"model version {name!r} is registered at {v['path']}, which is gone")
-            return v["path"]
+    if name in BUNDLED_ALIASES or name in DEFAULT_ALIASES or name == ADAPTER or Path(name).expanduser().exists():
+        return name  # a built-in name or a path: the loader's, no registry to look in
+    try:
+        found = _lookup_registered(name)
+    except ValueError as err:  # registered at a directory that is gone
+        raise FinetuneError(str(err)) from None
+    if found is not None:
+        return found
+    if name == "latest":
+        raise FinetuneError("no fine-tuned model version yet: 'latest' needs one (run argtree finetune)")
     return name
 
 

@@ -93,13 +93,19 @@ class ImproveConfig:
     distill: str = "both"              # both | tree | gold | none
     dpo: bool = True
     seed: int = 0
+    start: str | None = None           # model to start from (None: the current default)
+    batch_size: int = 8                # training settings (recorded; the trainer is given them)
+    lr: float | None = None
+    top_layers: int | None = None
+    rank: int = 16
     per_side: int = 2
     retries: int = 1
     poll_seconds: float = 5.0          # human oracle: seconds between looks for answers
 
     # options whose change would make the run another experiment (compared on resume)
     FIXED = ("questions_sha256", "heldout_sha256", "oracle", "per_round", "budget", "answers", "steps", "backend",
-             "heldout_limit", "eval_budget", "self_labels", "distill", "dpo", "seed", "per_side", "retries")
+             "heldout_limit", "eval_budget", "self_labels", "distill", "dpo", "seed", "start", "per_side", "retries",
+             "batch_size", "lr", "top_layers", "rank")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -322,6 +328,17 @@ def _start_default(session, cfg: ImproveConfig) -> str:
     from .store.registry import current_default_version
 
     mv = current_default_version(session)
+    if cfg.start:
+        name = cfg.start
+        if session.scalar(select(ModelVersion).where(ModelVersion.name == name)) is None:
+            path = None
+            if cfg.backend == "local":
+                from .llm.local import resolve_model
+
+                _, path = resolve_model(name)
+            register_model_version(session, name, path=path, base=None, kind="builtin",
+                                   meta={"round": 0, "builtin": True})
+        return name
     if mv is not None:
         return mv.name
     if cfg.backend == "fake":
@@ -532,10 +549,9 @@ def _top_queries(session, tree_id: int, k: int, question):
 
     nodes = [n for n in tree_nodes(session, tree_id) if n.parent_id is not None and n.n_labels == 0]
     nodes.sort(key=lambda n: (-n.voi, n.id))
-    extra = {}
-    if "question" in getattr(Query, "__dataclass_fields__", {}):
-        extra = {"question": question.question, "facts": tuple(getattr(question, "facts", ()) or ())}
-    return [Query(n.text, n.proposition_id, tree_id, n.local_id, n.voi, **extra) for n in nodes[:k]]
+    facts = tuple(getattr(question, "facts", ()) or ())
+    return [Query(n.text, n.proposition_id, tree_id, n.local_id, n.voi, question=question.question, facts=facts)
+            for n in nodes[:k]]
 
 
 def _oracle_step(deps, cfg, run_id, r, parent, questions, emit) -> None:

@@ -80,6 +80,12 @@ def _backend_factory(kind: str, device: str | None):
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate (default 2e-4 for SFT, 5e-5 for DPO).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
+@click.option("--top-layers", type=click.IntRange(min=1), default=None,
+              help="A new LoRA on the last N transformer layers only (faster on a CPU); a continued one keeps its own.")
+@click.option("--rank", type=click.IntRange(min=1), default=16, show_default=True, help="Rank of a new LoRA.")
+@click.option("--start", "start_model", default=None,
+              help="Model to start from (e.g. bundled, adapter, a registered version); default: the current "
+                   "default model (the last one a gate promoted, else the built-in default).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--poll-seconds", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="--oracle human: seconds between looks for people's answers.")
@@ -89,7 +95,8 @@ def _backend_factory(kind: str, device: str | None):
               help="Where run directories (training files, curve) go (default ARGTREE_HOME/improve).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's state and curve as JSON.")
 def improve(rounds, questions_file, heldout_file, heldout_limit, oracle_kind, per_round, budget, answers, steps,
-            eval_budget, self_labels, distill, dpo, backend, device, batch_size, lr, threads, seed, poll_seconds,
+            eval_budget, self_labels, distill, dpo, backend, device, batch_size, lr, threads, top_layers, rank, start_model,
+            seed, poll_seconds,
             fresh, database, workdir, as_json) -> None:
     """Rounds of self-improvement: grow trees with the current model, let the oracle answer the
     top-VoI premises, build training data with provenance (a replay buffer), fine-tune (SFT then
@@ -117,7 +124,8 @@ def improve(rounds, questions_file, heldout_file, heldout_limit, oracle_kind, pe
                         questions_sha256=_sha256(questions_file), heldout_sha256=_sha256(heldout_file),
                         rounds=rounds, oracle=oracle_kind, per_round=per_round, budget=budget, answers=answers,
                         steps=steps, backend=backend, heldout_limit=heldout_limit, eval_budget=eval_budget,
-                        self_labels=self_labels, distill=distill, dpo=dpo, seed=seed, poll_seconds=poll_seconds)
+                        self_labels=self_labels, distill=distill, dpo=dpo, seed=seed, poll_seconds=poll_seconds,
+                        start=start_model, batch_size=batch_size, lr=lr, top_layers=top_layers, rank=rank)
     log = (lambda msg: click.echo(msg, err=True))
     if backend == "fake":
         trainer = RecordingTrainer()
@@ -125,7 +133,7 @@ def improve(rounds, questions_file, heldout_file, heldout_limit, oracle_kind, pe
         from ..finetune import TrainConfig, TrlTrainer
 
         trainer = TrlTrainer(TrainConfig(batch_size=batch_size, learning_rate=lr, threads=threads, device=device,
-                                         logging_steps=5), log=log)
+                                         top_layers=top_layers, rank=rank, alpha=2 * rank, logging_steps=5), log=log)
     if workdir is None:
         from ..llm.local import argtree_home
 

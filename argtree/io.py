@@ -483,7 +483,7 @@ class _Index:
         self.dict = None
         self._objects = None
         h = np.fromiter(map(hash, ids), np.int64, self.n)
-        self.order = np.argsort(h, kind="stable")
+        self.order = np.argsort(h)
         self.sorted = h[self.order]
         if self.n > 1 and bool((self.sorted[1:] == self.sorted[:-1]).any()):
             self.dict = dict(zip(ids, range(self.n)))
@@ -501,19 +501,18 @@ class _Index:
                 out[skip] = -1
             return out
         q = np.fromiter(map(hash, keys), np.int64, m)
-        qo = np.argsort(q, kind="stable")
+        qo = np.argsort(q)
         qs = q[qo]
         pos = np.minimum(np.searchsorted(self.sorted, qs), self.n - 1)
         hit = self.sorted[pos] == qs
-        cand = self.order[pos]
+        out = np.full(m, -1, dtype=np.int64)
+        out[qo[hit]] = self.order[pos[hit]]
         # Confirm each hash match by the strings themselves (object arrays: one C loop).
         if self._objects is None:
             self._objects = np.array(self.ids, dtype=object)
-        ids = self._objects
-        probe = np.array(keys, dtype=object)[qo]
-        hit &= ids[cand] == probe
-        out = np.full(m, -1, dtype=np.int64)
-        out[qo[hit]] = cand[hit]
+        found = out >= 0
+        same = self._objects[np.where(found, out, 0)] == np.array(keys, dtype=object)
+        out[found & ~same] = -1
         if skip is not None:
             out[skip] = -1
         return out

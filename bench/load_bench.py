@@ -67,7 +67,10 @@ def wall(cmd: list[str]) -> float:
 
 
 def breakdown(path: Path, repeat: int) -> dict[str, float]:
-    """In-process stages of `argtree voi --json`, best of ``repeat`` each."""
+    """In-process stages of `argtree voi --json`, best of ``repeat`` each (the cyclic GC off, as the command has it)."""
+    import gc
+
+    gc.disable()
     from argtree import io
     from argtree.commands.core import json_object, rank_order
     from argtree.voi import voi_arrays
@@ -97,6 +100,7 @@ def breakdown(path: Path, repeat: int) -> dict[str, float]:
         out = b'{"metric":"shift","voi":' + json_object(ids[order].tolist(), kept[order].tolist()) + b"}"
         t = keep("rank + JSON out", t)
         del out, cols, data, raw
+    gc.enable()
     return best
 
 

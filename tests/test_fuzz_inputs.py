@@ -50,9 +50,12 @@ class Raw(str):
     """A placeholder for a raw token in the document."""
 
 
-def _mutate(doc: dict, rnd: random.Random, raws: list[str]) -> None:
-    def nasty():
-        raws.append(rnd.choice(RAW))
+def _mutate(doc: dict, rnd: random.Random, raws: list[str], tag: str) -> None:
+    def nasty(text=False):
+        token = rnd.choice(RAW)
+        if text and token.startswith('"') and "\\u" not in token and json.loads(token).strip():
+            token = f'"{tag} {token[1:]}'  # a text that may be accepted stays unique to this file
+        raws.append(token)
         return f"@@RAW{len(raws) - 1}@@"
 
     nodes = doc["nodes"] if isinstance(doc.get("nodes"), list) else None
@@ -61,7 +64,8 @@ def _mutate(doc: dict, rnd: random.Random, raws: list[str]) -> None:
     if kind <= 3 and nodes:
         node = rnd.choice(nodes)
         if isinstance(node, dict):
-            node[rnd.choice(NODE_FIELDS)] = nasty()
+            key = rnd.choice(NODE_FIELDS)
+            node[key] = nasty(text=key == "text")
     elif kind == 4 and nodes:
         node = rnd.choice(nodes)
         if isinstance(node, dict) and node:
@@ -102,11 +106,12 @@ def mutated_files(n: int, seed: int = 14):
     rnd = random.Random(seed)
     for k in range(n):
         doc = copy.deepcopy(base)
+        tag = f"[f{seed}-{k}]"
         for node in doc["nodes"]:
-            node["text"] = f"[f{seed}-{k}] {node['text']}"
+            node["text"] = f"{tag} {node['text']}"
         raws: list[str] = []
         for _ in range(rnd.choice([0, 1, 1, 1, 2, 3])):
-            _mutate(doc, rnd, raws)
+            _mutate(doc, rnd, raws, tag)
         text = json.dumps(doc, ensure_ascii=False)
         for i, token in enumerate(raws):
             text = text.replace(f'"@@RAW{i}@@"', token)

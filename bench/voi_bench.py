@@ -8,6 +8,9 @@ argtree: one upward pass, beliefs, and two clamped downward passes (inference + 
 node), timed from arrays (file parsing excluded); the one-off compile (breadth-first layout of a
 tree shape) is timed separately and every speed-up counts both.
 
+Compile baseline: the layout as argtree made it before (one stable argsort of the parent array,
+ids made eagerly), timed best-of-N in the same run and checked to give the same layout.
+
 Floor estimate: one level-free pass over the same arrays (the upward message arithmetic with one
 ``bincount`` scatter into the parents, then the downward multiply-add with one gather), i.e. what a
 single compiled pass over n nodes costs in numpy without any per-level loop.  argtree's total
@@ -100,6 +103,32 @@ def argtree_time(case, repeat: int) -> dict:
             "total_s": min(t[0] + t[1] for t in tries),
             "tries_total_s": [t[0] + t[1] for t in tries], "total_cpu_s": min(t[3] for t in tries),
             "clamped": clamped}
+
+
+def argsort_compile(parent: np.ndarray) -> np.ndarray:
+    """The layout as argtree computed it before issue 15 (one stable argsort of the parent array, then
+    BFS by level): the baseline for the linear-time compile.  Returns the BFS order."""
+    n = len(parent)
+    nonroot = np.flatnonzero(parent >= 0)
+    kids = nonroot[np.argsort(parent[nonroot], kind="stable")]
+    counts = np.bincount(parent[nonroot], minlength=n)
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    frontier, chunks = np.flatnonzero(parent < 0), []
+    while len(frontier):
+        chunks.append(frontier)
+        cnt = counts[frontier]
+        total = int(cnt.sum())
+        if total == 0:
+            break
+        first = np.repeat(offsets[frontier] - np.concatenate(([0], np.cumsum(cnt)[:-1])), cnt)
+        frontier = kids[first + np.arange(total)]
+    order = np.concatenate(chunks)
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    par = parent[order]
+    np.where(par >= 0, position[np.maximum(par, 0)], -1)
+    tuple(str(i) for i in range(n))  # the ids it made eagerly
+    return order
 
 
 def floor_pass(case, repeat: int) -> tuple[float, list[float]]:
@@ -270,14 +299,18 @@ def main(argv=None) -> int:
     for n in sorted(set(pgmpy_sizes) - set(sizes)):
         sizes.append(n)
     print(f"load average {record['load_average_before']}; times are wall-clock, best of {args.repeat}")
-    print(f"{'nodes':>9} {'compile s':>10} {'infer+VoI s':>12} {'total s':>9} {'floor s':>9} {'x floor':>8} "
-          f"{'pyAgrum s':>10} {'speed-up':>10} {'pgmpy s':>9} {'speed-up':>10}")
+    print(f"{'nodes':>9} {'argsort s':>10} {'compile s':>10} {'infer+VoI s':>12} {'total s':>9} {'floor s':>9} "
+          f"{'x floor':>8} {'pyAgrum s':>10} {'speed-up':>10} {'pgmpy s':>9} {'speed-up':>10}")
     for n in sorted(sizes):
         case = random_tree(n, n)
         a = argtree_time(case, args.repeat)
         ref_true, ref_false = a.pop("clamped")
         row = {"nodes": n, **a}
         row["floor_s"], row["tries_floor_s"] = floor_pass(case, args.repeat)
+        best, tries, order = best_of(lambda: argsort_compile(case[0]), args.repeat)
+        row["argsort_compile_s"], row["tries_argsort_compile_s"] = best, tries
+        row["argsort_compile_same_layout"] = bool(np.array_equal(
+            order, CompiledTree.from_arrays(case[0], case[1], case[2], case[3]).order))
         row["total_over_floor"] = a["total_s"] / row["floor_s"]
         if have["pyagrum"] and n <= args.pyagrum_max:
             net = pyagrum_network(case)
@@ -296,7 +329,8 @@ def main(argv=None) -> int:
             row["pgmpy"] = {"best_s": best, "tries_s": tries, "max_abs_diff": diff}
             row["speedup_vs_pgmpy"] = best / a["total_s"]
         record["sizes"].append(row)
-        line = (f"{n:>9} {a['compile_s']:>10.4f} {a['infer_voi_s']:>12.4f} {a['total_s']:>9.4f} "
+        line = (f"{n:>9} {row['argsort_compile_s']:>10.4f} {a['compile_s']:>10.4f} {a['infer_voi_s']:>12.4f} "
+                f"{a['total_s']:>9.4f} "
                 f"{row['floor_s']:>9.4f} {row['total_over_floor']:>7.1f}x")
         line += (f" {row['pyagrum_best_s']:>10.3f} {row['speedup_vs_pyagrum']:>9.0f}x"
                  if "pyagrum_best_s" in row else f" {'':>10} {'':>10}")

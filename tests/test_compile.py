@@ -205,6 +205,7 @@ def test_voi_bench_runs_and_its_peers_agree_with_argtree(tmp_path):
     for row in rows.values():
         assert len(row["tries_total_s"]) == 2 and row["total_s"] == min(row["tries_total_s"])
         assert row["floor_s"] > 0 and row["total_over_floor"] == row["total_s"] / row["floor_s"]
+        assert row["argsort_compile_same_layout"] is True and len(row["tries_argsort_compile_s"]) == 2
         for peer in ("pyagrum_fresh", "pyagrum_reuse"):
             assert len(row[peer]["tries_s"]) == 2 and row[peer]["max_abs_diff"] < 1e-9
         assert row["speedup_vs_pyagrum"] == row["pyagrum_best_s"] / row["total_s"]

@@ -251,6 +251,34 @@ class World:
 
         return balance(train, "train"), balance(held, "heldout")
 
+    def settled(self, answered: Mapping[str, bool]) -> set[tuple]:
+        """The facts (relation, a, b) that oracle answers (statement text -> the oracle's answer) settle:
+        an attribute by either form; a link ("lives in", "owns", "best friend") only by its true value (that
+        Velra does not live in Brask leaves where she lives open)."""
+        index = _index(self.people, self.towns, self.kinds)
+        out: set[tuple] = set()
+        for text, value in answered.items():
+            hit = index.get(normalize_statement(text))
+            if hit is None:
+                continue
+            rel, a, b, positive = hit
+            if rel in ("lives_in", "owns", "friend"):
+                if value == positive:
+                    out.add((rel, a, b))
+            else:
+                out.add((rel, a, None))
+        return out
+
+    def covered(self, question: WorldQuestion, settled: set[tuple]) -> bool:
+        """Whether every gold fact of ``question`` is among the ``settled`` facts (``settled()``): the
+        answers so far determine its answer."""
+        index = _index(self.people, self.towns, self.kinds)
+        for f in question.facts:
+            rel, a, b, _ = index[normalize_statement(f)]
+            if (rel, a, b if rel in ("lives_in", "owns", "friend") else None) not in settled:
+                return False
+        return True
+
     def describe(self) -> dict[str, Any]:
         return {"seed": self.seed, "people": len(self.people), "towns": len(self.towns), "kinds": len(self.kinds),
                 "statements": len(self.statements()), "rules": list(RULES)}

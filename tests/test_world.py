@@ -323,3 +323,41 @@ def test_two_rounds_with_the_learner_carry_oracle_answers_into_training_data(tmp
     # the candidate of round 1 knows what round 1's oracle said
     known = json.loads((rundir / "versions" / rows[1]["version"] / "world_learner.json").read_text())["facts"]
     assert len(known) >= rows[1]["answers"] and all(world.lookup(k) is v for k, v in known.items())
+
+
+def test_settled_facts_cover_a_question_only_when_all_its_facts_are_settled():
+    world = make_world(0, 12)
+    p = world.people[0]
+    q = world.question("swim", p)
+    t = world.lives_in[p]
+    wrong = next(x for x in world.towns if x != t)
+    # the true link and the coast settle it; a false link ("does not live in" another town) does not
+    assert world.covered(q, world.settled({f"{p} lives in {t}.": True, f"{t} is on the coast.": world.coastal[t]}))
+    assert not world.covered(q, world.settled({f"{p} lives in {wrong}.": False, f"{t} is on the coast.": True}))
+    # either form of an attribute settles it; text outside the world settles nothing
+    assert world.covered(q, world.settled({f"{p} does not live in {t}.": False,
+                                           f"{t} is not on the coast.": not world.coastal[t]}))
+    assert world.settled({"Velra can swim.": True, f"Can {p} swim?": True}) == set()
+
+
+def test_gold_facts_trainer_adds_the_used_questions_gold_facts(tmp_path):
+    from argtree.commands.bench import GoldFactsTrainer
+    from argtree.datasets import distill_records, read_jsonl, write_jsonl
+    from argtree.expand import direct_prompt
+
+    world = make_world(0, 12)
+    train, held = world.split()
+    used = train[:3]
+    data = [r for q in used for r in distill_records(direct_prompt(q.question), float(q.answer), "gold", {"qid": q.qid})]
+    write_jsonl(data, tmp_path / "sft.jsonl")
+    trainer = GoldFactsTrainer(LearnerTrainer(), world)
+    info = trainer.sft(str(tmp_path / "sft.jsonl"), None, str(tmp_path / "v1"), steps=1)
+    gold = read_jsonl(tmp_path / "sft-gold.jsonl")[len(data):]
+    facts = {r["messages"][-2]["content"].split("Statement: ")[1] for r in gold if r["argtree"]["kind"] == "fact"}
+    assert facts == {f for q in used for f in q.facts}
+    assert all(r["argtree"]["provenance"]["source"] == "gold facts" for r in gold)
+    assert sum(r["argtree"]["kind"] == "expansion" for r in gold) == len(used)
+    assert info["gold_records"] == len(gold) and info["learned"]["facts"] == len(facts)
+    # nothing about the held-out questions is added unless a used question shares the fact
+    held_only = {f for q in held for f in q.facts} - {f for q in used for f in q.facts}
+    assert held_only and not facts & held_only

@@ -339,8 +339,15 @@ WORLD_ASK_ALL = 64  # premises per tree handed to the policy oracle, which answe
               help="Expansions per training tree.")
 @click.option("--eval-budget", type=click.IntRange(min=1), default=1, show_default=True,
               help="Expansions per held-out tree.")
+@click.option("--per-side", type=click.IntRange(min=1, max=4), default=2, show_default=True,
+              help="Premises asked for on each side of a training tree's node (more premises than --answers "
+                   "leave the policy a choice).")
 @click.option("--heldout-limit", type=click.IntRange(min=2), default=None,
               help="Evaluate on the first N held-out questions only (default: all).")
+@click.option("--gold-facts", is_flag=True,
+              help="Also teach the gold facts and decompositions of the training questions used so far (dataset "
+                   "truth: fact records, and expansion records whose premises are the gold facts), added to each "
+                   "SFT stage's data by the bench (argtree improve does not use a question file's facts yet).")
 @click.option("--device", default=None, help="local backend: cpu, cuda ...")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -350,7 +357,7 @@ WORLD_ASK_ALL = 64  # premises per tree handed to the policy oracle, which answe
               show_default=True, help="Where world_<tag>.{json,md,png}, the question files and the runs go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 def world_bench(seed, entities, rounds, per_round, answers, policies, backend, steps, budget, eval_budget,
-                heldout_limit, device, threads, batch_size, lr, out_dir, as_json) -> None:
+                per_side, heldout_limit, gold_facts, device, threads, batch_size, lr, out_dir, as_json) -> None:
     """Rounds of `argtree improve` on a synthetic world whose every premise's truth is known.
 
     Writes the learning curve per policy: held-out direct and tree accuracy and Brier per round, oracle
@@ -366,13 +373,14 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
     train, held = world.split()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tag = f"s{seed}-e{entities}-{backend}"
+    tag = f"s{seed}-e{entities}-{backend}" + ("-gold" if gold_facts else "")
     train_file, held_file = out / f"world-{tag}-train.json", out / f"world-{tag}-heldout.json"
     write_questions(train, train_file)
     write_questions(held, held_file)
     command = (f"argtree bench world --seed {seed} --entities {entities} --rounds {rounds} --per-round {per_round} "
                f"--answers {answers} --backend {backend} --steps {steps} --budget {budget} --eval-budget {eval_budget}"
-               + (f" --heldout-limit {heldout_limit}" if heldout_limit else "")
+               f" --per-side {per_side}"
+               + (f" --heldout-limit {heldout_limit}" if heldout_limit else "") + (" --gold-facts" if gold_facts else "")
                + "".join(f" --policy {p}" for p in policies))
     doc = {"command": command, "world": world.describe(), "split": split_stats(train, held),
            "files": {"train": str(train_file), "heldout": str(held_file)}, "runs": {}}
@@ -381,7 +389,8 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
         doc["runs"][policy] = run_world_policy(world, str(train_file), str(held_file), out / "runs" / f"{tag}-{policy}",
                                                policy=policy, seed=seed, rounds=rounds, per_round=per_round,
                                                answers=answers, backend=backend, steps=steps, budget=budget,
-                                               eval_budget=eval_budget, heldout_limit=heldout_limit, device=device,
+                                               eval_budget=eval_budget, per_side=per_side,
+                                               heldout_limit=heldout_limit, gold_facts=gold_facts, device=device,
                                                threads=threads, batch_size=batch_size, lr=lr, quiet=as_json)
         doc["runs"][policy]["seconds"] = round(time.perf_counter() - t0, 1)
     doc["summary"] = world_summary(doc["runs"])
@@ -397,7 +406,7 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
 
 def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, policy: str, seed: int, rounds: int,
                      per_round: int, answers: int, backend: str, steps: int, budget: int, eval_budget: int,
-                     heldout_limit=None, device=None, threads=None, batch_size: int = 8, lr=None, trainer=None,
+                     per_side: int = 2, heldout_limit=None, gold_facts: bool = False, device=None, threads=None, batch_size: int = 8, lr=None, trainer=None,
                      backend_for=None, quiet: bool = True) -> dict:
     """One policy's run of ``argtree.improve`` on the world, in a fresh database under ``rundir``; returns
     its curve (one row per round, round 0 = the starting model)."""
@@ -461,6 +470,8 @@ def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, po
             log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
             trainer = TrlTrainer(TrainConfig(batch_size=batch_size, learning_rate=lr, threads=threads, device=device,
                                              logging_steps=5), log=log)
+    if gold_facts:
+        trainer = GoldFactsTrainer(trainer, world)
     deps = Deps(scope=lambda: session_scope(url), backend_for=tagged_backend,
                 oracle_for=lambda kind, be, qs: PolicyOracle(WorldOracle(world), answers, policy, seed),
                 trainer=trainer, workdir=rundir / "work", versions_dir=rundir / "versions",
@@ -468,7 +479,7 @@ def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, po
     cfg = ImproveConfig(questions=train_file, heldout=held_file, questions_sha256=_sha256(train_file),
                         heldout_sha256=_sha256(held_file), rounds=rounds, oracle="dataset", per_round=per_round,
                         budget=budget, answers=WORLD_ASK_ALL, steps=steps, backend="local" if backend == "local" else "fake",
-                        heldout_limit=heldout_limit, eval_budget=eval_budget, seed=seed)
+                        heldout_limit=heldout_limit, eval_budget=eval_budget, seed=seed, per_side=per_side)
     run_id, _, cfg = start_or_resume(deps, cfg)
 
     def show(ev):
@@ -483,6 +494,50 @@ def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, po
         state = run_improve(deps, run_id, progress=show)
     return {"policy": policy, "run_id": run_id, "default": state["default"],
             "rows": world_rows(deps, run_id, world, state, heldout_quality)}
+
+
+class GoldFactsTrainer:
+    """Wraps a Trainer: before each SFT stage, adds to its data what the training questions' gold
+    decompositions teach (questions named by the data's records' provenance ``qid``): each gold fact as a fact
+    record (dataset truth), and per question an expansion record whose premises are its gold facts (for the
+    side the answer lies on).  Provenance ``{"source": "gold facts", "qid": ...}``.  What ``argtree improve``
+    would do with a question file's ``facts`` (it does not yet); here so the world can measure it."""
+
+    def __init__(self, inner, world):
+        self.inner, self.world = inner, world
+        self.name = f"{inner.name}+gold-facts"
+        self.writes_weights = inner.writes_weights
+        self.added: dict[str, int] = {}
+
+    def sft(self, data, parent, out, *, steps, seed=0):
+        from ..datasets import expansion_sft_record, fact_record, read_jsonl, write_jsonl
+        from ..expand import SYSTEM, expansion_prompt
+
+        records = read_jsonl(data)
+        qids = sorted({(r.get("argtree") or {}).get("provenance", {}).get("qid") for r in records} - {None})
+        by_id = {q.qid: q for q in self.world.all_questions()}
+        extra, seen = [], set()
+        for qid in qids:
+            q = by_id.get(qid)
+            if q is None:
+                continue
+            prov = {"source": "gold facts", "qid": qid}
+            for f in q.facts:
+                if f not in seen:
+                    seen.add(f)
+                    extra.append(fact_record(f, True, prov))
+            stance = "for" if q.answer else "against"
+            prem = [{"text": f, "credence": 0.95, "claim_if_true": 0.9 if q.answer else 0.1,
+                     "claim_if_false": 0.3 if q.answer else 0.7} for f in q.facts[:2]]
+            extra.append(expansion_sft_record(SYSTEM, expansion_prompt(q.question, stance), prem, prov))
+        path = Path(data).with_name(Path(data).stem + "-gold.jsonl")
+        write_jsonl(records + extra, path)
+        self.added[str(out)] = len(extra)
+        info = self.inner.sft(str(path), parent, out, steps=steps, seed=seed)
+        return {**info, "gold_records": len(extra)}
+
+    def dpo(self, data, parent, out, *, steps, seed=0):
+        return self.inner.dpo(data, parent, out, steps=steps, seed=seed)
 
 
 def world_rows(deps, run_id: int, world, state: dict, heldout_quality: Mapping) -> list[dict]:
@@ -505,12 +560,15 @@ def world_rows(deps, run_id: int, world, state: dict, heldout_quality: Mapping) 
                         prem += 1
                         atomic += world.lookup(node.text) is not None
             grown[r] = {"premises": prem, "atomic": atomic}
-    rows, spent = [], 0
+    held = world.split()[1][: (state.get("config") or {}).get("heldout_limit") or None]
+    rows, spent, said = [], 0, {}
     for row in state["rounds"]:
         r = row["round"]
         asked = [a for items in tasks.get(f"r{r}:oracle", {}).get("asked", {}).values() for a in items]
         answered = sum(1 for a in asked if a.get("answered"))
         spent += answered
+        said.update({a["text"]: bool(a["value"]) for a in asked if a.get("answered") and a.get("value") is not None})
+        settled = world.settled(said)
         h = row.get("heldout") or {}
         hq = heldout_quality.get(row.get("version") or "", {})
         gq = grown.get(r, {})
@@ -524,6 +582,9 @@ def world_rows(deps, run_id: int, world, state: dict, heldout_quality: Mapping) 
             "tree_accuracy_ci": (h.get("tree") or {}).get("accuracy_ci"),
             "tree_brier": (h.get("tree") or {}).get("brier"), "n_heldout": h.get("n"),
             "answers": answered, "answers_total": spent,
+            # held-out questions whose every gold fact the oracle's answers so far settle: what a learner with
+            # perfect memory and the rules could answer (the rest it can only guess)
+            "heldout_settled": sum(world.covered(q, settled) for q in held) / len(held) if held else None,
             "premise_quality_heldout": (hq["atomic"] / hq["premises"]) if hq.get("premises") else None,
             "premise_quality_train": (gq["atomic"] / gq["premises"]) if gq.get("premises") else None,
             "seconds": round(sum(float(v) for v in (row.get("seconds") or {}).values()), 1)})
@@ -562,13 +623,14 @@ def world_markdown(doc: Mapping) -> str:
     for p, run in doc["runs"].items():
         lines += [f"Policy **{p}** (run {run['run_id']}, {run.get('seconds', '?')} s):", "",
                   "| round | version | gate | direct acc | direct Brier | tree acc | tree Brier | answers (total) "
-                  "| atomic premises held-out / train |",
-                  "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "| held-out settled | atomic premises held-out / train |",
+                  "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in run["rows"]:
             gate = "" if r["round"] == 0 else ("promoted" if r["promoted"] else "kept out")
             lines.append(f"| {r['round']} | {r['version']} | {gate} | {fmt(r['direct_accuracy'])} | "
                          f"{fmt(r['direct_brier'])} | {fmt(r['tree_accuracy'])} | {fmt(r['tree_brier'])} | "
-                         f"{r['answers']} ({r['answers_total']}) | {fmt(r['premise_quality_heldout'], 2)} / "
+                         f"{r['answers']} ({r['answers_total']}) | {fmt(r['heldout_settled'], 2)} | "
+                         f"{fmt(r['premise_quality_heldout'], 2)} / "
                          f"{fmt(r['premise_quality_train'], 2)} |")
         lines.append("")
     s = doc.get("summary", {})

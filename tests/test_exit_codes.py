@@ -194,10 +194,13 @@ def test_loop_ctrl_c_exits_130_stops_the_run_and_the_same_command_resumes_it(tmp
     # as it has resumed.
     proc = subprocess.Popen([sys.executable, "-m", "argtree.cli", *args], env=e, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    with session_scope(url) as s:
+        looks = next(t.attempts for t in s.query(LoopTask) if t.kind == "ask")
     try:
-        def resumed():
+        def resumed():  # running again, and its worker looking at the waiting tree again
             with session_scope(url) as s:
-                return s.get(LoopRun, first["run_id"]).status == "running"
+                return (s.get(LoopRun, first["run_id"]).status == "running"
+                        and next(t.attempts for t in s.query(LoopTask) if t.kind == "ask") > looks)
         _wait("the run to be resumed", resumed)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)

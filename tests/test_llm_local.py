@@ -162,3 +162,29 @@ def test_one_real_expansion_grows_or_records_failure(backend):
     for n in r.tree.nodes.values():
         if n.parent:
             assert EPS <= n.p_if_true <= 1 - EPS and EPS <= n.p_if_false <= 1 - EPS and n.p_if_true != n.p_if_false
+
+
+def test_open_backend_looks_names_up_in_the_database_it_is_given(tmp_path, monkeypatch):
+    """`--database URL --model NAME`: the version registered in that store, not in the default one."""
+    import argtree.llm as llm
+    from argtree.store import register_model_version, session_scope
+    from argtree.store.testing import sqlite_db
+
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ARGTREE_DATABASE_URL", raising=False)
+    url = sqlite_db(tmp_path)
+    adapter = tmp_path / "lora-x"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    with session_scope(url) as s:
+        register_model_version(s, "lora-x", path=str(adapter), base="bundled")
+    built = []
+    monkeypatch.setattr(llm, "make_backend", lambda kind, model, **kw: built.append((kind, model)) or object())
+    llm.open_backend("local", "lora-x", database=url)
+    llm.open_backend("local", "lora-x")          # the default database knows no such name: left to the loader
+    llm.open_backend("local", "bundled", database=url)
+    assert built == [("local", str(adapter)), ("local", "lora-x"), ("local", "bundled")]
+    with pytest.raises(ValueError, match="--timeout applies to the openai backend"):
+        llm.open_backend("local", None, timeout=3)
+    with pytest.raises(ValueError, match="--device applies to the local backend"):
+        llm.open_backend("openai", None, device="cpu")

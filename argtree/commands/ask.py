@@ -80,7 +80,8 @@ def ask(question: str, budget: int, backend: str, model: str | None, out: str | 
     cfg = GrowConfig(expansions=budget, max_nodes=max_nodes, max_depth=max_depth, max_calls=max_calls,
                      max_seconds=seconds, threshold=threshold, batch=batch, per_side=per_side, credence=credence,
                      prior=prior, seed=seed)
-    be = _backend(backend, model, device, err, quiet=as_json, timeout=timeout, concurrency=concurrency)
+    be = _backend(backend, model, device, err, quiet=as_json, timeout=timeout, concurrency=concurrency,
+                  database=database)
     from .calibrate import calibration_for
 
     calibration, _ = calibration_for(be.model_version, database)

@@ -25,11 +25,11 @@ def _facts_from_store(database: str | None, split: float):
     return recs, f"database (eval split of {split})"
 
 
-def _backend(model: str, device: str | None):
+def _backend(model: str, device: str | None, database: str | None = None):
     from ..llm import open_backend
 
     try:  # names, registered versions and 'latest' resolve in llm.local, as for every command
-        return open_backend("local", model, device=device)
+        return open_backend("local", model, device=device, database=database)
     except (ValueError, RuntimeError, OSError) as err:
         raise InputError(f"--model {model!r}: {err}") from None
 
@@ -119,7 +119,7 @@ def eval_cmd(model: str | None, questions: str | None, budget: int, oracle: str 
     results, curves = {}, {}
     err_console = console() if not as_json else None
     for role, name in names:
-        backend = _backend(name, device)
+        backend = _backend(name, device, database)
         if err_console:
             with err_console.status(f"scoring {len(prompts)} facts with {name}...") as status:
                 probs = score_facts(backend, prompts, system,
@@ -171,7 +171,8 @@ def _eval_questions(path, model, backend, device, budget, oracle_kind, answers, 
         raise InputError(f"{path}: no labeled questions (with an 'answer') in the {which} split")
     if answers and not oracle_kind:
         raise InputError("--answers needs --oracle dataset or --oracle model")
-    be = make_model_backend(backend, model, device, quiet=as_json, timeout=timeout, concurrency=concurrency)
+    be = make_model_backend(backend, model, device, quiet=as_json, timeout=timeout, concurrency=concurrency,
+                            database=database)
     from ..model_evidence import NONE
 
     cal, cal_source = (NONE, "none (--uncalibrated)") if uncalibrated else calibration_for(be.model_version, database)

@@ -25,11 +25,12 @@ def _read_topics(path: str) -> list[str]:
 
 
 def _make_backend(backend: str, model: str | None, device: str | None, timeout: float | None = None,
-                  concurrency: int | None = None):
+                  concurrency: int | None = None, database: str | None = None):
     from ..llm import open_backend
 
     try:  # model names (adapter, bundled, registered versions, latest) resolve in llm.local, as for every command
-        return open_backend(backend, model, device=device, timeout=timeout, concurrency=concurrency)
+        return open_backend(backend, model, device=device, timeout=timeout, concurrency=concurrency,
+                            database=database)
     except (ValueError, RuntimeError, OSError) as err:
         raise InputError(f"--model {model!r} ({backend}): {err}") from None
     except ImportError as err:
@@ -43,7 +44,7 @@ def _worker_process(url, run_id, backend, model, device, timeout, concurrency, o
     from ..oracle import make_oracle
     from ..store.loops import LoopStore
 
-    be = _make_backend(backend, model, device, timeout, concurrency)
+    be = _make_backend(backend, model, device, timeout, concurrency, url)
     oracle = make_oracle(oracle_kind, backend=be, dataset=dataset)
     run_worker(LoopStore(url), run_id, be, oracle, deadline=deadline)
 
@@ -134,7 +135,7 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
     if workers > 1 and url.startswith("sqlite"):  # refused before anything is stored
         raise InputError("--workers > 1 needs PostgreSQL (ARGTREE_DATABASE_URL=postgresql+psycopg://...)")
     store = LoopStore(url)
-    be = _make_backend(backend, model, device, timeout, concurrency)
+    be = _make_backend(backend, model, device, timeout, concurrency, url)
     try:
         oracle = make_oracle(oracle_kind, backend=be, dataset=dataset)
     except (ValueError, TreeError) as err:
@@ -166,17 +167,7 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
             out.print(f"{escape(str(conflict))}.")
         return
     deadline = time.time() + cfg.hours * 3600 if cfg.hours else None
-    if not as_json:
-        out.print(f"loop run {run_id} ({'resumed' if resumed else 'new'}): oracle {oracle.name}, "
-                  f"{len(cfg.topics)} topics, {len(cfg.questions)} questions, budget {cfg.budget} per tree")
-    procs = []
-    if workers > 1:
-        ctx = multiprocessing.get_context("spawn")
-        for _ in range(workers - 1):
-            p = ctx.Process(target=_worker_process, args=(url, run_id, backend, model, device, timeout, concurrency,
-                                                          oracle_kind, dataset, deadline), daemon=True)
-            p.start()
-            procs.append(p)
+    procs: list = []
 
     def show(ev):
         if as_json:
@@ -187,7 +178,18 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
                   f"{'-' if unc is None else f'{unc:.2f}'}")
 
     interrupted = False
-    try:
+    try:  # from here on a Ctrl-C stops the run cleanly (marked stopped, stats printed, exit 130)
+        if not as_json:
+            out.print(f"loop run {run_id} ({'resumed' if resumed else 'new'}): oracle {oracle.name}, "
+                      f"{len(cfg.topics)} topics, {len(cfg.questions)} questions, budget {cfg.budget} per tree")
+        if workers > 1:
+            ctx = multiprocessing.get_context("spawn")
+            for _ in range(workers - 1):
+                p = ctx.Process(target=_worker_process, args=(url, run_id, backend, model, device, timeout,
+                                                              concurrency, oracle_kind, dataset, deadline),
+                                daemon=True)
+                p.start()
+                procs.append(p)
         # Every worker waits while others hold tasks (those add follow-ups), so this returns when the
         # run is done or out of time, and the other workers stop then too.
         why = run_worker(store, run_id, be, oracle, deadline=deadline, progress=show, stop=_reaper(procs))

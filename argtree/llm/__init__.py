@@ -56,7 +56,8 @@ def make_backend(kind: str = "local", model: str | None = None, **options) -> Ba
 
 
 def open_backend(kind: str = "local", model: str | None = None, *, device: str | None = None,
-                 timeout: float | None = None, concurrency: int | None = None) -> Backend:
+                 timeout: float | None = None, concurrency: int | None = None,
+                 database: str | None = None) -> Backend:
     """The one way the commands (ask, loop, eval ...) build a backend from their options.
 
     Model names resolve in one place for every command and kind: ``local`` through
@@ -66,7 +67,8 @@ def open_backend(kind: str = "local", model: str | None = None, *, device: str |
     ``concurrency`` (requests in flight) to ``openai``; giving one to a backend it does not apply
     to is an error rather than ignored.  Raises ValueError (a bad option or model), ImportError (an
     extra is missing), RuntimeError/OSError (the model cannot be loaded): a command turns these
-    into one line.
+    into one line.  ``database``: the store whose model registry names are looked up in (the
+    command's --database; default ARGTREE_DATABASE_URL or the local file).
     """
     if kind not in BACKENDS:
         raise ValueError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
@@ -80,4 +82,12 @@ def open_backend(kind: str = "local", model: str | None = None, *, device: str |
             if kind != "openai":
                 raise ValueError(f"--{name} applies to the openai backend, not {kind}")
             options[name] = value
+    if kind == "local" and database and model:
+        from .local import ADAPTER, BUNDLED_ALIASES, DEFAULT_ALIASES, _lookup_registered
+
+        if model not in BUNDLED_ALIASES and model not in DEFAULT_ALIASES and model != ADAPTER:
+            from pathlib import Path
+
+            if not Path(model).expanduser().exists():
+                model = _lookup_registered(model, database) or model
     return make_backend(kind, model, **options)

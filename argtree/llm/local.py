@@ -132,14 +132,14 @@ def _convert_gguf(gguf: Path, target: Path) -> Path:
     return target
 
 
-def _lookup_registered(name: str) -> str | None:
+def _lookup_registered(name: str, database: str | None = None) -> str | None:
     """Directory (or base name) of a registered model version, or of ``latest``; None if unknown.
 
     The ONE lookup of version names, for every command: the registry file that ``argtree finetune``
     writes (``argtree.finetune.registry``, ARGTREE_HOME/versions/registry.json; newest last), then the
     store's registry (``argtree.store.get_model_version``), where an unmigrated or missing database
-    counts as "not registered".  A name registered at a directory that is gone is an error, not a
-    fallback to another model.
+    counts as "not registered" (``database``: that store's URL; default ARGTREE_DATABASE_URL or the local
+    file).  A name registered at a directory that is gone is an error, not a fallback to another model.
     """
     from ..finetune import registry
 
@@ -149,16 +149,16 @@ def _lookup_registered(name: str) -> str | None:
             if v.get("path") and not Path(v["path"]).exists():
                 raise ValueError(f"model version {v['name']!r} is registered at {v['path']}, which is gone")
             return v.get("path") or v.get("base") or BUNDLED
-    return _lookup_in_store(name)
+    return _lookup_in_store(name, database)
 
 
-def _lookup_in_store(name: str) -> str | None:
+def _lookup_in_store(name: str, database: str | None = None) -> str | None:
     try:
         from ..store import get_model_version, session_scope
     except Exception:  # noqa: BLE001 - the store extra is not installed
         return None
     try:
-        with session_scope(readonly=True) as session:
+        with session_scope(database, readonly=True) as session:
             mv = get_model_version(session, name)
             path, base = mv.path, mv.base
     except Exception:  # noqa: BLE001 - NotFound, unmigrated or unreachable database

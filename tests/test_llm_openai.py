@@ -205,7 +205,7 @@ def test_retries_stop_after_the_limit_and_say_why(stub):
     s = stub(*[(503, {"error": "overloaded"}, 0)] * 5)
     b = OpenAIBackend(s.url, "m", concurrency=1, retries=2, **FAST)
     (g,) = b.generate_json(["p"], expansion_schema("for"))
-    assert not g.ok and "HTTP 503" in g.error
+    assert not g.ok and "HTTP 503" in g.error and "still failing after 2 retries" in g.error
     assert len(s.requests) == 3 and b.retried == 2
 
 

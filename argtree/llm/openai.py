@@ -144,6 +144,11 @@ class OpenAIBackend:
         jitter = wait_random_exponential(multiplier=self.backoff, max=self.max_backoff)(state)
         return max(jitter, _retry_after(state.outcome.exception() if state.outcome else None, self.max_backoff))
 
+    def _why(self, err: Exception) -> str:
+        """What went wrong, saying so when it was still wrong after the retries."""
+        gave_up = f" (still failing after {self.retries} retries)" if self.retries and _transient(err) else ""
+        return _describe(err) + gave_up
+
     def _post_once(self, body: dict) -> dict:
         r = self.client.post("/chat/completions", json=body)
         fmt = body.get("response_format") or {}
@@ -172,7 +177,7 @@ class OpenAIBackend:
             text = choice["message"].get("content") or ""
             tokens = int((data.get("usage") or {}).get("completion_tokens") or 0)
         except Exception as err:  # noqa: BLE001 - every failure becomes a recorded error
-            return Generation("", seconds=time.perf_counter() - t0, error=_describe(err))
+            return Generation("", seconds=time.perf_counter() - t0, error=self._why(err))
         self.tokens_generated += tokens
         return Generation(text, tokens=tokens, seconds=time.perf_counter() - t0,
                           truncated=choice.get("finish_reason") == "length")
@@ -207,7 +212,7 @@ class OpenAIBackend:
             try:
                 data = self._post(body)
             except Exception as err:  # noqa: BLE001 - the request failed for good
-                return miss(_describe(err))
+                return miss(self._why(err))
             try:
                 top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
                 py = sum(math.exp(float(t["logprob"])) for t in top if t.get("token") in YES)

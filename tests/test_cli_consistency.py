@@ -45,7 +45,8 @@ def test_every_store_command_takes_database_and_every_command_json():
 
 
 # Commands offering the openai backend without --timeout/--concurrency yet, and why.
-OPENAI_WITHOUT_TIMEOUT = {"improve": "being reworked by issue 12's engineer at the time (issue 14, left)"}
+OPENAI_WITHOUT_TIMEOUT = {"improve": "lists openai but refuses it (it trains the weights, which a server does not "
+                                     "expose), so there is no request to time"}
 
 
 def test_timeout_and_concurrency_on_the_commands_that_use_the_openai_backend():

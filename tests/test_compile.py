@@ -209,6 +209,7 @@ def test_voi_bench_runs_and_its_peers_agree_with_argtree(tmp_path):
         for peer in ("pyagrum_fresh", "pyagrum_reuse"):
             assert len(row[peer]["tries_s"]) == 2 and row[peer]["max_abs_diff"] < 1e-9
         assert row["speedup_vs_pyagrum"] == row["pyagrum_best_s"] / row["total_s"]
+        assert row["speedup_vs_pyagrum_cpu"] == row["pyagrum_best_cpu_s"] / row["total_cpu_s"] > 0
     if pgmpy:
         assert rows[60]["pgmpy"]["max_abs_diff"] < 1e-9 and "pgmpy" not in rows[200]
     else:

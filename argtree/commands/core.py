@@ -96,14 +96,14 @@ def rank_order(ids, values) -> list[int]:
     # as Python does (ids hold no NUL, the one character numpy's padding would confuse).
     run = np.repeat(np.arange(len(starts)), ends - starts)
     members = np.flatnonzero(tied[run])
-    if isinstance(ids, np.ndarray):
-        tied_ids = ids[order[members]].tolist()
+    # The ids are read in the caller's order (file order: the order they lie in memory), not in
+    # rank order, which would jump about the heap once per id.
+    id_list = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
+    width = int(np.fromiter(map(len, id_list), np.int64, len(id_list)).max())
+    if len(id_list) * width <= 32_000_000:  # at most 128 MB of UCS-4
+        by_id = np.argsort(np.array(id_list, dtype=f"U{width}")[order[members]], kind="stable")
     else:
-        tied_ids = [ids[i] for i in order[members].tolist()]
-    width = int(np.fromiter(map(len, tied_ids), np.int64, len(tied_ids)).max())
-    if len(tied_ids) * width <= 32_000_000:  # at most 128 MB of UCS-4
-        by_id = np.argsort(np.array(tied_ids, dtype=f"U{width}"), kind="stable")
-    else:
+        tied_ids = [id_list[i] for i in order[members].tolist()]
         by_id = np.array(sorted(range(len(tied_ids)), key=tied_ids.__getitem__), dtype=np.int64)
     rank_in = np.empty(len(by_id), dtype=np.int64)
     rank_in[by_id] = np.arange(len(by_id))

@@ -12,13 +12,12 @@ from click.testing import CliRunner
 from argtree.cli import main
 
 # Commands that open the store (and so take --database).
-STORE_COMMANDS = {"ask", "calibrate", "db current", "db downgrade", "db upgrade", "dump", "eval", "export", "import",
-                  "improve", "loop", "models", "ui", "users add", "users list", "users passwd"}
+STORE_COMMANDS = {"ask", "calibrate", "db current", "db downgrade", "db upgrade", "dump", "eval", "export",
+                  "export-tree", "import", "improve", "loop", "models", "ui", "users add", "users list", "users passwd"}
 # Commands without --json, and why.
 NO_JSON = {
     "ui": "starts the web server (Streamlit) and runs until stopped: there is no result to print",
     "dump": "its output is argtree/1 JSON already",
-    "export-tree": "writes BIF/XMLBIF/GraphML/DOT/SVG files; not yet given a JSON summary (issue 14, left)",
 }
 
 
@@ -122,3 +121,25 @@ def test_old_spellings_still_work_and_say_so():
     assert "now --annotators" in old.stderr and not new.stderr
     both = CliRunner().invoke(main, ["voi", example, "--annotators", "2", "--batch", "3"])
     assert both.exit_code == 2 and "old spelling" in both.stderr
+
+
+def test_export_tree_json_and_database(tmp_path, monkeypatch):
+    pytest.importorskip("sqlalchemy")
+    from importlib.resources import files
+
+    from argtree.store.testing import dispose, sqlite_db
+
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ARGTREE_DATABASE_URL", raising=False)
+    example = str(files("argtree") / "examples" / "remote_work.json")
+    url = sqlite_db(tmp_path)
+    r = CliRunner().invoke(main, ["import", example, "--database", url, "--json"])
+    tid = json.loads(r.stdout)["trees"][example]
+    r = CliRunner().invoke(main, ["export-tree", str(tid), "--format", "dot", "--database", url, "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["format"] == "dot" and out["nodes"] == 8 and out["text"].lstrip().startswith(("digraph", "strict"))
+    dot = tmp_path / "t.dot"
+    r = CliRunner().invoke(main, ["export-tree", example, "--out", str(dot), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["out"] == str(dot) and dot.is_file()
+    dispose(url)

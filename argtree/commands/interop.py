@@ -14,17 +14,17 @@ FORMAT_HELP = ("bif / xmlbif: the Bayesian network (pgmpy's writers; evidence is
                "(needs Graphviz's dot). Default: from --out's extension.")
 
 
-def _from_store(tree_id: int):
+def _from_store(tree_id: int, database: str | None = None):
     from .db import _store_errors
 
     @_store_errors
-    def load():
+    def load(database=None):
         from ..store import load_tree, session_scope
 
-        with session_scope(readonly=True) as s:
+        with session_scope(database, readonly=True) as s:
             return load_tree(s, tree_id)
 
-    return load()
+    return load(database=database)
 
 
 def _write(text: str, out: str) -> None:
@@ -51,7 +51,11 @@ def _write(text: str, out: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to this file (atomically) instead of stdout.")
 @click.option("--metric", type=click.Choice(["shift", "decision", "info"]), default="shift", show_default=True,
               help="VoI metric shown in graphml/dot/svg.")
-def export_tree(source: str, fmt: str | None, out: str | None, metric: str) -> None:
+@click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"source", "format", "nodes", "out"} (with the text as "text" when there is no --out).')
+def export_tree(source: str, fmt: str | None, out: str | None, metric: str, database: str | None,
+                as_json: bool) -> None:
     """Write SOURCE (a stored TREE_ID, or an argtree/1, .bif or .xml file) in another tool's format.
 
     BIF and XMLBIF open in pyAgrum, pgmpy, GeNIe, bnlearn...; each variable keeps its node's id and
@@ -71,7 +75,7 @@ def export_tree(source: str, fmt: str | None, out: str | None, metric: str) -> N
         except TreeError as err:
             raise InputError(f"{source}: {err}") from None
     elif source.isdigit():
-        tree, evidence = _from_store(int(source))
+        tree, evidence = _from_store(int(source), database)
     else:
         raise InputError(f"{source}: no such file, and not a tree id")
     try:
@@ -82,6 +86,12 @@ def export_tree(source: str, fmt: str | None, out: str | None, metric: str) -> N
         raise InputError(f"{source}: {err}") from None
     if out:
         _write(text, out)
+    if as_json:
+        from . import print_json
+
+        print_json({"source": source, "format": fmt, "nodes": len(tree), "out": out,
+                    **({} if out else {"text": text})})
+    elif out:
         click.echo(f"{source} -> {out} ({fmt}, {len(tree)} nodes)", err=True)
     else:
         sys.stdout.write(text)

@@ -41,3 +41,14 @@ def test_the_loop_imports_nothing_from_the_store():
     store = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
              and (n.module == "store" or n.module.startswith("store.") or "argtree.store" in n.module)]
     assert store == [] and not _sqlalchemy_imports(ROOT / "argtree" / "loop.py")
+
+
+def test_one_home_directory_function():
+    """Only argtree.home reads ARGTREE_HOME; everything else asks argtree_home()."""
+    readers = []
+    for path in sorted([*ROOT.glob("argtree/**/*.py"), *ROOT.glob("oracle_ui/**/*.py")]):
+        rel = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value == "ARGTREE_HOME":
+                readers.append(rel)
+    assert sorted(set(readers)) == ["argtree/home.py"], readers

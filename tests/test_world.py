@@ -361,3 +361,29 @@ def test_gold_facts_trainer_adds_the_used_questions_gold_facts(tmp_path):
     # nothing about the held-out questions is added unless a used question shares the fact
     held_only = {f for q in held for f in q.facts} - {f for q in used for f in q.facts}
     assert held_only and not facts & held_only
+
+
+def test_argtree_eval_reads_a_world_question_file(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from argtree.cli import main
+
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))
+    _, held = make_world(0, 6).split()
+    path = tmp_path / "held.json"
+    write_questions(held, path)
+    r = CliRunner().invoke(main, ["eval", "--questions", str(path), "--backend", "fake", "--budget", "0", "--part",
+                                  "all", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index("{"):])
+    assert doc["n"] == len(held) and doc["share_yes"] == 0.5
+
+
+def test_bench_world_refuses_more_rounds_than_questions(tmp_path):
+    from click.testing import CliRunner
+
+    from argtree.cli import main
+
+    r = CliRunner().invoke(main, ["bench", "world", "--backend", "fake", "--entities", "3", "--rounds", "50",
+                                  "--per-round", "10", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "training questions" in r.output

@@ -348,6 +348,9 @@ WORLD_ASK_ALL = 64  # premises per tree handed to the policy oracle, which answe
               help="Also teach the gold facts and decompositions of the training questions used so far (dataset "
                    "truth: fact records, and expansion records whose premises are the gold facts), added to each "
                    "SFT stage's data by the bench (argtree improve does not use a question file's facts yet).")
+@click.option("--probe", type=click.IntRange(min=0, max=8), default=0, show_default=True,
+              help="After the rounds: the final default model's held-out trees with 0..N oracle answers each, "
+                   "picked by VoI and at random (test-time answers; 0: skip).")
 @click.option("--device", default=None, help="local backend: cpu, cuda ...")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
@@ -357,7 +360,7 @@ WORLD_ASK_ALL = 64  # premises per tree handed to the policy oracle, which answe
               show_default=True, help="Where world_<tag>.{json,md,png}, the question files and the runs go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 def world_bench(seed, entities, rounds, per_round, answers, policies, backend, steps, budget, eval_budget,
-                per_side, heldout_limit, gold_facts, device, threads, batch_size, lr, out_dir, as_json) -> None:
+                per_side, heldout_limit, gold_facts, probe, device, threads, batch_size, lr, out_dir, as_json) -> None:
     """Rounds of `argtree improve` on a synthetic world whose every premise's truth is known.
 
     Writes the learning curve per policy: held-out direct and tree accuracy and Brier per round, oracle
@@ -371,6 +374,10 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
     policies = tuple(dict.fromkeys(policies)) or ("voi", "random")
     world = make_world(seed, entities)
     train, held = world.split()
+    if rounds * per_round > len(train):
+        raise click.UsageError(f"--rounds {rounds} x --per-round {per_round} needs {rounds * per_round} training "
+                               f"questions; this world (--seed {seed} --entities {entities}) has {len(train)}: "
+                               "give more --entities or fewer rounds/questions")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"s{seed}-e{entities}-{backend}" + ("-gold" if gold_facts else "")
@@ -381,6 +388,7 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
                f"--answers {answers} --backend {backend} --steps {steps} --budget {budget} --eval-budget {eval_budget}"
                f" --per-side {per_side}"
                + (f" --heldout-limit {heldout_limit}" if heldout_limit else "") + (" --gold-facts" if gold_facts else "")
+               + (f" --probe {probe}" if probe else "")
                + "".join(f" --policy {p}" for p in policies))
     doc = {"command": command, "world": world.describe(), "split": split_stats(train, held),
            "files": {"train": str(train_file), "heldout": str(held_file)}, "runs": {}}
@@ -390,7 +398,8 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
                                                policy=policy, seed=seed, rounds=rounds, per_round=per_round,
                                                answers=answers, backend=backend, steps=steps, budget=budget,
                                                eval_budget=eval_budget, per_side=per_side,
-                                               heldout_limit=heldout_limit, gold_facts=gold_facts, device=device,
+                                               heldout_limit=heldout_limit, gold_facts=gold_facts, probe=probe,
+                                               device=device,
                                                threads=threads, batch_size=batch_size, lr=lr, quiet=as_json)
         doc["runs"][policy]["seconds"] = round(time.perf_counter() - t0, 1)
     doc["summary"] = world_summary(doc["runs"])
@@ -406,7 +415,7 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
 
 def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, policy: str, seed: int, rounds: int,
                      per_round: int, answers: int, backend: str, steps: int, budget: int, eval_budget: int,
-                     per_side: int = 2, heldout_limit=None, gold_facts: bool = False, device=None, threads=None, batch_size: int = 8, lr=None, trainer=None,
+                     per_side: int = 2, heldout_limit=None, gold_facts: bool = False, probe: int = 0, device=None, threads=None, batch_size: int = 8, lr=None, trainer=None,
                      backend_for=None, quiet: bool = True) -> dict:
     """One policy's run of ``argtree.improve`` on the world, in a fresh database under ``rundir``; returns
     its curve (one row per round, round 0 = the starting model)."""
@@ -492,8 +501,34 @@ def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, po
 
     with contextlib.redirect_stdout(sys.stderr):
         state = run_improve(deps, run_id, progress=show)
-    return {"policy": policy, "run_id": run_id, "default": state["default"],
-            "rows": world_rows(deps, run_id, world, state, heldout_quality)}
+    result = {"policy": policy, "run_id": run_id, "default": state["default"],
+              "rows": world_rows(deps, run_id, world, state, heldout_quality)}
+    if probe:
+        result["probe"] = world_probe(deps, world, held_file, state["default"], probe, eval_budget, seed,
+                                      heldout_limit)
+    return result
+
+
+def world_probe(deps, world, held_file: str, version: str, k_max: int, budget: int, seed: int,
+                heldout_limit=None) -> dict:
+    """Held-out tree accuracy/Brier of ``version`` with k = 0..k_max oracle answers per tree, VoI vs random."""
+    from ..questions import evaluate_questions, load_questions
+    from ..store import get_model_version
+    from ..world import WorldOracle
+
+    with deps.scope() as s:
+        path = get_model_version(s, version).path
+    backend = deps.backend(version, path)
+    held = load_questions(held_file)[: heldout_limit or None]
+    out: dict = {"version": version, "voi": [], "random": []}
+    for policy in ("voi", "random"):
+        for k in range(k_max + 1):
+            res = evaluate_questions(backend, held, budget=budget, oracle=WorldOracle(world), answers=k, policy=policy,
+                                     seed=seed)
+            answered = (res.get("oracle") or {}).get("answered", 0)
+            out[policy].append({"k": k, "tree_accuracy": res["tree"]["accuracy"], "tree_brier": res["tree"]["brier"],
+                                "answered": answered})
+    return out
 
 
 class GoldFactsTrainer:
@@ -633,6 +668,18 @@ def world_markdown(doc: Mapping) -> str:
                          f"{fmt(r['premise_quality_heldout'], 2)} / "
                          f"{fmt(r['premise_quality_train'], 2)} |")
         lines.append("")
+    for p, run in doc["runs"].items():
+        pr = run.get("probe")
+        if not pr:
+            continue
+        lines += [f"Test-time answers, final default of the **{p}** run ({pr['version']}): held-out tree accuracy "
+                  "(Brier) with k oracle answers per tree:", "",
+                  "| k | " + " | ".join(str(x["k"]) for x in pr["voi"]) + " |",
+                  "|---|" + "---:|" * len(pr["voi"])]
+        for pol in ("voi", "random"):
+            lines.append(f"| {pol} | " + " | ".join(f"{x['tree_accuracy']:.3f} ({x['tree_brier']:.3f})"
+                                                    for x in pr[pol]) + " |")
+        lines.append("")
     s = doc.get("summary", {})
     if "answer_ratio" in s:
         lines.append(f"VoI reached random's final tree accuracy with "
@@ -657,11 +704,14 @@ def world_plot(doc: Mapping, path: Path) -> None:
         axes[0].plot(x, [r["direct_accuracy"] for r in rows], color=c, marker="s", linestyle="--", label=f"{p}: direct")
         axes[1].plot([r["answers_total"] for r in rows], [r["tree_accuracy"] for r in rows], color=c, marker="o",
                      label=p)
-        axes[2].plot(x, [r["premise_quality_heldout"] for r in rows], color=c, marker="o", label=f"{p}: held-out")
+        axes[2].plot(x, [r["premise_quality_heldout"] for r in rows], color=c, marker="o",
+                     label=f"{p}: atomic premises (held-out trees)")
+        axes[2].plot(x, [r.get("heldout_settled") for r in rows], color=c, marker="^", linestyle="--",
+                     label=f"{p}: held-out questions settled by answers")
     axes[0].axhline(0.5, color="0.6", linewidth=0.8, linestyle=":")
     axes[0].set(xlabel="round", ylabel="held-out accuracy", ylim=(0, 1.02))
     axes[1].set(xlabel="oracle answers spent", ylabel="held-out tree accuracy", ylim=(0, 1.02))
-    axes[2].set(xlabel="round", ylabel="share of premises the oracle can answer", ylim=(0, 1.02))
+    axes[2].set(xlabel="round", ylabel="share", ylim=(0, 1.02))
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

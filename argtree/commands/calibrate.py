@@ -80,11 +80,11 @@ def calibrate(model, backend, facts, questions, limit, method, write_file, out_d
     """
     from ..calibration import CalibrationError, fit
     from ..evaluate import calibration as metrics, reliability_diagram
-    from ..llm import make_backend
+    from ..llm import open_backend
     from ..model_evidence import ModelCalibration
 
-    try:
-        be = make_backend(backend, model)
+    try:  # model names resolve as in every command (llm.open_backend), in --database's registry too
+        be = open_backend(backend, model, database=database)
     except (ValueError, RuntimeError, OSError) as e:
         raise InputError(f"--model {model!r} ({backend}): {e}") from None
     name = be.model_version

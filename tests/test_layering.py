@@ -52,3 +52,16 @@ def test_one_home_directory_function():
             if isinstance(node, ast.Constant) and node.value == "ARGTREE_HOME":
                 readers.append(rel)
     assert sorted(set(readers)) == ["argtree/home.py"], readers
+
+
+def test_commands_build_backends_through_open_backend():
+    """One resolver: no command calls make_backend or a backend class itself (llm.open_backend does)."""
+    direct = []
+    for path in sorted(ROOT.glob("argtree/commands/*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                if name in ("make_backend", "LocalBackend", "OpenAIBackend", "load_local_model", "resolve_version"):
+                    direct.append(f"{path.name}:{node.lineno} {name}")
+    assert direct == []

@@ -295,7 +295,8 @@ def evaluate_questions(backend, questions: Sequence[Question], *, budget: int = 
                            progress=progress)
     records = []
     for g in grown:
-        rec = score_question(g, model=model, oracle=oracle, k=answers, policy=policy, seed=seed)
+        rec = score_question(g, calibration=calibration, model=model, oracle=oracle, k=answers, policy=policy,
+                             seed=seed)
         if g.tree is not None:
             from .io import to_dict
 

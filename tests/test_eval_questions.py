@@ -121,3 +121,15 @@ def test_calibrate_cli_fits_stores_and_the_map_is_used(home, monkeypatch):
     assert abs(cal.direct_map(0.9) - cal.direct_map(0.1)) < 0.2
     r = CliRunner().invoke(main, ["calibrate", "--backend", "fake", "--no-store"])
     assert r.exit_code == 2 and "no (credence, answer) pairs" in r.output
+
+
+def test_the_direct_answer_is_calibrated_with_or_without_trees():
+    from argtree.calibration import CalibrationMap
+    from argtree.model_evidence import ModelCalibration
+
+    qs = parse_questions(json.dumps(QS))
+    flat = ModelCalibration(direct=CalibrationMap("platt", a=0.0, b=0.0))  # every direct answer -> 0.5
+    for budget in (0, 1):
+        out = evaluate_questions(FakeBackend(), qs, budget=budget, calibration=flat)
+        assert all(r["direct"] == pytest.approx(0.5) for r in out["records"])
+        assert all(r["direct_raw"] != pytest.approx(0.5) for r in out["records"])

@@ -361,12 +361,21 @@ def _version_path(deps: Deps, name: str) -> str | None:
         return get_model_version(s, name).path
 
 
-def _default(deps: Deps) -> tuple[str, str | None] | None:
-    from .store.registry import current_default_version
+def _run_default(deps: Deps, run_id: int, start: str) -> str:
+    """The run's current default: the last candidate its gates promoted, else the model it started from."""
+    from sqlalchemy import select
+
+    from .store import LoopTask
 
     with deps.scope() as s:
-        mv = current_default_version(s)
-        return None if mv is None else (mv.name, mv.path)
+        rows = s.execute(select(LoopTask.key, LoopTask.result).where(
+            LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND, LoopTask.status == "done")).all()
+    gates = sorted((int(k[1:].split(":")[0]), res) for k, res in rows if k.endswith(":gate") and isinstance(res, dict))
+    current = start
+    for _, res in gates:
+        if res.get("promote"):
+            current = res["candidate"]
+    return current
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -374,7 +383,6 @@ def _default(deps: Deps) -> tuple[str, str | None] | None:
 def run_improve(deps: Deps, run_id: int, *, progress: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Run (or continue) the run's rounds; returns the run's state (rounds, versions, curve rows)."""
     from .store import get_loop_run
-    from .store.registry import set_default_version
 
     with deps.scope() as s:
         cfg = ImproveConfig.from_json(get_loop_run(s, run_id).config["improve"])
@@ -396,11 +404,11 @@ def run_improve(deps: Deps, run_id: int, *, progress: Callable[[dict], None] | N
     emit = progress or (lambda ev: None)
 
     # Round 0: the starting default and its held-out numbers (every gate compares against paired ones).
+    # The store's default is moved only by a gate that promotes; starting a run changes nothing.
     with deps.scope() as s:
         t0 = _ensure_task(s, run_id, "r0:start")
         if t0.status != "done":
             name = _start_default(s, cfg)
-            set_default_version(s, name)
             _mark_done(s, t0, {"default": name})
     start = _task_result(deps, run_id, "r0:start")["default"]
     _eval_step(deps, cfg, run_id, 0, start, heldout, rundir, emit)
@@ -408,7 +416,7 @@ def run_improve(deps: Deps, run_id: int, *, progress: Callable[[dict], None] | N
     for r in range(1, cfg.rounds + 1):
         if _task_status(deps, run_id, f"r{r}:gate") == "done":
             continue
-        default, _ = _default(deps) or (start, None)
+        default = _run_default(deps, run_id, start)
         with deps.scope() as s:
             first = _task(s, run_id, f"r{r}:grow")
             if first is None:  # the round's questions and parent are fixed when it starts
@@ -1160,8 +1168,13 @@ def run_state(deps: Deps, run_id: int) -> dict[str, Any]:
         rows = s.execute(select(LoopTask.key, LoopTask.status, LoopTask.result, LoopTask.payload).where(
             LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND)).all()
         mv = current_default_version(s)
-        default = None if mv is None else mv.name
+        store_default = None if mv is None else mv.name
     tasks = {key: (st, res or {}, pl or {}) for key, st, res, pl in rows}
+    default = tasks.get("r0:start", (None, {}, {}))[1].get("default")
+    for r in sorted(int(k[1:].split(":")[0]) for k in tasks if k.endswith(":gate")):
+        st, res, _ = tasks[f"r{r}:gate"]
+        if st == "done" and res.get("promote"):
+            default = res["candidate"]
     rounds = []
     r = 0
     while f"r{r}:eval" in tasks or (r == 0 and "r0:start" in tasks):
@@ -1187,7 +1200,8 @@ def run_state(deps: Deps, run_id: int) -> dict[str, Any]:
             row["parent"] = tasks.get(f"r{r}:grow", (None, {}, {}))[2].get("parent")
         rounds.append(row)
         r += 1
-    return {"run_id": run_id, "status": status, "config": cfg, "default": default, "rounds": rounds}
+    return {"run_id": run_id, "status": status, "config": cfg, "default": default, "store_default": store_default,
+            "rounds": rounds}
 
 
 def write_curve(deps: Deps, run_id: int, rundir: Path) -> dict[str, str]:

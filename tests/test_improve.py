@@ -282,7 +282,7 @@ def test_rounds_gate_on_heldout_and_continue_from_the_default(tmp_path):
     # round 3 better than round 1 (promoted).
     assert [g["promote"] for g in gates] == [True, False, True]
     assert [g["default_before"] for g in gates] == ["fake", f"improve{run_id}-r1", f"improve{run_id}-r1"]
-    assert state["default"] == f"improve{run_id}-r3"
+    assert state["default"] == state["store_default"] == f"improve{run_id}-r3"
     # Every round trains from the default at its start (round 3 from round 1, not from the rejected round 2).
     sft_parents = [p for stage, _, p in trainer.calls if stage == "sft"]
     assert sft_parents[0] == "fake"
@@ -384,6 +384,11 @@ def test_other_options_are_refused_by_name(tmp_path):
                         backend="fake")
     run_id, _, _ = start_or_resume(deps, cfg)
     from dataclasses import replace
+
+    from argtree.store.registry import current_default_version
+
+    with session_scope(url) as s:  # starting a run moves no default; only a gate that promotes does
+        assert current_default_version(s) is None
 
     with pytest.raises(ImproveError) as err:
         start_or_resume(deps, replace(cfg, per_round=4, steps=2))

@@ -89,3 +89,46 @@ def test_sft_then_dpo_continue_one_lora(tiny_model, tmp_path):
 
     with pytest.raises(FinetuneError, match="preference"):
         trainer.dpo(sft_data, sft_out, str(tmp_path / "x"), steps=1)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_one_real_round_with_the_bundled_model(tmp_path, monkeypatch):
+    """The whole round with real weights: grow, the honest dataset oracle, SFT + DPO with TRL, held-out eval,
+    the gate; the candidate is a loadable adapter whose parent is the bundled model."""
+    from argtree.commands.improve import _backend_factory, _oracle_factory
+    from argtree.finetune import TrainConfig, TrlTrainer
+    from argtree.improve import Deps, ImproveConfig, run_improve, start_or_resume
+    from argtree.questions import load_questions
+    from argtree.store import get_model_version, session_scope
+    from argtree.store.testing import dispose, sqlite_db
+    from argtree.strategyqa import default_path
+
+    monkeypatch.setenv("ARGTREE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ARGTREE_MODEL_CACHE", os.environ.get("ARGTREE_MODEL_CACHE")
+                       or str(__import__("argtree.llm.local", fromlist=["x"]).model_cache_dir()))
+    if not os.path.exists(default_path()):
+        pytest.skip(f"StrategyQA not found at {default_path()}")
+    records = json.loads(open(default_path()).read())
+    (tmp_path / "train.json").write_text(json.dumps(records[:3]))
+    (tmp_path / "held.json").write_text(json.dumps(records[3:5]))
+    url = sqlite_db(tmp_path)
+    trainer = TrlTrainer(TrainConfig(batch_size=2, top_layers=2, max_length=384, threads=1, device="cpu"),
+                         log=lambda m: None)
+    deps = Deps(scope=lambda: session_scope(url), backend_for=_backend_factory("local", "cpu"),
+                oracle_for=_oracle_factory(), trainer=trainer, workdir=tmp_path / "work",
+                load_questions=load_questions)
+    cfg = ImproveConfig(questions=str(tmp_path / "train.json"), heldout=str(tmp_path / "held.json"), rounds=1,
+                        per_round=1, budget=1, answers=1, steps=1, batch_size=2, top_layers=2, start="bundled")
+    run_id, _, _ = start_or_resume(deps, cfg)
+    state = run_improve(deps, run_id)
+    name = f"improve{run_id}-r1"
+    with session_scope(url) as s:
+        mv = get_model_version(s, name)
+        meta, path = dict(mv.meta), mv.path
+    assert meta["parent"] == "bundled" and meta["stages"]["sft"]["how"] == "new-lora"
+    assert os.path.isfile(os.path.join(path, "adapter_model.safetensors"))
+    assert set(meta["heldout"]["tree"]) >= {"brier", "accuracy", "ece"}
+    assert state["default"] in ("bundled", name)
+    assert [r["round"] for r in state["rounds"]] == [0, 1]
+    dispose(url)

@@ -17,10 +17,15 @@ def calibration_for(model_version: str, database: str | None = None, *, use_stor
 
     if use_store:
         try:
-            from ..store import session_scope
+            from ..store import database_url, session_scope
             from ..store.calibrations import latest_calibration
 
-            with session_scope(database, readonly=True) as s:
+            url = database or database_url()
+            if url.startswith("sqlite"):
+                path = url.split("///", 1)[-1].split("?", 1)[0]
+                if path and path != ":memory:" and not os.path.exists(path):
+                    raise FileNotFoundError(path)  # no database yet: do not create one just to look
+            with session_scope(url, readonly=True) as s:
                 found = latest_calibration(s, model_version)
             if found is not None:
                 return found, "database"

@@ -378,10 +378,17 @@ class Columns:
     loglik: np.ndarray
     prop: Any
     _objects: tuple | None = field(default=None, repr=False)
+    _id_array: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def ids(self):
         return self.ct.ids
+
+    def id_array(self) -> np.ndarray:
+        """The ids in file order as a numpy object array (made once)."""
+        if self._id_array is None:
+            self._id_array = np.array(self.ct.ids, dtype=object)
+        return self._id_array
 
     def _build(self) -> tuple[ArgumentTree, tuple[Evidence, ...]]:
         if self._objects is None:
@@ -690,7 +697,7 @@ def _validate(data: Any, size: int | None, model: str, raw) -> Columns:
     le = loglik(ct, ev_idx, value_arr, rel, is_model, model)
     # Stage 5: contradictory or impossible evidence (the upward pass says where).
     prop = Propagation(ct, le)
-    return Columns(data, ct, le, prop)
+    return Columns(data, ct, le, prop, _id_array=index._objects)
 
 
 def _cycle(ids: list, parent_idx: np.ndarray, root: int) -> TreeError:

@@ -194,7 +194,7 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
     values, askable = ct.to_caller(values), ct.to_caller(askable)
     keep = np.flatnonzero(askable)
     ids = ct.ids
-    ask_ids = np.array(ids, dtype=object)[keep]
+    ask_ids = cols.id_array()[keep]
     kept = values[keep]
     order = rank_order(ask_ids, kept)
     if top is not None:

@@ -227,7 +227,7 @@ def to_graphml(tree: ArgumentTree, evidence: Sequence[Evidence] = (), metric: st
     """GraphML (networkx's writer) of ``to_graph``."""
     import networkx as nx
 
-    return "\n".join(nx.generate_graphml(to_graph(tree, evidence, metric))) + "\n"
+    return "<?xml version='1.0' encoding='utf-8'?>\n" + "\n".join(nx.generate_graphml(to_graph(tree, evidence, metric))) + "\n"
 
 
 def _dot_string(text: str) -> str:

@@ -227,7 +227,8 @@ def to_graphml(tree: ArgumentTree, evidence: Sequence[Evidence] = (), metric: st
     """GraphML (networkx's writer) of ``to_graph``."""
     import networkx as nx
 
-    return "<?xml version='1.0' encoding='utf-8'?>\n" + "\n".join(nx.generate_graphml(to_graph(tree, evidence, metric))) + "\n"
+    lines = nx.generate_graphml(to_graph(tree, evidence, metric))
+    return "<?xml version='1.0' encoding='utf-8'?>\n" + "\n".join(lines) + "\n"
 
 
 def _dot_string(text: str) -> str:
@@ -414,8 +415,8 @@ def network_to_tree(text: str, fmt: str) -> ArgumentTree:
         raise
     except Exception as err:  # noqa: BLE001 - a parser's error of any kind is one line for the user
         why = str(err).strip().splitlines()
-        raise InteropError(f"not a {fmt.upper()} network pgmpy can read: {why[0][:200] if why else type(err).__name__}") \
-            from None
+        why = why[0][:200] if why else type(err).__name__
+        raise InteropError(f"not a {fmt.upper()} network pgmpy can read: {why}") from None
     if not order:
         raise InteropError(f"no variables found: not a {fmt.upper()} network, or an empty one")
     missing = [v for v in model.nodes if v not in order]

@@ -250,7 +250,8 @@ BAD = {
     "unclear_states": (_bif({"a": ["low", "high"]}, ["probability ( a ) { table 0.5, 0.5 ; }"]),
                        "states 'low' and 'high' do not say which one is true"),
     "garbage": ("this is not a network {", "no variables found: not a BIF network"),
-    "bad_table": (_bif({"a": ["false", "true"]}, ["probability ( a ) { table 0.5 ; }"]), "not a BIF network pgmpy can read"),
+    "bad_table": (_bif({"a": ["false", "true"]}, ["probability ( a ) { table 0.5 ; }"]),
+                  "not a BIF network pgmpy can read"),
 }
 
 

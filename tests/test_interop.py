@@ -198,6 +198,7 @@ def test_argtree_import_of_bif_stores_the_same_tree(tmp_path):
     bif = tmp_path / "remote.bif"
     r = run(home, "export-tree", EXAMPLE, "--format", "bif", "--out", str(bif))
     assert r.returncode == 0, r.stderr
+    assert "note: 2 label(s) are not part of the network" in r.stderr   # the example's two labels
     r = run(home, "import", str(bif), "--json")
     assert r.returncode == 0, r.stderr
     tid = json.loads(r.stdout)["trees"][str(bif)]

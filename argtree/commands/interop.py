@@ -95,3 +95,6 @@ def export_tree(source: str, fmt: str | None, out: str | None, metric: str, data
         click.echo(f"{source} -> {out} ({fmt}, {len(tree)} nodes)", err=True)
     else:
         sys.stdout.write(text)
+    if evidence and fmt in ("bif", "xmlbif") and not as_json:
+        click.echo(f"note: {len(evidence)} label(s) are not part of the network; enter them as evidence in the "
+                   "other tool (a soft label is virtual evidence)", err=True)

@@ -79,7 +79,9 @@ def test_node_order_in_the_file_does_not_matter(case, rnd):
     assert voi(shuffled, evidence).keys() == voi(tree, evidence).keys()
 
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.text(max_size=20),
+# Text without NUL: argtree/1 files refuse it (no database stores it; argtree.io, README "The exact core").
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),
+                         st.text(st.characters(exclude_characters="\x00"), max_size=20),
                          st.floats(allow_nan=False, allow_infinity=False))
 
 

@@ -111,7 +111,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where the tree files go (default: a temporary directory)")
     ap.add_argument("--markdown", action="store_true", help="rewrite BENCHMARKS.md's load_bench section")
+    ap.add_argument("--from-results", action="store_true",
+                    help="only rewrite the section from bench/results/load_bench.json (no new measurement)")
     args = ap.parse_args()
+    if args.from_results:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from _report import write_section
+
+        write_section("load_bench", markdown(json.loads(RESULTS.read_text(encoding="utf-8"))))
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     command = "python bench/load_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     load_before = os.getloadavg()
@@ -172,6 +180,12 @@ def markdown(result: dict) -> str:
         b = r["best_s"]
         lines.append(f"| {r['nodes']:,} | {r['file_bytes'] / 1e6:.0f} MB | {b['baseline']:.3f} s | {b['voi']:.3f} s | "
                      f"x{r['ratio_voi']:.2f} | {b['infer']:.3f} s (x{r['ratio_infer']:.2f}) |")
+    met = [f"{r['nodes']:,}" for r in result["results"] if r["ratio_voi"] <= result["goal_ratio"]]
+    missed = [f"{r['nodes']:,}" for r in result["results"] if r["ratio_voi"] > result["goal_ratio"]]
+    lines += ["", f"Goal (voi <= {result['goal_ratio']}x the baseline): "
+              + "; ".join(x for x in (f"met at {', '.join(met)} nodes" if met else "",
+                                      f"not met at {', '.join(missed)} nodes" if missed else "") if x)
+              + " in this run."]
     lines += ["", "The baseline is the floor for any command that reads the file: start Python, import numpy, "
               "parse.  `voi` adds to it: msgspec's parse (about 2.5 times faster than `json`'s), the column "
               "checks that make every bad file one named line (`argtree/io.py`), the breadth-first compile, "

@@ -126,3 +126,11 @@ def test_ask_json_has_three_root_numbers_and_the_tree_moves_off_the_prior(home):
     assert 0 < root["direct"] < 1                       # the fake model's P(yes) for the question
     assert root["labels_only"] == pytest.approx(0.5)    # nobody answered: the prior
     assert root["tree"] != pytest.approx(0.5, abs=1e-4)  # credences differ from the premises' marginals
+
+
+def test_ask_shows_control_and_bidi_characters_escaped(home):
+    r = run("Is \x1b]0;pwned\x07 the \u202eevil\u202c question fine?", "--backend", "fake", "--budget", "1",
+            "--no-store")
+    assert r.exit_code == 0, r.output
+    assert "\x1b]0;" not in r.output and "\u202e" not in r.output
+    assert "\\x1b" in r.output and "\\u202e" in r.output

@@ -219,9 +219,10 @@ def _report(tree, evidence) -> dict[str, Any]:
 
 
 def _print(tree, report, result, stored, store_note, out) -> None:
-    from rich.markup import escape
     from rich.table import Table
     from rich.tree import Tree
+
+    from . import markup as escape  # control and bidi characters shown escaped, then rich's brackets
 
     bel = report["beliefs"]
     failed = {f["node"] for f in result.failures}
@@ -231,7 +232,7 @@ def _print(tree, report, result, stored, store_note, out) -> None:
         stance = {"supports": "[green]+ for[/]", "attacks": "[red]- against[/]", "neutral": "[dim]= neutral[/]",
                   "root": "[bold]?[/]"}[node.stance]
         mark = " [yellow](expansion failed)[/]" if nid in failed else ""
-        return f"{stance} [bold]{bel[nid]:.2f}[/] {escape(node.text)} [dim]({nid})[/]{mark}"
+        return f"{stance} [bold]{bel[nid]:.2f}[/] {escape(node.text)} [dim]({escape(nid)})[/]{mark}"
 
     root = Tree(line(tree.root))
     stack = [(tree.root, root)]
@@ -265,7 +266,7 @@ def _print(tree, report, result, stored, store_note, out) -> None:
                         ("root if true", {"justify": "right"}), ("root if false", {"justify": "right"})):
             table.add_column(col, **kw)
         for i, q in enumerate(report["questions"], 1):
-            table.add_row(str(i), q["node"], escape(q["text"]), f"{q['belief']:.2f}", f"{q['voi']:.4f}",
+            table.add_row(str(i), escape(q["node"]), escape(q["text"]), f"{q['belief']:.2f}", f"{q['voi']:.4f}",
                           f"{q['root_if_true']:.3f}", f"{q['root_if_false']:.3f}")
         out_c.print(table)
     if stored is not None:

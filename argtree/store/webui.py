@@ -5,12 +5,20 @@ in the same transaction as what it does: a write (an answer, an undo, an edit, a
 locks the session row, so a logout, a password change or a deactivation that commits first makes
 the write fail with ``SessionEnded`` and nothing is stored.  Admin-only functions also check the
 role as it is now, not as it was at login.
+
+**Blind answers** (issue 13): nobody but an admin sees others' answers to a proposition before
+answering it.  A non-admin sees every tree as if the only labels were those on propositions they
+have answered themselves (a live label of any kind, don't-know included): the beliefs, VoI and
+root-if numbers of every node, the tree's root numbers and the asked question's numbers are
+recomputed without the other labels (``_Blind``), the label count and the labels themselves
+(``node_labels``) of an unanswered proposition are withheld, and the root's history (which moves
+with every label) is withheld while the tree holds any such proposition.  Admins see everything.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -22,6 +30,7 @@ from .sessions import check_session, revoke_session
 
 __all__ = ["Account", "RootNumbers", "TreeListing", "TreeView", "Agreement", "KINDS", "account", "logout",
            "question", "stats", "answer", "undo", "tree_list", "tree_view", "edit_node", "node_labels",
+           "blind_propositions",
            "human_labels", "agreement", "labeled_trees", "label_counts", "users", "end_sessions", "add_user", "set_user", "loop_runs"]
 
 KINDS = ("true", "false", "probability", "dont_know", "ill_posed")
@@ -61,6 +70,7 @@ class TreeView:
     root: RootNumbers
     nodes: list             # [NodeInfo]
     history: list           # [dict]: one point per change of the root, oldest first
+    blind: int = 0          # propositions whose others' labels are withheld from this viewer (0 for admins)
 
 
 def _account(row: Annotator) -> Account:
@@ -89,13 +99,88 @@ def logout(session: Session, token: str | None) -> bool:
     return live
 
 
+# -- blind answers --------------------------------------------------------
+
+def _answered(annotator_id: int):
+    """Propositions this annotator holds a live label on (any kind): they may see others' answers there."""
+    return select(Label.proposition_id).where(Label.annotator_id == annotator_id, Label.retracted_at.is_(None))
+
+
+def blind_propositions(session: Session, viewer: Annotator, tree_id: int) -> set[int]:
+    """Propositions of ``tree_id`` with live labels by others that ``viewer`` has not answered
+    (always empty for admins): their labels are withheld from the viewer."""
+    if viewer.role == "admin":
+        return set()
+    in_tree = select(Node.proposition_id).where(Node.tree_id == tree_id)
+    return set(session.scalars(
+        select(Label.proposition_id).where(Label.proposition_id.in_(in_tree), Label.retracted_at.is_(None),
+                                           Label.annotator_id != viewer.id,
+                                           Label.proposition_id.not_in(_answered(viewer.id))).distinct()))
+
+
+@dataclass(frozen=True)
+class _BlindTree:
+    """A tree recomputed without the labels on the viewer's blind propositions."""
+
+    blind: frozenset
+    by_node: dict            # node id -> (belief, voi, root_if_true, root_if_false), None for NaN
+    root: RootNumbers
+
+
+def _blind_tree(session: Session, viewer: Annotator, tree_id: int) -> _BlindTree | None:
+    """None when nothing is withheld from ``viewer`` in this tree (admins, or no blind proposition)."""
+    from .compute import compute_tree, load_state, queue_settings
+
+    blind = blind_propositions(session, viewer, tree_id)
+    if not blind:
+        return None
+    state, ids, _ = load_state(session, tree_id)
+    hidden = {str(nid) for nid, pid in zip(state.node_ids, state.proposition_ids) if pid in blind}
+    state.evidence = [e for e in state.evidence if e.is_model or e.node not in hidden]
+    out = compute_tree(state, queue_settings(session)["queue.metric"])
+
+    def num(x) -> float | None:
+        x = float(x)
+        return None if math.isnan(x) else x
+
+    by_node = {int(nid): (num(b), num(v) or 0.0, num(t), num(f)) for nid, b, v, t, f in zip(
+        ids, out["belief"], out["voi"], out["root_if_true"], out["root_if_false"])}
+    row = session.get(Tree, tree_id)
+    return _BlindTree(frozenset(blind), by_node,
+                      RootNumbers(row.direct_answer, float(out["root_belief"]), float(out["labels_only"])))
+
+
+def _blind_question(session: Session, viewer: Annotator, q):
+    """The question with every number recomputed without the labels withheld from ``viewer``."""
+    bt = _blind_tree(session, viewer, q.tree_id)
+    if bt is None:
+        return q, None
+    b, v, t, f = bt.by_node[q.node_id]
+    chain = tuple(replace(link, belief=bt.by_node[link.node_id][0]) for link in q.chain)
+    forest = 0.0
+    for tid in q.tree_ids:  # the forest VoI, blind in every live tree that holds it
+        other = bt if tid == q.tree_id else _blind_tree(session, viewer, tid)
+        prio = session.scalar(select(Tree.priority).where(Tree.id == tid)) or 0.0
+        for nid in session.scalars(select(Node.id).where(Node.tree_id == tid,
+                                                         Node.proposition_id == q.proposition_id)):
+            nv = other.by_node[nid][1] if other is not None else (session.get(Node, nid).voi or 0.0)
+            forest += prio * nv
+    return replace(q, belief=b, voi=v, root_if_true=t, root_if_false=f, root_belief=bt.root.belief, chain=chain,
+                   forest_voi=forest), bt.root
+
+
 # -- answering ------------------------------------------------------------
 
-def _with_root(session: Session, q):
+def _with_root(session: Session, q, viewer: Annotator | None = None):
     if q is None:
         return None
-    t = session.get(Tree, q.tree_id)
-    return q, (_numbers(t) if t is not None else RootNumbers(None, q.root_belief, None))
+    numbers = None
+    if viewer is not None:
+        q, numbers = _blind_question(session, viewer, q)
+    if numbers is None:
+        t = session.get(Tree, q.tree_id)
+        numbers = _numbers(t) if t is not None else RootNumbers(None, q.root_belief, None)
+    return q, numbers
 
 
 def question(session: Session, token: str | None):
@@ -103,7 +188,7 @@ def question(session: Session, token: str | None):
     from .queue import next_question
 
     me = check_session(session, token, for_write=True)  # leasing writes
-    return _with_root(session, next_question(session, me.id))
+    return _with_root(session, next_question(session, me.id), me)
 
 
 def stats(session: Session, token: str | None):
@@ -129,7 +214,7 @@ def answer(session: Session, token: str | None, proposition_id: int, kind: str, 
         comment=comment or None, seconds=seconds, request_id=request_id)
     if not then_next:
         return label.id
-    return label.id, _with_root(session, next_question(session, me.id))
+    return label.id, _with_root(session, next_question(session, me.id), me)
 
 
 def undo(session: Session, token: str | None) -> str | None:
@@ -156,19 +241,35 @@ def tree_list(session: Session, token: str | None, search: str | None = None, li
         mine = (select(Node.tree_id).join(Label, Label.proposition_id == Node.proposition_id)
                 .where(Label.annotator_id == me.id, Label.retracted_at.is_(None)))
         q = q.where(Tree.id.in_(mine))
-    rows = session.scalars(q.order_by(Tree.id.desc()).limit(max(1, min(int(limit), 10_000))))
-    return [TreeListing(t.id, t.question, t.n_nodes, _numbers(t)) for t in rows]
+    rows = session.scalars(q.order_by(Tree.id.desc()).limit(max(1, min(int(limit), 10_000)))).all()
+    out = []
+    for t in rows:
+        bt = _blind_tree(session, me, t.id)
+        out.append(TreeListing(t.id, t.question, t.n_nodes, _numbers(t) if bt is None else bt.root))
+    return out
 
 
 def tree_view(session: Session, token: str | None, tree_id: int) -> TreeView:
     from .trees import TreeSummary, get_tree, tree_nodes
 
-    check_session(session, token)
+    me = check_session(session, token)
     row = get_tree(session, tree_id)
     mv = row.model_version.name if row.model_version is not None else None
-    summary = TreeSummary(row.id, row.question, row.status, row.priority, row.root_belief, row.n_nodes, mv,
+    nodes = tree_nodes(session, tree_id)
+    bt = _blind_tree(session, me, tree_id)
+    if bt is None:
+        summary = TreeSummary(row.id, row.question, row.status, row.priority, row.root_belief, row.n_nodes, mv,
+                              row.created_at, row.updated_at)
+        return TreeView(summary, _numbers(row), nodes, _history(session, tree_id))
+    summary = TreeSummary(row.id, row.question, row.status, row.priority, bt.root.belief, row.n_nodes, mv,
                           row.created_at, row.updated_at)
-    return TreeView(summary, _numbers(row), tree_nodes(session, tree_id), _history(session, tree_id))
+    shown = []
+    for n in nodes:
+        b, v, t, f = bt.by_node[n.id]
+        shown.append(replace(n, belief=b, voi=v, root_if_true=t, root_if_false=f,
+                             n_labels=None if n.proposition_id in bt.blind else n.n_labels))
+    # The root's history moves with every label, so it would tell the withheld answers: not shown.
+    return TreeView(summary, bt.root, shown, [], blind=len(bt.blind))
 
 
 def _history(session: Session, tree_id: int) -> list[dict]:
@@ -197,8 +298,13 @@ def _answer_text(label: Label) -> str:
 
 
 def node_labels(session: Session, token: str | None, proposition_id: int) -> list[dict]:
-    """Live labels on a proposition with who gave them, newest first."""
-    check_session(session, token)
+    """Live labels on a proposition with who gave them, newest first; for a non-admin who has not
+    answered it (blind answers), only their own (none)."""
+    me = check_session(session, token)
+    if me.role != "admin" and session.scalar(
+            select(func.count()).where(Label.proposition_id == proposition_id, Label.annotator_id == me.id,
+                                       Label.retracted_at.is_(None))) == 0:
+        return []
     rows = session.execute(select(Label, Annotator.name).join(Annotator, Annotator.id == Label.annotator_id)
                            .where(Label.proposition_id == proposition_id, Label.retracted_at.is_(None))
                            .order_by(Label.id.desc()))

@@ -40,6 +40,11 @@ def _edit(token: str, node_id: int, key: str, is_root: bool) -> None:
 
 
 def page() -> None:
+    # Altair serializes with whatever pandas ``sys.modules`` holds; while another session's thread is still
+    # importing it, that is a half-initialized module ("no attribute 'Timestamp'").  A real import waits
+    # for the other thread's import to finish.
+    import pandas  # noqa: F401
+
     acct = st.session_state["account"]
     token = st.session_state["token"]
     st.title("Trees")
@@ -78,7 +83,13 @@ def page() -> None:
     nid = st.selectbox("Node", list(nodes), key=pick_key,
                        format_func=lambda i: f"{nodes[i].local_id} · {render.visible(nodes[i].text[:100])}")
     _node(acct, token, nodes[nid], tid)
-    _history(view.history)
+    if view.blind:
+        st.subheader("Root belief over the labels received")
+        st.caption(f"Hidden: {view.blind} proposition(s) of this tree have answers from others that you have not "
+                   "answered yet, and the root's history would tell them. Every number on this page leaves "
+                   "those answers out.")
+    else:
+        _history(view.history)
 
 
 def _p(x: float | None) -> str:
@@ -96,7 +107,10 @@ def _node(acct, token: str, n, tid: int) -> None:
         st.markdown("**The model's rationale**")
         render.text(n.rationale)
     labels = data.node_labels(token, n.proposition_id)
-    if labels:
+    if n.n_labels is None:
+        st.caption("Others' answers to this proposition are hidden until you answer it (blind answers); "
+                   "the numbers above leave them out.")
+    elif labels:
         st.markdown("**Labels on this proposition** (in every tree that holds it)")
         st.dataframe(render.rows(labels), hide_index=True)
     key = f"node_{n.id}"

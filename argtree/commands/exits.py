@@ -38,7 +38,9 @@ class Failed(click.ClickException):
         self.exit_code = exit_code
 
     def show(self, file=None) -> None:
-        click.echo(f"argtree: error: {self.format_message()}", err=True)
+        from ..text import escape_controls
+
+        click.echo(f"argtree: error: {escape_controls(self.format_message())}", err=True)
 
 
 def database_problem(err: BaseException) -> str | None:

@@ -232,12 +232,13 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
         outcomes, sent = expand_nodes(backend, current, picks, cfg, calls_left, seed=cfg.seed + 104729 * batch_no)
         batch_no += 1
         calls += sent
-        source = cfg.credence
+        unscored: dict[int, bool] = {}  # id(proposal) -> its log-prob score did not come back
         if cfg.credence == "logprob":  # one batched scoring call for every new premise
-            flat, scoring_error = _logprob_credences(backend, [p for o in outcomes for p in o.proposals], cfg.eps)
-            if scoring_error:  # the written numbers stand in, and the premises say so
+            flat, failed, scoring_error = _logprob_credences(backend, [p for o in outcomes for p in o.proposals],
+                                                             cfg.eps)
+            if scoring_error:  # the written numbers stand in for those premises, and they say so
                 scoring_failures.append(scoring_error)
-                source = "verbal (log-prob scoring failed)"
+            unscored = {id(p): f for p, f in zip(flat, failed)}
             for o in outcomes:
                 o.proposals, flat = flat[:len(o.proposals)], flat[len(o.proposals):]
         new_credences: dict[str, float] = {}
@@ -258,6 +259,7 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
                 while nid in nodes:
                     counter += 1
                     nid = f"n{counter}"
+                source = "verbal (log-prob scoring failed)" if unscored.get(id(p)) else cfg.credence
                 nodes[nid] = Node(nid, p.text, parent=o.node, p_if_true=p.p_if_true, p_if_false=p.p_if_false,
                                   extra={**p.extra(), "credence_source": source,
                                          "depth": depth, "model_version": backend.model_version})
@@ -281,20 +283,33 @@ def grow(question: str, backend: Backend, cfg: GrowConfig = GrowConfig(),
     return GrowResult(final, tuple(evidence), stop, dict(meta["growth"]), failures, rejected)
 
 
-def _logprob_credences(backend: Backend, props: list[Proposal], eps: float) -> tuple[list[Proposal], str | None]:
+def _logprob_credences(backend: Backend, props: list[Proposal],
+                       eps: float) -> tuple[list[Proposal], list[bool], str | None]:
     """Replace each premise's verbal credence by P(yes) from token log-probabilities.
 
-    If scoring fails, the verbal numbers stay and the error is returned (counted, reported)."""
+    Returns (premises, failed per premise, error).  A premise whose score did not come back (the call
+    failed, or its number is NaN / out of [0, 1]) keeps the number the model wrote and is flagged; the
+    error (with the backend's ``last_scoring_errors`` where it keeps them) is counted and reported."""
     if not props:
-        return props, None
+        return props, [], None
     try:
         scores = [float(x) for x in backend.score_yes([yes_no_prompt(p.text) for p in props])]
-        if len(scores) != len(props) or not all(0.0 <= x <= 1.0 for x in scores):
-            raise ValueError(f"expected {len(props)} probabilities, got {scores[:5]!r}")
+        if len(scores) != len(props):
+            raise ValueError(f"expected {len(props)} probabilities, got {len(scores)}")
     except Exception as err:  # noqa: BLE001 - keep the verbal numbers if scoring fails
-        return props, f"{type(err).__name__}: {err}"[:300]
-    out = []
+        return props, [True] * len(props), f"{type(err).__name__}: {err}"[:300]
+    out, failed = [], []
     for p, c in zip(props, scores):
+        if not 0.0 <= c <= 1.0:  # NaN included: this one premise keeps its written number
+            out.append(p)
+            failed.append(True)
+            continue
         p1, p0 = cpt_from_elicitation(c, p.claim_if_true, p.claim_if_false, eps)
         out.append(replace(p, credence=float(c), p_if_true=p1, p_if_false=p0))
-    return out, None
+        failed.append(False)
+    error = None
+    if any(failed):
+        reasons = list(getattr(backend, "last_scoring_errors", []) or [])
+        error = (f"{sum(failed)} of {len(props)} premises could not be scored"
+                 + (f": {reasons[0]}" if reasons else ""))[:300]
+    return out, failed, error

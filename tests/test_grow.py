@@ -162,3 +162,16 @@ def test_scoring_failure_is_counted_and_marked_never_silently_half():
     kids = r.tree.children("q")
     assert all(r.tree[k].extra["credence_source"].startswith("verbal") for k in kids)
     assert sorted(r.tree[k].extra["credence"] for k in kids) == [0.6, 0.9]
+
+
+def test_one_unscorable_premise_keeps_its_written_number_and_the_others_their_scores():
+    fb = FakeBackend([answer("Commute time is saved every day.", c=0.9),
+                      answer("Meetings are harder to schedule.", q1=0.2, q0=0.7, c=0.6)],
+                     yes_scores=[0.8, float("nan"), 0.35])
+    r = grow(Q, fb, GrowConfig(expansions=1, credence="logprob"))
+    kids = {r.tree[k].text: r.tree[k].extra for k in r.tree.children("q")}
+    assert kids["Commute time is saved every day."]["credence"] == 0.9
+    assert kids["Commute time is saved every day."]["credence_source"].startswith("verbal")
+    assert kids["Meetings are harder to schedule."]["credence"] == 0.35
+    assert kids["Meetings are harder to schedule."]["credence_source"] == "logprob"
+    assert r.stats["scoring_failures"] == 1 and "1 of 2" in r.tree.meta["growth"]["scoring_errors"][0]

@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("bench", "bench", "Benchmarks: question-selection policies on simulated worlds with known truth."),
     "improve": ("improve", "improve", "Rounds of self-improvement: grow, ask the oracle, train (SFT+DPO), gate on held-out."),
     "models": ("models", "models", "Model versions: parent, round, data, provenance, held-out metrics, the default."),
+    "queue": ("queue", "queue", "The question queue: forest ranking, settings (overlap, gold rate), gold questions."),
+    "agreement": ("agreement", "agreement", "Krippendorff's alpha, learned annotator reliability, disagreements."),
 }
 
 

@@ -112,3 +112,10 @@ __all__ = [
     "unfinished_loop_run", "heartbeat_loop_run", "finish_loop_run", "add_loop_tasks", "claim_loop_task",
     "finish_loop_task", "loop_task_counts",
 ]
+
+# Issue 13: gold questions and learned annotator reliability (``argtree.store.reliability``).
+from .models import AnnotatorEstimate, GoldAnswer  # noqa: E402
+from .reliability import gold_list, mark_gold, reliability_table, unmark_gold, update_reliability  # noqa: E402
+
+__all__ += ["GoldAnswer", "AnnotatorEstimate", "mark_gold", "unmark_gold", "gold_list", "update_reliability",
+            "reliability_table"]

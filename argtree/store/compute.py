@@ -30,14 +30,22 @@ __all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "re
            "apply_forest_deltas", "queue_rank", "queue_settings", "lock_trees", "lock_proposition",
            "DEFAULTS"]
 
-DEFAULTS = {"queue.overlap": 1, "queue.lease_seconds": 900, "queue.metric": "shift"}
+DEFAULTS = {"queue.overlap": 1, "queue.lease_seconds": 900, "queue.metric": "shift",
+            "queue.gold_rate": 0.1}  # share of questions drawn from the gold set while one is left (issue 13)
 EPS = 1e-12
 CHUNK = 500
 
 
 def label_evidence(value: bool | None, probability: float | None, reliability: float) -> tuple[bool, float] | None:
-    """(value, reliability) of the soft evidence a label gives, or None when it says nothing."""
+    """(value, reliability) of the soft evidence a label gives, or None when it says nothing.
+
+    A learned reliability below 0.5 (an adversary, ``argtree.annotators``) makes a true/false label
+    evidence for the other side; exactly 0.5 says nothing."""
     if value is not None:
+        if reliability < 0.5:
+            return (not value), 1.0 - float(reliability)
+        if reliability == 0.5:
+            return None
         return bool(value), float(reliability)
     if probability is None:
         return None
@@ -147,9 +155,15 @@ def compute_tree(state: TreeState, metric: str = "shift") -> dict[str, np.ndarra
 
 
 def _label_rows(session: Session, condition):
+    # The weight of a label: its own reliability (imported evidence), else its annotator's learned
+    # reliability (issue 13: argtree.store.reliability), else the reliability they were created with.
+    from .models import AnnotatorEstimate
+
     return session.execute(
-        select(Label.proposition_id, Label.value, Label.probability, Label.reliability, Annotator.reliability)
+        select(Label.proposition_id, Label.value, Label.probability, Label.reliability,
+               func.coalesce(AnnotatorEstimate.reliability, Annotator.reliability))
         .join(Annotator, Annotator.id == Label.annotator_id)
+        .outerjoin(AnnotatorEstimate, AnnotatorEstimate.annotator_id == Label.annotator_id)
         .where(condition, Label.retracted_at.is_(None), (Label.value.is_not(None)) | (Label.probability.is_not(None)))
         .order_by(Label.id))
 

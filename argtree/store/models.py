@@ -374,3 +374,44 @@ class LoginThrottle(Base):
         CheckConstraint("kind IN ('account', 'client')", name="kind_known"),
         CheckConstraint("failures >= 0", name="failures_nonneg"),
     )
+
+
+# -- issue 13: gold questions and learned annotator reliability ------------------------------------
+
+class GoldAnswer(Base):
+    """A proposition an admin marks with its known answer: mixed into the queue, never shown as gold,
+    it scores whoever answers it (``argtree.store.reliability``)."""
+
+    __tablename__ = "gold_answers"
+
+    proposition_id: Mapped[int] = mapped_column(ForeignKey("propositions.id", ondelete="CASCADE"), primary_key=True)
+    value: Mapped[bool] = mapped_column(Boolean)
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("annotators.id", ondelete="SET NULL"))
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AnnotatorEstimate(Base):
+    """An annotator's learned reliability (one-coin Dawid–Skene, ``argtree.annotators``): the weight of
+    their labels' soft evidence once it exists; ``annotators.reliability`` is its prior."""
+
+    __tablename__ = "annotator_estimates"
+
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), primary_key=True)
+    reliability: Mapped[float] = mapped_column(Float)
+    low: Mapped[float] = mapped_column(Float)       # 90% posterior interval
+    high: Mapped[float] = mapped_column(Float)
+    alpha: Mapped[float] = mapped_column(Float)     # Beta posterior pseudo-counts
+    beta: Mapped[float] = mapped_column(Float)
+    n_labels: Mapped[float] = mapped_column(Float)
+    n_gold: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("reliability > 0 AND reliability < 1", name="reliability_range"),
+        CheckConstraint("low <= reliability AND reliability <= high", name="interval_order"),
+    )
+
+
+__all__ += ["GoldAnswer", "AnnotatorEstimate"]

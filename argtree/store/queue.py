@@ -115,10 +115,14 @@ def get_queue_settings(session: Session) -> dict:
 
 
 def set_queue_settings(session: Session, *, overlap: int | None = None, lease_seconds: float | None = None,
-                       metric: str | None = None) -> dict:
+                       metric: str | None = None, gold_rate: float | None = None) -> dict:
     from ..voi import METRICS
 
     changes: dict[str, Any] = {}
+    if gold_rate is not None:
+        if isinstance(gold_rate, bool) or not isinstance(gold_rate, (int, float)) or not 0.0 <= gold_rate <= 1.0:
+            raise StoreError(f"must be a share in [0, 1], got {gold_rate!r}", "gold_rate")
+        changes["queue.gold_rate"] = float(gold_rate)
     if overlap is not None:
         if isinstance(overlap, bool) or not isinstance(overlap, int) or not 1 <= overlap <= 100:
             raise StoreError(f"must be an integer in [1, 100], got {overlap!r}", "overlap")
@@ -192,6 +196,11 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
             return question
         # Every tree it was in has been archived since (a re-expansion replaced it): pick another.
     session.execute(delete(Lease).where(Lease.annotator_id == me))
+    gold = _gold_question(session, me, float(settings.get("queue.gold_rate", 0.0)), expires)
+    if gold is not None:
+        session.add(Lease(proposition_id=gold.proposition_id, annotator_id=me, created_at=now, expires_at=expires))
+        session.flush()
+        return gold
     pg = _pg(session)
     skip: list[int] = []
     for _ in range(50):
@@ -221,6 +230,35 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
         session.add(Lease(proposition_id=pid, annotator_id=me, created_at=now, expires_at=expires))
         session.flush()
         return question
+    return None
+
+
+def _gold_question(session: Session, me: int, rate: float, expires: datetime) -> Question | None:
+    """With probability ``rate`` (a reproducible draw from the annotator and how many answers they have
+    given), a gold proposition they have not answered, as an ordinary question (nothing says it is gold;
+    overlap does not apply: gold is there to score everyone)."""
+    import hashlib
+
+    from .models import GoldAnswer
+
+    if rate <= 0.0 or session.scalar(select(GoldAnswer.proposition_id).limit(1)) is None:
+        return None
+    n = session.scalar(select(func.count()).select_from(Label).where(Label.annotator_id == me))
+    draw = int.from_bytes(hashlib.sha256(f"gold:{me}:{n}".encode()).digest()[:8], "big") / 2.0 ** 64
+    if draw >= rate:
+        return None
+    ids = list(session.scalars(
+        select(GoldAnswer.proposition_id).where(~exists().where(Label.proposition_id == GoldAnswer.proposition_id,
+                                                                Label.annotator_id == me,
+                                                                Label.retracted_at.is_(None)))
+        .order_by(GoldAnswer.proposition_id)))
+    if not ids:
+        return None
+    start = int(draw / rate * len(ids)) % len(ids)
+    for pid in ids[start:] + ids[:start]:
+        question = _question(session, pid, expires)
+        if question is not None:
+            return question
     return None
 
 

@@ -316,16 +316,10 @@ def node_labels(session: Session, token: str | None, proposition_id: int) -> lis
 
 def human_labels(session: Session, token: str | None) -> list[dict]:
     """Every live label of a person (not imported evidence): one dict per label."""
+    from .reliability import all_labels
+
     check_session(session, token, admin=True)
-    rows = session.execute(
-        select(Label, Annotator.name, Proposition.text).join(Annotator, Annotator.id == Label.annotator_id)
-        .join(Proposition, Proposition.id == Label.proposition_id)
-        .where(Label.retracted_at.is_(None), Label.reliability.is_(None), Annotator.role != "system")
-        .order_by(Label.id))
-    return [{"label_id": lab.id, "annotator": name, "proposition_id": lab.proposition_id, "text": text,
-             "kind": lab.kind, "answer": _answer_text(lab),
-             "value": 1.0 if lab.value is True else 0.0 if lab.value is False else lab.probability,
-             "seconds": lab.seconds, "at": lab.created_at} for lab, name, text in rows]
+    return all_labels(session, people_only=True)
 
 
 @dataclass(frozen=True)

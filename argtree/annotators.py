@@ -191,3 +191,105 @@ def majority(votes: Sequence[Vote]) -> dict:
         t = tally.setdefault(v.item, [0.0, 0.0])
         t[0 if s[0] else 1] += 1.0
     return {x: (0.5 if t[0] == t[1] else (1.0 if t[0] > t[1] else 0.0)) for x, t in tally.items()}
+
+
+# -- benchmark: simulated annotators in the oracle-efficiency worlds -------------------------------
+
+BENCH_ACCURACIES = (0.95, 0.9, 0.8, 0.7, 0.55, 0.3)
+
+
+def _paired(diff: np.ndarray, seed: int, n_boot: int = 4000) -> dict:
+    """Mean of a paired difference with a 95% bootstrap interval (worlds resampled)."""
+    rng = np.random.default_rng([seed, 4242])
+    idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
+    means = diff[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return {"mean": float(diff.mean()), "low": float(lo), "high": float(hi)}
+
+
+def bench_annotators(seed: int = 0, worlds: int = 400, per_world: int = 1, nodes: int = 25, cpt_noise: float = 1.0,
+                     accuracies: Sequence[float] = BENCH_ACCURACIES, prior: float = 0.9, shape: str = "random",
+                     overlap: int = 3, gold: int = 0) -> dict:
+    """Six simulated annotators of known accuracy answer the ``per_world`` highest-VoI premises of each of
+    ``worlds`` oracle-efficiency worlds (``argtree.simulate``), ``overlap`` annotators per question in a
+    balanced design (with 6 annotators and overlap 3, each answers one of every two questions: 400
+    questions give each of them 200 labels).  Their reliabilities are learned by ``estimate`` (prior
+    ``prior`` for all, the system's marginals as item priors, the first ``gold`` questions gold); the root's
+    expected Brier is scored with the labels weighed by the learned reliabilities, by a fixed ``prior``
+    for everyone, and by the majority answer of each question (one label of reliability ``prior``; ties
+    say nothing), paired per world, with the true accuracies as a reference."""
+    from .simulate import Forest, bayes_q, make_worlds, observe
+
+    k_people = len(accuracies)
+    if not 1 <= overlap <= k_people or k_people % overlap:
+        raise ValueError(f"overlap must divide the number of annotators ({k_people}), got {overlap}")
+    wd = make_worlds(worlds, n=nodes, shape=shape, cpt_noise=cpt_noise, seed=seed)
+    forest = Forest(wd.parent, wd.est_prior, wd.est_p1, wd.est_p0)
+    le0 = forest.empty_loglik()
+    bel0 = forest.beliefs(le0)
+    a, c = forest.beliefs(le0, True), forest.beliefs(le0, False)
+    R = bel0[:, :1]
+    voi = 2 * R * (1 - R) * np.abs(a - c)
+    voi[:, 0] = -np.inf
+    items = np.argsort(-voi, axis=1, kind="stable")[:, :per_world]        # (W, m) node indices
+    W, m = items.shape
+    w_idx = np.repeat(np.arange(W), m)
+    n_idx = items.ravel()
+    truth = wd.truth[w_idx, n_idx]
+    rng = np.random.default_rng([seed, 7013])
+    names = [f"a{round(100 * acc)}" for acc in accuracies]
+    # Who answers what: blocks of k_people / overlap questions, each annotator in exactly one of a block.
+    block = k_people // overlap
+    who = np.zeros((len(truth), k_people), dtype=bool)
+    for start in range(0, len(truth), block):
+        perm = rng.permutation(k_people)
+        for j in range(min(block, len(truth) - start)):
+            who[start + j, perm[j * overlap:(j + 1) * overlap]] = True
+    answers = {}
+    for i, (name, acc) in enumerate(zip(names, accuracies)):
+        right = rng.random(truth.shape) < acc
+        answers[name] = np.where(right, truth, ~truth)
+    votes = [Vote(name, int(k), bool(answers[name][k])) for i, name in enumerate(names)
+             for k in np.flatnonzero(who[:, i])]
+    gold_items = {k: bool(truth[k]) for k in range(min(gold, len(truth)))}
+    res = estimate(votes, priors={nm: prior for nm in names}, gold=gold_items,
+                   item_prior={k: float(bel0[w_idx[k], n_idx[k]]) for k in range(len(truth))})
+    learned = {nm: res.estimates[nm].reliability for nm in names}
+    pos = forest.pos[w_idx, n_idx]
+
+    def root_with(weights: Mapping[str, float]) -> np.ndarray:
+        le = le0.copy()
+        for i, nm in enumerate(names):
+            ev = evidence_weight(True, weights[nm])
+            if ev is None:
+                continue
+            flip = ev[0] is False  # an adversary: their answers count for the other side
+            mine = who[:, i]
+            observe(le, pos[mine], answers[nm][mine] ^ flip, ev[1])
+        return forest.beliefs(le)[:, 0]
+
+    votes_true = sum((answers[nm] & who[:, i]).astype(int) for i, nm in enumerate(names))
+    le = le0.copy()
+    maj = votes_true * 2 != overlap
+    observe(le, pos[maj], (votes_true * 2 > overlap)[maj], prior)
+    roots = {"learned": root_with(learned), "fixed": root_with({nm: prior for nm in names}),
+             "majority": forest.beliefs(le)[:, 0], "true accuracies": root_with(dict(zip(names, accuracies))),
+             "no labels": bel0[:, 0]}
+    q = bayes_q(wd)
+    ebrier = {k: (b - q) ** 2 + q * (1 - q) for k, b in roots.items()}
+    annot = []
+    for nm, acc in zip(names, accuracies):
+        e = res.estimates[nm]
+        mine = who[:, names.index(nm)]
+        annot.append({"annotator": nm, "true": acc, "realized": float(np.mean(answers[nm][mine] == truth[mine])),
+                      "learned": e.reliability, "low": e.low, "high": e.high, "labels": int(e.n),
+                      "error": e.reliability - acc, "error_realized": e.reliability - float(np.mean(answers[nm][mine] == truth[mine]))})
+    return {"seed": seed, "worlds": W, "per_world": m, "nodes": nodes, "cpt_noise": cpt_noise, "shape": shape,
+            "overlap": overlap, "prior": prior, "gold": len(gold_items),
+            "labels_per_annotator": int(who.sum(axis=0).min()), "iterations": res.iterations,
+            "annotators": annot, "max_abs_error": max(abs(r["error"]) for r in annot),
+            "within_0.05": all(abs(r["error"]) <= 0.05 for r in annot),
+            "max_abs_error_realized": max(abs(r["error_realized"]) for r in annot),
+            "e_brier": {k: float(v.mean()) for k, v in ebrier.items()},
+            "learned_vs_fixed": _paired(ebrier["fixed"] - ebrier["learned"], seed),
+            "learned_vs_majority": _paired(ebrier["majority"] - ebrier["learned"], seed)}

@@ -91,3 +91,31 @@ def test_beta_interval_matches_the_distribution():
     assert 0 < lo < 0.75 < hi < 1
     assert beta_interval(50.0, 50.0)[1] - beta_interval(50.0, 50.0)[0] < hi - lo
     assert math.isclose(sum(beta_interval(5.0, 5.0)), 1.0, abs_tol=1e-9)  # symmetric
+
+
+def test_bench_learned_weights_beat_fixed_and_majority_in_the_simulated_worlds():
+    from argtree.annotators import bench_annotators
+
+    r = bench_annotators(seed=0)
+    assert r["labels_per_annotator"] == 200 and [a["labels"] for a in r["annotators"]] == [200] * 6
+    by = {a["annotator"]: a for a in r["annotators"]}
+    assert by["a30"]["learned"] < 0.5 < by["a55"]["learned"] < by["a80"]["learned"] < by["a95"]["learned"]
+    assert r["max_abs_error_realized"] < 0.1
+    assert r["learned_vs_fixed"]["low"] > 0 and r["learned_vs_majority"]["low"] > 0
+    eb = r["e_brier"]
+    assert abs(eb["learned"] - eb["true accuracies"]) < eb["fixed"] - eb["learned"]
+    with pytest.raises(ValueError):
+        bench_annotators(overlap=4)
+
+
+def test_bench_annotators_command_prints_json():
+    import json
+
+    from click.testing import CliRunner
+
+    from argtree.cli import main
+
+    r = CliRunner().invoke(main, ["bench", "annotators", "--worlds", "40", "--overlap", "6", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["labels_per_annotator"] == 40 and set(out["e_brier"]) >= {"learned", "fixed", "majority"}

@@ -23,7 +23,8 @@ T = TypeVar("T")
 __all__ = ["Unavailable", "SessionEnded", "LoginResult", "KINDS", "Account", "Agreement", "RootNumbers",
            "TreeListing", "TreeView", "agreement", "call", "login", "account", "logout", "next_question", "stats",
            "answer", "undo", "trees", "tree", "edit_node", "node_labels", "human_labels", "dataset", "dump_zip",
-           "users", "add_user", "set_user", "end_sessions", "runs", "database_name"]
+           "users", "add_user", "set_user", "end_sessions", "runs", "database_name", "reliabilities",
+           "estimate_reliability", "gold_answer", "set_gold", "queue_settings", "set_queue"]
 
 
 class Unavailable(RuntimeError):
@@ -105,8 +106,22 @@ def answer(token: str | None, proposition_id: int, kind: str, *, probability: fl
     """Store one answer of ``kind`` (see KINDS): the label id, or with ``then_next`` (label id, next question)."""
     from argtree.store import webui
 
-    return call(webui.answer, token, proposition_id, kind, probability=probability, rewrite=rewrite,
-                comment=comment, seconds=seconds, request_id=request_id or uuid.uuid4().hex, then_next=then_next)
+    out = call(webui.answer, token, proposition_id, kind, probability=probability, rewrite=rewrite,
+               comment=comment, seconds=seconds, request_id=request_id or uuid.uuid4().hex, then_next=then_next)
+    _reestimate_if_due(token)
+    return out
+
+
+def _reestimate_if_due(token: str | None) -> None:
+    """After an answer has committed: every ``reliability.every`` answers, re-estimate the annotators'
+    reliabilities (issue 13) in a transaction of its own.  The answer is saved whatever happens here."""
+    from argtree.store import StoreError, webui
+
+    try:
+        if call(webui.reliability_due, token, readonly=True):
+            call(webui.reliability_if_due, token)
+    except (StoreError, Unavailable):
+        pass
 
 
 def undo(token: str | None) -> str | None:
@@ -203,6 +218,42 @@ def end_sessions(token: str | None, name: str) -> int:
     from argtree.store import webui
 
     return call(webui.end_sessions, token, name)
+
+
+def reliabilities(token: str | None) -> list[dict]:
+    from argtree.store import webui
+
+    return call(webui.reliabilities, token, readonly=True)
+
+
+def estimate_reliability(token: str | None) -> dict:
+    from argtree.store import webui
+
+    return call(webui.estimate_reliability, token)
+
+
+def gold_answer(token: str | None, proposition_id: int) -> bool | None:
+    from argtree.store import webui
+
+    return call(webui.gold_answer, token, proposition_id, readonly=True)
+
+
+def set_gold(token: str | None, proposition_id: int, value: bool | None) -> None:
+    from argtree.store import webui
+
+    call(webui.set_gold, token, proposition_id, value)
+
+
+def queue_settings(token: str | None) -> dict:
+    from argtree.store import webui
+
+    return call(webui.queue_settings_view, token, readonly=True)
+
+
+def set_queue(token: str | None, **changes: Any) -> dict:
+    from argtree.store import webui
+
+    return call(webui.set_queue, token, **changes)
 
 
 def runs(token: str | None, limit: int = 50) -> list[dict]:

@@ -30,7 +30,9 @@ from .sessions import check_session, revoke_session
 
 __all__ = ["Account", "RootNumbers", "TreeListing", "TreeView", "Agreement", "KINDS", "account", "logout",
            "question", "stats", "answer", "undo", "tree_list", "tree_view", "edit_node", "node_labels",
-           "blind_propositions",
+           "blind_propositions", "reliabilities", "estimate_reliability", "reliability_if_due", "reliability_due",
+           "gold_answer",
+           "set_gold", "queue_settings_view", "set_queue",
            "human_labels", "agreement", "labeled_trees", "label_counts", "users", "end_sessions", "add_user", "set_user", "loop_runs"]
 
 KINDS = ("true", "false", "probability", "dont_know", "ill_posed")
@@ -451,3 +453,105 @@ def loop_runs(session: Session, token: str | None, limit: int = 50) -> list[dict
     rows = session.scalars(select(LoopRun).order_by(LoopRun.id.desc()).limit(limit))
     return [{"id": r.id, "status": r.status, "started": r.started_at, "heartbeat": r.heartbeat_at,
              "finished": r.finished_at, "stats": json.dumps(r.stats or {}, default=str)[:300]} for r in rows]
+
+
+# -- learned reliability, gold questions, queue settings (admin; issue 13) ---------------------------
+
+def reliabilities(session: Session, token: str | None) -> list[dict]:
+    """Every annotator with labels: prior, learned reliability with its 90% interval, gold answered."""
+    from .reliability import reliability_table
+
+    check_session(session, token, admin=True)
+    return reliability_table(session)
+
+
+def estimate_reliability(session: Session, token: str | None) -> dict:
+    """An admin re-estimates every annotator's reliability now (trees whose weights moved are recomputed)."""
+    from .reliability import update_reliability
+
+    check_session(session, token, for_write=True, admin=True)
+    return update_reliability(session)
+
+
+RELIABILITY_EVERY = 25  # answers between automatic re-estimations (setting 'reliability.every'; 0: never)
+
+
+def _reliability_every(session: Session) -> int:
+    from .models import Setting
+
+    row = session.get(Setting, "reliability.every")
+    return RELIABILITY_EVERY if row is None else int(row.value)
+
+
+def _answers_since_estimate(session: Session) -> int:
+    from .models import Setting
+
+    n = int(session.scalar(select(func.count()).select_from(Label).where(Label.reliability.is_(None))))
+    last = session.get(Setting, "reliability.last_count")
+    return n - (int(last.value) if last is not None else 0)
+
+
+def reliability_due(session: Session, token: str | None) -> bool:
+    """Whether ``reliability_if_due`` would re-estimate now (a read: cheap after every answer)."""
+    check_session(session, token)
+    every = _reliability_every(session)
+    return every > 0 and _answers_since_estimate(session) >= every
+
+
+def reliability_if_due(session: Session, token: str | None) -> dict | None:
+    """Re-estimate reliabilities when ``reliability.every`` answers (of anyone) came in since the last time.
+
+    The web app calls it after an answer has committed, in a transaction of its own (re-estimation may
+    recompute many trees, which must not hold the answer's locks).  Any live session may trigger it; two
+    at once both re-estimate (the same result), or one fails on the setting's key and the caller moves on."""
+    from .models import Setting
+    from .reliability import update_reliability
+
+    check_session(session, token, for_write=True)
+    every = _reliability_every(session)
+    if every <= 0 or _answers_since_estimate(session) < every:
+        return None
+    n = int(session.scalar(select(func.count()).select_from(Label).where(Label.reliability.is_(None))))
+    last = session.get(Setting, "reliability.last_count")
+    if last is None:
+        session.add(Setting(key="reliability.last_count", value=n))
+    else:
+        last.value = n
+    session.flush()
+    return update_reliability(session)
+
+
+def gold_answer(session: Session, token: str | None, proposition_id: int) -> bool | None:
+    """The gold answer of a proposition (admins only: nobody else may learn what is gold)."""
+    from .models import GoldAnswer
+
+    check_session(session, token, admin=True)
+    row = session.get(GoldAnswer, proposition_id)
+    return None if row is None else row.value
+
+
+def set_gold(session: Session, token: str | None, proposition_id: int, value: bool | None,
+             note: str | None = None) -> None:
+    """An admin marks a proposition's known answer (``value`` True/False) or unmarks it (None)."""
+    from .reliability import mark_gold, unmark_gold
+
+    me = check_session(session, token, for_write=True, admin=True)
+    if value is None:
+        unmark_gold(session, proposition_id)
+    else:
+        mark_gold(session, proposition_id, value, by=me.id, note=note)
+
+
+def queue_settings_view(session: Session, token: str | None) -> dict:
+    from .compute import queue_settings
+
+    check_session(session, token, admin=True)
+    return queue_settings(session, fresh=True)
+
+
+def set_queue(session: Session, token: str | None, **changes: Any) -> dict:
+    """An admin changes the queue settings (overlap, gold_rate, lease_seconds, metric)."""
+    from .queue import set_queue_settings
+
+    check_session(session, token, for_write=True, admin=True)
+    return set_queue_settings(session, **changes)

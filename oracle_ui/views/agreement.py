@@ -9,8 +9,44 @@ import streamlit as st
 from oracle_ui import data, render
 
 
+def _reliability(token: str) -> None:
+    """Learned reliability (issue 13): each annotator's weight, its interval, gold answered; re-estimate."""
+    st.subheader("Learned reliability")
+    rows = data.reliabilities(token)
+    if rows:
+        st.table(render.rows([{"annotator": r["annotator"], "role": r["role"], "labels": r["labels"],
+                                   "prior": r["prior"], "learned": r["reliability"],
+                                   "90% interval": (f"[{r['low']:.3f}, {r['high']:.3f}]"
+                                                    if r["low"] is not None else "–"),
+                                   "gold right": f"{r['gold_correct']:.0f}/{r['gold']}"} for r in rows]))
+    st.caption("P(their label is right), learned by Dawid–Skene over every answer and the gold questions, with "
+               "the reliability the account was created with as its prior; it weighs their answers in every tree. "
+               "Re-estimated automatically every 25 answers.")
+    if st.button("Re-estimate now", key="reestimate"):
+        out = data.estimate_reliability(token)
+        st.success(f"Re-estimated: {len(out['moved'])} annotator(s) moved, {out['trees']} tree(s) recomputed.")
+        st.rerun()
+    qs = data.queue_settings(token)
+    with st.form("queue_settings"):
+        st.markdown("**Queue**")
+        c = st.columns(2)
+        overlap = c[0].number_input("Answers per question (overlap)", 1, 100, int(qs["queue.overlap"]), 1)
+        gold = c[1].number_input("Share of gold questions", 0.0, 1.0, float(qs["queue.gold_rate"]), 0.05)
+        if st.form_submit_button("Save"):
+            try:
+                data.set_queue(token, overlap=int(overlap), gold_rate=float(gold))
+                st.success("Saved.")
+            except ValueError as err:
+                st.error(str(err))
+
+
 def page() -> None:
     st.title("Agreement")
+    _labels()
+    _reliability(st.session_state["token"])
+
+
+def _labels() -> None:
     labels = data.human_labels(st.session_state["token"])
     if not labels:
         st.info("No answers yet.")

@@ -39,6 +39,19 @@ def _edit(token: str, node_id: int, key: str, is_root: bool) -> None:
         ss["trees_flash"] = (f"Not changed: {err}", True)
 
 
+def _gold(token: str, proposition_id: int, value: bool | None) -> None:
+    ss = st.session_state
+    try:
+        data.set_gold(token, proposition_id, value)
+        ss["trees_flash"] = ("Gold answer saved." if value is not None else "No longer gold.", False)
+    except data.SessionEnded as err:
+        ss["session_ended"] = err
+    except data.Unavailable as err:
+        ss["trees_flash"] = (f"Not saved: the database is not available ({err}).", True)
+    except ValueError as err:
+        ss["trees_flash"] = (f"Not saved: {err}", True)
+
+
 def page() -> None:
     # Altair serializes with whatever pandas ``sys.modules`` holds; while another session's thread is still
     # importing it, that is a half-initialized module ("no attribute 'Timestamp'").  A real import waits
@@ -123,6 +136,14 @@ def _node(acct, token: str, n, tid: int) -> None:
                                              ("dont_know", "Don't know"))):
             col.button(label, key=f"{key}_{kind}", on_click=_relabel, args=(token, n.proposition_id, kind, key))
     if acct.is_admin:
+        gold = data.gold_answer(token, n.proposition_id)
+        with st.expander("Gold answer (admin)" + ("" if gold is None else f": {'true' if gold else 'false'}")):
+            st.caption("A known answer: mixed into the queue at the gold rate, never shown as gold; it scores "
+                       "whoever answers it.")
+            cols = st.columns(3)
+            for col, (label, value) in zip(cols, (("Gold: true", True), ("Gold: false", False),
+                                                  ("Not gold", None))):
+                col.button(label, key=f"{key}_gold_{value}", on_click=_gold, args=(token, n.proposition_id, value))
         with st.expander("Edit the model's numbers (admin)"):
             if n.parent_id is None:
                 st.number_input("prior P(root true)", 0.0, 1.0, float(n.prior), 0.01, key=f"{key}_prior")

@@ -74,11 +74,10 @@ def _trees_page_node_a(page, base: str) -> str:
     page.get_by_text("1 shown").wait_for(timeout=30_000)
     page.locator('[data-testid="node-text"]').wait_for(timeout=30_000)  # the root, shown first
     _idle(page)
-    # The "Node" select box (the second one; the first picks the tree): type premise a's text, take it.
-    page.locator('[data-testid="stMain"] [data-testid="stSelectbox"]').nth(1).click()
-    page.keyboard.type(TELLING[:24])
-    page.get_by_role("option", name=re.compile("^a · ")).wait_for(timeout=30_000)
-    page.keyboard.press("Enter")
+    # Vega draws SVG: each node is a path labelled with its fields ("node: a; ..."); clicking it selects it.
+    mark = page.locator('[data-testid="stVegaLiteChart"] g.mark-symbol.role-mark path[aria-label*="node: a;"]')
+    mark.wait_for(timeout=30_000)
+    mark.click()
     page.wait_for_function(
         "t => { const e = document.querySelector('[data-testid=node-text]'); return e && e.innerText === t; }",
         arg=TELLING, timeout=30_000)

@@ -220,11 +220,12 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
     labeled: set[int] = set()
     if evidence:
         aid = system_annotator(session, "imported")
-        session.add_all(Label(proposition_id=pids[index[ev.node]], annotator_id=aid,
-                              request_id=f"import:{tree_id}:{k}", value=ev.value, reliability=ev.reliability,
-                              extra=dict(ev.extra)) for k, ev in enumerate(evidence))
+        fresh = _not_yet_stored(session, aid, [(pids[index[ev.node]], ev) for ev in evidence])
+        session.add_all(Label(proposition_id=pid, annotator_id=aid, request_id=f"import:{tree_id}:{k}",
+                              value=ev.value, reliability=ev.reliability, extra=dict(ev.extra))
+                        for k, (pid, ev) in enumerate(fresh))
         session.flush()
-        labeled = {pids[index[ev.node]] for ev in evidence}
+        labeled = {pid for pid, _ in fresh}
     others = set()
     if labeled:
         others = set(session.scalars(select(Node.tree_id).where(Node.proposition_id.in_(labeled)).distinct()))
@@ -280,6 +281,39 @@ def _save(session, tree, evidence, order, texts, question, mv_id, priority, stat
     refresh_propositions(session, tree_ids=[tree_id])  # new nodes: count this tree's propositions whole
     apply_forest_deltas(session, deltas, skip=pids)
     return tree_id
+
+
+def _not_yet_stored(session: Session, imported: int, entries: list[tuple[int, Evidence]]) -> list[tuple[int, Evidence]]:
+    """The file's evidence entries (proposition id, Evidence) that are not in the store already (issue 13:
+    importing edited copies of a tree must not count its evidence again, in it or in any tree sharing
+    its propositions).
+
+    An entry is already stored when it names a live label (``label_id``, as ``argtree dump`` writes
+    a person's label) on the same proposition, or, for the rest, when live imported labels
+    with the same proposition, value and reliability are at least as many as the file's entries with
+    that key (a file may repeat an observation; only what it adds beyond the store is stored)."""
+    pids = sorted({pid for pid, _ in entries})
+    live: dict[int, tuple[int, bool | None]] = {}
+    have: dict[tuple, int] = {}
+    for i in range(0, len(pids), CHUNK):
+        for lid, pid, aid, value, rel in session.execute(
+                select(Label.id, Label.proposition_id, Label.annotator_id, Label.value, Label.reliability)
+                .where(Label.proposition_id.in_(pids[i:i + CHUNK]), Label.retracted_at.is_(None))):
+            live[lid] = (pid, value)
+            if aid == imported and rel is not None and value is not None:
+                key = (pid, bool(value), round(float(rel), 12))
+                have[key] = have.get(key, 0) + 1
+    fresh = []
+    for pid, ev in entries:
+        lid = ev.extra.get("label_id")
+        if isinstance(lid, int) and not isinstance(lid, bool) and live.get(lid, (None,))[0] == pid:
+            continue  # a stored label (any kind, any weight), dumped and read back
+        key = (pid, bool(ev.value), round(float(ev.reliability), 12))
+        if have.get(key, 0) > 0:
+            have[key] -= 1
+            continue
+        fresh.append((pid, ev))
+    return fresh
 
 
 def _allocate_node_ids(session: Session, n: int) -> list[int]:

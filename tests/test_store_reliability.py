@@ -142,3 +142,21 @@ def test_imported_evidence_and_model_evidence_are_not_votes(world):
         assert [(v.annotator, v.item, v.value) for v in votes] == [(ids["good"], pid["p5"], True)]
         assert set(priors) == {ids["good"]} and len(gold) == 8
         assert s.scalar(select(GoldAnswer.value).where(GoldAnswer.proposition_id == pid["p5"])) is False
+
+
+def test_a_dump_weighs_labels_by_the_learned_reliability(world):
+    from argtree.store import load_tree
+
+    url, ids, pid, tid = world["url"], world["ids"], world["pid"], world["tree"]
+    with session_scope(url) as s:
+        for i in G:
+            submit_label(s, ids["bad"], pid[f"p{i}"], not (i % 2 == 0), request_id=f"b{i}")
+        submit_label(s, ids["bad"], pid["p1"], True, request_id="b1")
+        update_reliability(s)
+    with session_scope(url) as s:
+        learned = s.get(AnnotatorEstimate, ids["bad"]).reliability
+        tree, evidence = load_tree(s, tid)
+        stored = {n.local_id: n.belief for n in s.scalars(select(NodeRow).where(NodeRow.tree_id == tid))}
+    (on_p1,) = [e for e in evidence if e.node == "p1"]
+    assert learned < 0.5 and (on_p1.value, on_p1.reliability) == (False, pytest.approx(1 - learned))
+    assert beliefs(tree, evidence)["q"] == pytest.approx(stored["q"], abs=1e-9)  # the dump says what the store shows

@@ -362,8 +362,13 @@ def load_tree(session: Session, tree_id: int) -> tuple[ArgumentTree, tuple[Evide
     evidence: list[Evidence] = []
     pids = sorted(where)
     for i in range(0, len(pids), CHUNK):
+        # A person's label weighs what their learned reliability says, as in the stored beliefs (issue 13).
+        from .models import AnnotatorEstimate
+
         labels = session.execute(
-            select(Label, Annotator.name, Annotator.reliability).join(Annotator, Annotator.id == Label.annotator_id)
+            select(Label, Annotator.name, func.coalesce(AnnotatorEstimate.reliability, Annotator.reliability))
+            .join(Annotator, Annotator.id == Label.annotator_id)
+            .outerjoin(AnnotatorEstimate, AnnotatorEstimate.annotator_id == Label.annotator_id)
             .where(Label.proposition_id.in_(pids[i:i + CHUNK]), Label.retracted_at.is_(None)))
         for label, name, reliability in labels:
             ev = label_evidence(label.value, label.probability,

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "models": ("models", "models", "Model versions: parent, round, data, provenance, held-out metrics, the default."),
     "queue": ("queue", "queue", "The question queue: forest ranking, settings (overlap, gold rate), gold questions."),
     "agreement": ("agreement", "agreement", "Krippendorff's alpha, learned annotator reliability, disagreements."),
+    "flags": ("flags", "flags", "Consistency flags: negations both believed, conflicting labels or numbers; resolve."),
 }
 
 

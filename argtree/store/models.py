@@ -415,3 +415,17 @@ class AnnotatorEstimate(Base):
 
 
 __all__ += ["GoldAnswer", "AnnotatorEstimate"]
+
+
+class FlagResolution(Base):
+    """An admin's resolution of a consistency flag (``argtree.store.flags``), keyed by the flag's stable key."""
+
+    __tablename__ = "flag_resolutions"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)   # e.g. 'negation:12:34', 'labels:7'
+    resolved_by: Mapped[Optional[int]] = mapped_column(ForeignKey("annotators.id", ondelete="SET NULL"))
+    note: Mapped[Optional[str]] = mapped_column(Text)
+    resolved_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+__all__ += ["FlagResolution"]

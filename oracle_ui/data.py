@@ -24,7 +24,8 @@ __all__ = ["Unavailable", "SessionEnded", "LoginResult", "KINDS", "Account", "Ag
            "TreeListing", "TreeView", "agreement", "call", "login", "account", "logout", "next_question", "stats",
            "answer", "undo", "trees", "tree", "edit_node", "node_labels", "human_labels", "dataset", "dump_zip",
            "users", "add_user", "set_user", "end_sessions", "runs", "database_name", "reliabilities",
-           "estimate_reliability", "gold_answer", "set_gold", "queue_settings", "set_queue"]
+           "estimate_reliability", "gold_answer", "set_gold", "queue_settings", "set_queue",
+           "flags", "resolve_flag"]
 
 
 class Unavailable(RuntimeError):
@@ -254,6 +255,18 @@ def set_queue(token: str | None, **changes: Any) -> dict:
     from argtree.store import webui
 
     return call(webui.set_queue, token, **changes)
+
+
+def flags(token: str | None, include_resolved: bool = False) -> list:
+    from argtree.store import webui
+
+    return call(webui.flags, token, include_resolved, readonly=True)
+
+
+def resolve_flag(token: str | None, key: str, note: str | None = None) -> None:
+    from argtree.store import webui
+
+    call(webui.resolve_flag, token, key, note)
 
 
 def runs(token: str | None, limit: int = 50) -> list[dict]:

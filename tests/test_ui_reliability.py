@@ -94,3 +94,27 @@ def test_admin_marks_gold_on_the_trees_page_and_sees_reliability(db):
     at.button(key="reestimate").click().run()
     assert not at.exception
     assert any("Learned reliability" == h.value for h in at.subheader)
+
+
+def test_admin_resolves_a_consistency_flag_on_the_agreement_page(db):
+    from argtree.store import save_tree
+    from argtree.store.flags import find_flags
+    from argtree.tree import ArgumentTree, Evidence, Node as TNode
+
+    with session_scope() as s:
+        save_tree(s, ArgumentTree([TNode("q", "Is remote work better?", prior=0.5),
+                                   TNode("b", "Ad-hoc collaboration drops.", parent="q", p_if_true=0.5, p_if_false=0.8),
+                                   TNode("c", "Ad-hoc collaboration does not drop.", parent="q", p_if_true=0.6,
+                                         p_if_false=0.4)]),
+                  [Evidence("b", True, 0.93), Evidence("c", True, 0.85)])
+        (flag,) = [f for f in find_flags(s) if f.kind == "negation"]
+    at = app_as("admin", "agreement")
+    assert not at.exception
+    at.text_input(key=f"flag_note_{flag.key}").input("merged them")
+    at.button(key=f"flag_resolve_{flag.key}").click().run()
+    assert not at.exception
+    with session_scope() as s:
+        (done,) = [f for f in find_flags(s, include_resolved=True) if f.key == flag.key]
+        assert done.resolved["by"] == "admin" and done.resolved["note"] == "merged them"
+    with pytest.raises(StoreError, match="admin"):
+        data.flags(session_for("alice"))

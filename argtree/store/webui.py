@@ -32,7 +32,7 @@ __all__ = ["Account", "RootNumbers", "TreeListing", "TreeView", "Agreement", "KI
            "question", "stats", "answer", "undo", "tree_list", "tree_view", "edit_node", "node_labels",
            "blind_propositions", "reliabilities", "estimate_reliability", "reliability_if_due", "reliability_due",
            "gold_answer",
-           "set_gold", "queue_settings_view", "set_queue",
+           "set_gold", "queue_settings_view", "set_queue", "flags", "resolve_flag",
            "human_labels", "agreement", "labeled_trees", "label_counts", "users", "end_sessions", "add_user", "set_user", "loop_runs"]
 
 KINDS = ("true", "false", "probability", "dont_know", "ill_posed")
@@ -555,3 +555,21 @@ def set_queue(session: Session, token: str | None, **changes: Any) -> dict:
 
     check_session(session, token, for_write=True, admin=True)
     return set_queue_settings(session, **changes)
+
+
+def flags(session: Session, token: str | None, include_resolved: bool = False) -> list:
+    """Consistency flags for review (admins: they name labels and numbers others may not see yet)."""
+    from .flags import find_flags
+
+    check_session(session, token, admin=True)
+    return find_flags(session, include_resolved=include_resolved)
+
+
+def resolve_flag(session: Session, token: str | None, key: str, note: str | None = None) -> None:
+    """An admin records that a flag is resolved (who, when, why)."""
+    from .flags import find_flags, resolve_flag as _resolve
+
+    me = check_session(session, token, for_write=True, admin=True)
+    if key not in {f.key for f in find_flags(session, include_resolved=True)}:
+        raise StoreError(f"no flag {key!r} now", "key")
+    _resolve(session, key, by=me.id, note=note)

@@ -44,6 +44,25 @@ def page() -> None:
     st.title("Agreement")
     _labels()
     _reliability(st.session_state["token"])
+    _flags(st.session_state["token"])
+
+
+def _flags(token: str) -> None:
+    """Consistency flags to review; resolving one is recorded with who, when and why (issue 13)."""
+    found = data.flags(token)
+    st.subheader(f"Consistency flags ({len(found)})")
+    st.caption("A proposition and its negation both believed above 0.7 in one tree (or both labeled true); "
+               "conflicting answers from reliable annotators; one proposition believed very differently across "
+               "trees. Fix the tree or the labels, then mark the flag resolved.")
+    for f in found:
+        with st.container(border=True):
+            st.markdown(f"**{f.kind}** · `{f.key}` · {render.visible(f.why)}")
+            for t in f.texts:
+                render.text(t)
+            note = st.text_input("What was done (optional)", key=f"flag_note_{f.key}")
+            if st.button("Mark resolved", key=f"flag_resolve_{f.key}"):
+                data.resolve_flag(token, f.key, note or None)
+                st.rerun()
 
 
 def _labels() -> None:

@@ -158,8 +158,11 @@ def _ask(oracle, texts):
 
 
 def test_oracle_answers_every_atomic_statement_exactly():
+    from argtree.oracle import Oracle
+
     world = make_world(1, 7)
     oracle = WorldOracle(world)
+    assert isinstance(oracle, Oracle) and oracle.synchronous and oracle.name == "oracle-world"
     items = list(world.statements().items())
     answers = _ask(oracle, [t for t, _ in items])
     assert all(a is not None and a.value is v for a, (_, v) in zip(answers, items))

@@ -116,6 +116,31 @@ def report(args) -> dict:
                       f"[{t['brier_minus_direct raw_ci'][0]:+.4f}, {t['brier_minus_direct raw_ci'][1]:+.4f}].  "
                       f"Oracle: " + "; ".join(f"{k.split(' + ')[1]}: {v['answered']}/{v['asked']} answered"
                                              for k, v in oracle_log.items() if k.endswith("voi")), ""]
+    direct_rows = []
+    for model in ("adapter", "bundled"):
+        path, pairs = OUT / f"direct_{model}.json", OUT / f"pairs_{model}.json"
+        if not path.exists() or not pairs.exists():
+            continue
+        d = json.loads(path.read_text())
+        cal, _ = _maps(model)
+        rows = [{"answer": t, "raw": c, "calibrated": float(cal.direct_map(c)), "coin": 0.5}
+                for c, t in zip(d["credence"], d["truth"])]
+        s = summarize(rows, ["coin", "raw", "calibrated"], args.seed, baseline="coin")
+        from sklearn.metrics import roc_auc_score
+
+        s["auc_raw"] = float(roc_auc_score(d["truth"], d["credence"]))
+        s["share_p_above_half_raw"] = float(np.mean(np.array(d["credence"]) > 0.5))
+        doc.setdefault("direct_all_heldout", {})[model] = s
+        for k in ("raw", "calibrated"):
+            r = s[k]
+            direct_rows.append(f"| {model} ({d['model']}) | {k} | {s['n']} | {r['accuracy']:.3f} | {r['brier']:.4f} "
+                               f"[{r['brier_ci'][0]:.4f}, {r['brier_ci'][1]:.4f}] | {r['brier_minus_coin']:+.4f} "
+                               f"[{r['brier_minus_coin_ci'][0]:+.4f}, {r['brier_minus_coin_ci'][1]:+.4f}] | "
+                               f"{s['auc_raw']:.3f} | {s['share_p_above_half_raw']:.2f} |")
+    if direct_rows:
+        lines += ["**The direct answer on every clean held-out question**", "",
+                  "| model | direct | n | accuracy | Brier [95% CI] | Brier − constant 0.5 [95% CI] | AUC (raw) | "
+                  "share P(yes) > 0.5 (raw) |", "|---|---|---|---|---|---|---|---|"] + direct_rows + [""]
     (OUT / "report.json").write_text(json.dumps(doc, indent=1))
     md = "\n".join(lines) + "\n"
     (OUT / "report.md").write_text(md)

@@ -133,3 +133,18 @@ def test_the_direct_answer_is_calibrated_with_or_without_trees():
         out = evaluate_questions(FakeBackend(), qs, budget=budget, calibration=flat)
         assert all(r["direct"] == pytest.approx(0.5) for r in out["records"])
         assert all(r["direct_raw"] != pytest.approx(0.5) for r in out["records"])
+
+
+def test_the_shipped_maps_load_and_the_direct_map_is_a_probability_everywhere(home):
+    from argtree.calibration import SHIPPED_DIR
+    from argtree.commands.calibrate import calibration_for
+
+    files = sorted(SHIPPED_DIR.glob("*.json"))
+    assert files, "the package ships the default model's calibration"
+    for f in files:
+        cal, source = calibration_for(f.stem)   # no database under this ARGTREE_HOME: the shipped file
+        assert source == str(f)
+        xs = np.linspace(0, 1, 101)
+        ys = cal.direct_map(xs)
+        assert np.all(np.diff(ys) >= -1e-12) and ys.min() >= 0.01 and ys.max() <= 0.99
+    assert not (home / "home").exists()  # looking did not create a database

@@ -86,6 +86,17 @@ def lock_proposition(session: Session, proposition_id: int) -> None:
                         .with_for_update(key_share=True))
 
 
+RELIABILITY_LOCK = 0x61726774  # PostgreSQL advisory lock: answers share it, re-estimating reliability holds it alone
+
+
+def share_reliability_lock(session: Session) -> None:
+    """On PostgreSQL, hold the reliability lock shared until commit (taken first, before any tree lock): a
+    re-estimation (``argtree.store.reliability``) then waits for this transaction and this one for it, so
+    no tree keeps beliefs computed with estimates that changed under it."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock_shared(RELIABILITY_LOCK)))
+
+
 def lock_trees(session: Session, tree_ids: Iterable[int]) -> None:
     """Serialize recomputation per tree on PostgreSQL (SQLite already runs one writer at a time)."""
     ids = sorted(set(tree_ids))

@@ -20,7 +20,7 @@ from sqlalchemy import delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from .compute import (apply_forest_deltas, lock_proposition, lock_trees, queue_rank, queue_settings, recompute_trees,
-                      refresh_propositions)
+                      refresh_propositions, share_reliability_lock)
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
 from .text import check_text
@@ -356,7 +356,8 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == pid).distinct()))
     if not tree_ids and session.get(Proposition, pid) is None:
         raise NotFound(f"no proposition with id {pid}", "proposition_id")
-    # Lock order everywhere: trees (by id), then propositions (by id).
+    # Lock order everywhere: the reliability lock (shared), trees (by id), then propositions (by id).
+    share_reliability_lock(session)
     lock_trees(session, tree_ids)
     lock_proposition(session, pid)
     # This request's label if it was stored already, and this person's live answer to the proposition.
@@ -401,6 +402,7 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
         return None
     tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == last.proposition_id)
                                    .distinct()))
+    share_reliability_lock(session)
     lock_trees(session, tree_ids)
     lock_proposition(session, last.proposition_id)
     if _pg(session):

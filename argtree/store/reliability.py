@@ -97,6 +97,10 @@ def update_reliability(session: Session, *, min_move: float = MIN_MOVE, strength
     """Re-estimate every annotator's reliability from all live labels and store it; recompute the trees
     holding labels of those whose estimate moved by ``min_move`` or more.  Returns
     {"annotators": n, "moved": [names], "trees": recomputed, "iterations": k}."""
+    if session.get_bind().dialect.name == "postgresql":  # alone: answers in flight finish first, new ones wait
+        from .compute import RELIABILITY_LOCK
+
+        session.execute(select(func.pg_advisory_xact_lock(RELIABILITY_LOCK)))
     votes, priors, gold, names = collect_votes(session)
     res = estimate(votes, priors=priors, gold=gold, strength=strength)
     stored = {e.annotator_id: e for e in session.scalars(select(AnnotatorEstimate))}

@@ -408,3 +408,56 @@ def test_other_options_are_refused_by_name(tmp_path):
     other, resumed4, _ = start_or_resume(deps, replace(cfg, per_round=2))
     assert other not in (run_id, fresh) and not resumed4
     dispose(url)
+
+
+def test_human_oracle_waits_for_people_and_their_answers_become_facts(tmp_path, monkeypatch):
+    """--oracle human: the trees are in the web app's queue; the round waits (polling) until every asked
+    premise has a person's answer. People answer during the wait (stood in for by the poll's sleep);
+    their true/false answers become facts, an ill-posed one keeps its premise out of SFT."""
+    import argtree.improve as improve
+    from argtree.oracle import HumanQueueOracle
+    from argtree.store import LoopTask, add_annotator, submit_label
+    from argtree.store.testing import fast_password_hashing
+
+    fast_password_hashing()
+    url = sqlite_db(tmp_path)
+    train, held = _files(tmp_path)
+    with session_scope(url) as s:
+        alice = add_annotator(s, "alice", "correct horse").id
+    deps = _deps(tmp_path, url, QualityTrainer({1: 0.3}))
+    deps.oracle_for = lambda kind, backend, questions: HumanQueueOracle()
+    polls = []
+
+    def people_answer(seconds):
+        from sqlalchemy import select
+
+        polls.append(seconds)
+        with session_scope(url) as s:
+            task = s.scalar(select(LoopTask).where(LoopTask.key == "r1:oracle"))
+            items = [it for v in task.result["asked"].values() for it in v]
+            for i, it in enumerate(items):
+                if i == 0:
+                    submit_label(s, alice, it["proposition_id"], ill_posed=True, request_id=f"a{i}")
+                else:
+                    submit_label(s, alice, it["proposition_id"], i % 2 == 0, request_id=f"a{i}")
+
+    monkeypatch.setattr(improve.time, "sleep", people_answer)
+    cfg = ImproveConfig(questions=train, heldout=held, rounds=1, per_round=2, budget=2, answers=2, steps=1,
+                        backend="fake", oracle="human", poll_seconds=7.0)
+    run_id, _, _ = start_or_resume(deps, cfg)
+    events = []
+    run_improve(deps, run_id, progress=events.append)
+    assert polls == [7.0] and [e["missing"] for e in events if e["event"] == "waiting"] == [4]
+    buf = buffer_records(deps, run_id)
+    facts = [r for r in buf if r["argtree"]["kind"] == "fact"]
+    assert len(facts) == 3 and all(r["argtree"]["provenance"]["label_sources"] == ["human"] for r in facts)
+    assert all(r["argtree"]["provenance"]["annotators"] == ["alice"] for r in facts)
+    with session_scope(url) as s:
+        from sqlalchemy import select
+
+        task = s.scalar(select(LoopTask).where(LoopTask.key == "r1:oracle"))
+        ill = [it["text"] for v in task.result["asked"].values() for it in v][0]
+        assert all(it["answered"] for v in task.result["asked"].values() for it in v)
+    sft = [r["messages"][-1]["content"] for r in buf if r["argtree"]["kind"] == "expansion"]
+    assert not any(json.dumps(ill)[1:-1] in c for c in sft)
+    dispose(url)

@@ -57,9 +57,12 @@ def models(database, as_json) -> None:
         return
     from rich.table import Table
 
-    table = Table()
-    for col in ("", "name", "parent", "round", "data", "facts from", "held-out direct Brier", "held-out tree Brier",
-                "gate"):
+    table = Table(caption="held-out Brier: direct answer / tree's belief; gate: paired tree-Brier difference "
+                          "candidate - default")
+    table.add_column("")
+    table.add_column("name", no_wrap=True)
+    table.add_column("parent", no_wrap=True)
+    for col in ("round", "sft / dpo", "facts from", "direct", "tree", "gate"):
         table.add_column(col)
     for r in rows:
         h = r["heldout"] or {}
@@ -69,11 +72,13 @@ def models(database, as_json) -> None:
         facts = ", ".join(f"{k} {v}" for k, v in (prov.get("facts_from") or {}).items()) or "-"
         if prov.get("self_labels"):
             facts += " (self-labels on)"
-        g = "-" if not gate else (("promoted" if gate.get("promote") else "kept candidate")
+        g = "-" if not gate else (("promoted" if gate.get("promote") else "candidate")
                                   + f" {gate['tree_brier_diff'][1]:+.3f}")
         table.add_row("*" if r["default"] else "", r["name"], r["parent"] or "-",
                       "-" if r["round"] is None else str(r["round"]),
-                      f"{data.get('sft_records', '-')} sft / {data.get('dpo_pairs', '-')} dpo" if data else "-",
+                      f"{data.get('sft_records', '-')} / {data.get('dpo_pairs', '-')}" if data else "-",
                       facts, _f((h.get("direct") or {}).get("brier")), _f((h.get("tree") or {}).get("brier")), g)
-    console().print(table)
+    from rich.console import Console
+
+    Console(width=max(console().width, 110)).print(table)
     click.echo("* = the default (what ask, loop and eval use without --model)")

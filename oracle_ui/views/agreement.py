@@ -24,8 +24,12 @@ def _reliability(token: str) -> None:
                "Re-estimated automatically every 25 answers.")
     if st.button("Re-estimate now", key="reestimate"):
         out = data.estimate_reliability(token)
-        st.success(f"Re-estimated: {len(out['moved'])} annotator(s) moved, {out['trees']} tree(s) recomputed.")
+        st.session_state["reliability_flash"] = (f"Re-estimated: {len(out['moved'])} annotator(s) moved, "
+                                                 f"{out['trees']} tree(s) recomputed.")
         st.rerun()
+    flash = st.session_state.pop("reliability_flash", None)
+    if flash:
+        st.success(flash)
     qs = data.queue_settings(token)
     with st.form("queue_settings"):
         st.markdown("**Queue**")

@@ -29,8 +29,16 @@ Public API (everything below is importable from ``argtree.store``)::
     root_history(s, tree_id) -> [RootPoint]
     annotator_stats(s, annotator_id, since=None, remaining_limit=1000) -> AnnotatorStats
     labels_for(s, proposition_id=None, annotator_id=None, include_retracted=False)
-    get_queue_settings(s), set_queue_settings(s, overlap=, lease_seconds=, metric=)
+    get_queue_settings(s), set_queue_settings(s, overlap=, lease_seconds=, metric=, gold_rate=)
                                                 # other processes see a change within 2 s
+
+    # gold questions and learned reliability (reliability.py; issue 13)
+    mark_gold(s, proposition_id, value, by=None, note=None), unmark_gold(s, pid), gold_list(s)
+    update_reliability(s, min_move=0.005) -> {"moved", "trees", ...}   # Dawid-Skene; moved trees recomputed
+    reliability_table(s) -> [dict]               # prior, learned, 90% interval, gold answered
+    reliability.queue_ranking(s, top), reliability.all_labels(s)
+    # consistency flags (flags.py): find_flags(s, ...) -> [Flag], resolve_flag(s, key, by=, note=)
+    # blind answers: webui.* shows a non-admin no other's answer on a proposition before theirs
 
     # accounts (accounts.py)
     add_annotator(s, name, password, admin=False, *, reliability=0.9) -> Annotator
@@ -68,9 +76,10 @@ Conventions:
 * Node extra keys ``credence``, ``rationale`` and ``model_output`` (what the model
   said) are stored in their own columns (``Node.model_credence`` ...) and handed
   back in ``Node.extra`` by ``load_tree``.  Human answers live only in ``labels``.
-* A label becomes evidence weighted by the annotator's ``reliability`` (default
+* A label becomes evidence weighted by the annotator's learned reliability
+  (``annotator_estimates``), else the ``reliability`` they were created with (default
   0.9); imported argtree/1 evidence keeps its own reliability (system annotator
-  ``imported``).  Timestamps are naive UTC.
+  ``imported``) and is stored once however often a file repeats it.  Timestamps are naive UTC.
 * The queue serves a proposition to at most ``queue.overlap`` people (answers plus
   live leases); "don't know" does not count as an answer, "ill-posed" does.
 

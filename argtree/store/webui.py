@@ -486,9 +486,13 @@ def _reliability_every(session: Session) -> int:
 def _answers_since_estimate(session: Session) -> int:
     from .models import Setting
 
-    n = int(session.scalar(select(func.count()).select_from(Label).where(Label.reliability.is_(None))))
     last = session.get(Setting, "reliability.last_count")
-    return n - (int(last.value) if last is not None else 0)
+    return _label_mark(session) - (int(last.value) if last is not None else 0)
+
+
+def _label_mark(session: Session) -> int:
+    """The newest label id: labels stored so far, read from the primary key's index (a count would scan)."""
+    return int(session.scalar(select(func.max(Label.id))) or 0)
 
 
 def reliability_due(session: Session, token: str | None) -> bool:
@@ -499,7 +503,7 @@ def reliability_due(session: Session, token: str | None) -> bool:
 
 
 def reliability_if_due(session: Session, token: str | None) -> dict | None:
-    """Re-estimate reliabilities when ``reliability.every`` answers (of anyone) came in since the last time.
+    """Re-estimate reliabilities when ``reliability.every`` labels (of anyone) came in since the last time.
 
     The web app calls it after an answer has committed, in a transaction of its own (re-estimation may
     recompute many trees, which must not hold the answer's locks).  Any live session may trigger it; two
@@ -511,7 +515,7 @@ def reliability_if_due(session: Session, token: str | None) -> dict | None:
     every = _reliability_every(session)
     if every <= 0 or _answers_since_estimate(session) < every:
         return None
-    n = int(session.scalar(select(func.count()).select_from(Label).where(Label.reliability.is_(None))))
+    n = _label_mark(session)
     last = session.get(Setting, "reliability.last_count")
     if last is None:
         session.add(Setting(key="reliability.last_count", value=n))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import time
 from dataclasses import asdict, dataclass, replace
@@ -307,41 +306,36 @@ def _run_task(store, run_id, cfg, backend, oracle, task_id, kind, payload, resul
     return "failed"
 
 
-def propose_questions(backend, topic: str, n: int, seed: int = 0) -> list[str]:
+def propose_questions(backend, topic: str, n: int, seed: int = 0, *, retries: int = 2,
+                      earlier: Sequence[str] = (), report: Callable[[Any], None] | None = None) -> list[str]:
     """Up to n yes/no questions about ``topic`` from the model (schema-constrained JSON).
 
-    The token cap is ``question_bound(n)``, so no answer is cut off.  Kept: questions of at least
-    three words that match ``QUESTION_PATTERN`` (a backend that cannot enforce the pattern may break
-    it), are not the topic and repeat no earlier one (normalized text)."""
-    prompt = (f"Topic: {topic}\nWrite {n} different yes/no questions about this topic whose answer is uncertain "
-              "and could be checked. Each question is one sentence ending with a question mark.")
-    gens = backend.generate_json([prompt], question_schema(n), max_new_tokens=question_bound(n), seed=seed)
-    out: list[str] = []
-    if gens and gens[0].ok:
-        try:
-            items = json.loads(gens[0].text).get("questions", [])
-        except (ValueError, AttributeError):
-            items = []
-        seen = {normalize(topic)}
-        for q in items if isinstance(items, list) else []:
-            if not isinstance(q, str):
-                continue
-            q = " ".join(q.split())
-            if len(q.split()) >= 3 and re.match(QUESTION_PATTERN, q) and normalize(q) not in seen:
-                seen.add(normalize(q))
-                out.append(q)
-    return out[:n]
+    The token cap is ``question_bound(n)``, so no answer is cut off.  Kept: questions that pass the
+    guards of ``argtree.propose`` (yes/no, at most one negation, on the topic, no near-duplicate of
+    ``earlier`` or of each other ...); while fewer than n pass, up to ``retries`` sampled calls with new
+    seeds ask for the rest.  ``report`` receives the ``argtree.propose.Proposals`` (rejections with reasons)."""
+    from .propose import propose
+
+    out = propose(backend, topic, n, seed, retries=retries, earlier=earlier)
+    if report is not None:
+        report(out)
+    return out.questions[:n]
 
 
 def _propose(store, run_id, cfg, backend, task_id, payload) -> str:
-    questions = propose_questions(backend, payload["topic"], cfg.per_topic, cfg.seed)
+    said: list = []
+    questions = propose_questions(backend, payload["topic"], cfg.per_topic, cfg.seed, retries=cfg.retries,
+                                  earlier=cfg.questions, report=said.append)
     tasks = [{"kind": "question", "key": "q:" + normalize(q)[:240], "priority": 2.0,
               "payload": {"question": q, "topic": payload["topic"]}} for q in questions]
+    rejected = [v.to_json() for v in said[0].rejected]
     # One proposer at a time per run: two workers counting at once would both see room and add past
     # --max-questions (or the same question twice).
     new = store.add_questions(run_id, task_id, tasks, cfg.max_questions,
-                              lambda room, new: {"questions": questions[:room], "new": new})
-    return f"{new} questions"
+                              lambda room, new: {"questions": questions[:room], "new": new, "rejected": rejected,
+                                                 "negation": [q for q, v in zip(questions[:room], said[0].accepted)
+                                                              if v.negation]})
+    return f"{new} questions" + (f" ({len(rejected)} proposals rejected)" if rejected else "")
 
 
 def _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result) -> str:

@@ -690,23 +690,27 @@ def test_propose_questions_asks_with_the_bound_and_filters():
             self.asked = (schema, kw)
             return super().generate_json(prompts, schema, **kw)
 
-    answer = {"questions": ["Urban cycling?",                            # the topic (normalized) itself
+    answer = {"questions": ["Urban cycling?",                            # the topic (normalized), under 15 characters
                             "Is urban  cycling safe in winter?",          # kept, spaces collapsed
-                            "is urban cycling safe in winter?",           # a repeat (normalized)
-                            "Safe enough?",                               # under three words
+                            "is urban cycling safe in winter?",           # no capital first (breaks the pattern)
+                            "Safe enough?",                               # too short (breaks the pattern)
                             "Does cycling cut commuting costs.",           # no question (breaks the pattern)
-                            "Do bike lanes reduce traffic deaths?",       # kept
-                            "Can cargo bikes replace delivery vans?",     # kept
-                            "Will cycling grow in cold cities?"]}         # past n
+                            "Do bike lanes reduce traffic deaths?",       # off the topic (no word of it)
+                            "Is urban cycling safe during winter?",       # a near-duplicate of the first
+                            "Will cycling grow in cold cities?",          # kept
+                            "Can urban cycling replace delivery vans?",   # kept
+                            "Does urban cycling cut costs in Lyon?"]}     # past n
     be = Scripted([json.dumps(answer)])
-    assert propose_questions(be, "urban cycling?", 3, seed=4) == [
-        "Is urban cycling safe in winter?", "Do bike lanes reduce traffic deaths?",
-        "Can cargo bikes replace delivery vans?"]
+    seen = []
+    assert propose_questions(be, "urban cycling?", 3, seed=4, retries=0, report=seen.append) == [
+        "Is urban cycling safe in winter?", "Will cycling grow in cold cities?",
+        "Can urban cycling replace delivery vans?"]
+    assert [v.reason for v in seen[0].rejected] == ["not-a-question"] * 4 + ["off-topic", "near-duplicate"]
     schema, kw = be.asked
     assert schema == question_schema(3) and kw["max_new_tokens"] == question_bound(3) and kw["seed"] == 4
-    assert propose_questions(FakeBackend(["not json"]), "x", 3) == []
-    assert propose_questions(FakeBackend([Generation("", error="boom")]), "x", 3) == []
-    assert propose_questions(FakeBackend(['{"questions": "Is it one string?"}']), "x", 3) == []
+    assert propose_questions(FakeBackend(["not json"]), "x", 3, retries=0) == []
+    assert propose_questions(FakeBackend([Generation("", error="boom")]), "x", 3, retries=0) == []
+    assert propose_questions(FakeBackend(['{"questions": "Is it one string?"}']), "x", 3, retries=0) == []
 
 
 def test_cli_fake_proposes_and_grows_questions_about_a_topic(tmp_path):

@@ -59,6 +59,30 @@ def _reaper(procs):
     return stop
 
 
+def _propose_only(topics, n, retries, seed, as_json, backend) -> None:
+    """``--propose-only``: each topic's proposals, accepted and rejected, printed; nothing stored."""
+    from ..propose import propose
+    from ..text import escape_controls
+
+    results = [propose(backend, t, n, seed + 1000 * i, retries=retries) for i, t in enumerate(topics)]
+    summary = {"accepted": sum(len(r.accepted) for r in results), "rejected": sum(len(r.rejected) for r in results),
+               "negation": sum(v.negation for r in results for v in r.accepted)}
+    if as_json:
+        print_json({"topics": [r.to_json() for r in results], "summary": summary})
+        return
+    out = console()
+    for r in results:
+        out.print(f"[bold]{escape(escape_controls(r.topic))}[/] ({r.attempts} model calls)")
+        for i, v in enumerate(r.accepted, 1):
+            out.print(f"  {i}. {escape(v.text)}" + ("  [yellow](negation)[/]" if v.negation else ""))
+        for v in r.rejected:
+            out.print(f"  [dim]rejected ({v.reason}): {escape(escape_controls(v.text))}[/]")
+        for e in r.errors:
+            out.print(f"  [dim]unusable answer: {escape(e)}[/]")
+    out.print(f"{summary['accepted']} accepted, {summary['rejected']} rejected, "
+              f"{summary['negation']} accepted with a negation")
+
+
 def _finite_seconds(ctx, param, value: float) -> float:
     if not math.isfinite(value):  # FloatRange lets nan and inf through; time.sleep would fail on them later
         raise click.BadParameter(f"{value} is not a finite number of seconds.")
@@ -89,7 +113,8 @@ def _finite_seconds(ctx, param, value: float) -> float:
 @click.option("--ask-top", type=click.IntRange(min=1), default=3, show_default=True,
               help="Premises sent to the oracle per round (highest VoI first).")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
-              help="Sampled retries of an unusable expansion (0 is fastest on a CPU).")
+              help="Sampled retries of an unusable expansion, and of a topic's proposals while fewer than --n "
+                   "passed the guards (0 is fastest on a CPU).")
 @click.option("--max-new-tokens", type=click.IntRange(min=16), default=None,
               help="Token cap per model answer (default: the longest answer the schema admits, so none is cut).")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True)
@@ -106,9 +131,14 @@ def _finite_seconds(ctx, param, value: float) -> float:
               help="Start a new run: never resume an unfinished run, and run again what a finished run did.")
 @click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final stats as JSON.")
+@click.option("--propose-only", is_flag=True,
+              help="Print the questions the model proposes for each topic (accepted, and rejected with the "
+                   "guard's reason) and stop: no tree is grown, nothing is stored, no database is opened.")
+@click.option("--n", "per_topic", type=click.IntRange(1, 5), default=3, show_default=True,
+              help="Questions proposed per topic.")
 def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_kind, dataset, poll_seconds, workers,
          budget, ask_top, retries, max_new_tokens, backend, model, device, timeout, concurrency, seed, fresh, database,
-         as_json) -> None:
+         as_json, propose_only, per_topic) -> None:
     """Run the autonomous loop until the budget is spent or Ctrl-C.
 
     The model proposes questions about the topics, grows a tree for each
@@ -131,6 +161,11 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
     from .exits import INTERRUPTED, WORKER_FAILED, Failed
 
     topics = list(topic_list) + (_read_topics(topics_file) if topics_file else [])
+    if propose_only:
+        if not topics:
+            raise InputError("--propose-only needs --topic or --topics FILE (questions are proposed about topics)")
+        return _propose_only(topics, per_topic, retries, seed, as_json,
+                             _make_backend(backend, model, device, timeout, concurrency, database))
     url = database or database_url()
     if workers > 1 and url.startswith("sqlite"):  # refused before anything is stored
         raise InputError("--workers > 1 needs PostgreSQL (ARGTREE_DATABASE_URL=postgresql+psycopg://...)")
@@ -148,7 +183,7 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
                              "(or --oracle dataset with a --dataset that has questions)")
     cfg = LoopConfig(topics=tuple(topics), questions=tuple(questions), max_questions=max_questions,
                      hours=hours, budget=budget, ask_top=ask_top, seed=seed,
-                     label_root=oracle_kind == "dataset", retries=retries, max_new_tokens=max_new_tokens,
+                     label_root=oracle_kind == "dataset", retries=retries, per_topic=per_topic, max_new_tokens=max_new_tokens,
                      poll_seconds=poll_seconds)
     settings = {"backend": backend, "model": model, "dataset": os.path.abspath(dataset) if dataset else None}
     out = console()

@@ -1,0 +1,339 @@
+"""Question proposals for the loop: the prompt, the guards, sampled retries, and training data.
+
+``argtree.loop.propose_questions`` asks the model for yes/no questions about a
+topic (``proposal_prompt``, ``argtree.loop.question_schema``).  The schema
+already makes each one a single ASCII line with a capital first and a "?"
+last; the guards here decide whether it is a question the loop should grow a
+tree for.  A proposal is rejected, with the reason, when it
+
+* ``not-a-question``: breaks the schema's pattern (a backend that cannot
+  enforce it), has a "?" before the end or none at the end;
+* ``not-yes-no``: does not start with an auxiliary or modal verb (``YES_NO_START``:
+  Is, Are, Does, Did, Can, Could, Would, Will, Was, Were, Has, Have, Had,
+  Should, Do, ... or a negated contraction of one, "Isn't");
+* ``too-short``: has fewer than ``MIN_WORDS`` words;
+* ``unfinished``: ends on a word that cannot end a question ("... and is not?");
+* ``degenerate``: repeats the same few words over and over;
+* ``stacked-negation``: holds more than one negation word (not, no, never,
+  none, nor, neither, n't ...); a question with one is accepted and flagged
+  (``Verdict.negation``), so reports can count them;
+* ``copies-topic``: is the topic itself;
+* ``off-topic``: shares no content word with the topic (accents dropped; a
+  word matches another up to a plural ending or when both begin with the same
+  5+ letters making 70% of the shorter one: hippos / hippopotamus; see ``_same_word``);
+* ``near-duplicate``: its content words overlap an earlier question of the
+  run (the ones given, and the ones accepted before it) with a Jaccard
+  similarity of at least ``DUP_THRESHOLD`` (``argtree.expand.similarity``).
+
+``propose`` calls the backend greedily first, then (while fewer than n
+questions were accepted) up to ``retries`` more times with sampling
+(``RETRY_TEMPERATURE``) and a new seed each time, asking for the questions
+still missing; every rejection is kept with its reason.
+
+``proposal_records`` turns StrategyQA into training data for the proposer:
+the term and its description are the topic, the term's questions the answer,
+in exactly the prompt and JSON shape ``propose_questions`` uses, train split
+only (``argtree.questions.split_heldout``, the split every part of argtree
+holds out).
+
+Pure apart from ``propose``, which calls the backend it is handed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from .datasets import normalize as normalize_key
+from .expand import content_words, similarity
+
+__all__ = ["YES_NO_START", "NEGATION_WORDS", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
+           "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
+           "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms"]
+
+YES_NO_START = frozenset("is are was were does do did can could would will has have had should shall must may "
+                         "might".split())
+NEGATION_WORDS = frozenset("not no never none nor neither nobody nothing nowhere cannot".split())
+DUP_THRESHOLD = 0.7
+MIN_WORDS = 4
+RETRY_TEMPERATURE = 0.8
+REASONS = ("not-a-question", "not-yes-no", "too-short", "unfinished", "degenerate", "stacked-negation",
+           "copies-topic", "off-topic", "near-duplicate")
+# Words a finished question does not end on ("Is X good for the?", "... and is not?").
+_DANGLING = frozenset("a an the and or but nor than if its their his her my our your very no not".split())
+_TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
+
+
+def proposal_prompt(topic: str, n: int) -> str:
+    """The user prompt ``propose_questions`` sends (and the proposer is trained on)."""
+    return (f"Topic: {topic}\nWrite {n} different yes/no questions about this topic whose answer is uncertain "
+            "and could be checked. Each question is one sentence ending with a question mark.")
+
+
+def _tokens(text: str) -> list[str]:
+    return [t.lower() for t in _TOKEN.findall(text.replace("\u2019", "'"))]
+
+
+def negations(text: str) -> int:
+    """Negation words in ``text`` (not, no, never, none, nor, neither, cannot, any n't contraction ...)."""
+    return sum(t in NEGATION_WORDS or t.endswith("n't") for t in _tokens(text))
+
+
+def _first_is_aux(text: str) -> bool:
+    toks = _tokens(text)
+    if not toks or not text[:1].isupper():
+        return False
+    first = toks[0]
+    if first.endswith("n't"):  # Isn't, Doesn't, Can't, Won't, Shouldn't
+        first = {"can't": "can", "won't": "will", "shan't": "shall"}.get(first, first[:-3])
+    return first in YES_NO_START
+
+
+def is_yes_no(text: str) -> bool:
+    """One question, answered yes or no: an auxiliary or modal verb first, one "?" and it last."""
+    text = text.strip()
+    return _first_is_aux(text) and text.endswith("?") and text.count("?") == 1
+
+
+def _forms(word: str) -> set[str]:
+    """The word and what it is without a plural ending (bikes -> bike, boxes -> box, cities -> city)."""
+    out = {word}
+    for end, add in (("ies", "y"), ("es", ""), ("s", "")):
+        if word.endswith(end) and len(word) - len(end) >= 3:
+            out.add(word[: -len(end)] + add)
+    return out
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Equal, equal up to a plural ending (bike / bikes, city / cities, moustache / moustaches), or one stem
+    with other endings: a common beginning of at least 5 letters and 70% of the shorter word (hippos /
+    hippopotamus, tourist / tourism, snowboard / snowboarding; not internet / international)."""
+    if a == b or _forms(a) & _forms(b):
+        return True
+    k = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        k += 1
+    return k >= 5 and k >= 0.7 * min(len(a), len(b))
+
+
+def _plain(text: str) -> str:
+    """Accents dropped (Panthéon -> Pantheon), so content words compare as a reader would."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def mentions_topic(text: str, topic: str) -> bool:
+    """Does ``text`` share a content word with ``topic`` (up to a plural ending)?  A topic without content
+    words (all stop words) is mentioned by anything."""
+    tw = content_words(_plain(topic))
+    if not tw:
+        return True
+    qw = content_words(_plain(text))
+    return any(_same_word(a, b) for a in tw for b in qw)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    text: str
+    reason: str | None      # None: accepted; else one of REASONS
+    negation: bool = False  # holds (exactly) one negation word
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"question": self.text, "negation": self.negation}
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+class ProposalGuard:
+    """What a new proposal about ``topic`` must be (module doc); ``earlier``: questions of the run so far.
+
+    ``check`` judges one text; ``accept`` adds an accepted one to the questions later ones are compared with."""
+
+    def __init__(self, topic: str, earlier: Iterable[str] = (), dup_threshold: float = DUP_THRESHOLD,
+                 pattern: str | None = None):
+        if pattern is None:
+            from .loop import QUESTION_PATTERN as pattern
+        self.topic = topic
+        self.earlier = list(earlier)
+        self.dup_threshold = dup_threshold
+        self.pattern = re.compile(pattern)
+
+    def reason(self, text: str) -> str | None:
+        if not self.pattern.match(text) or text.count("?") != 1:
+            return "not-a-question"
+        if not _first_is_aux(text):
+            return "not-yes-no"
+        toks = _tokens(text)
+        if len(toks) < MIN_WORDS:
+            return "too-short"
+        if toks[-1] in _DANGLING:
+            return "unfinished"
+        if len(toks) >= 8 and len(set(toks)) / len(toks) < 0.6:
+            return "degenerate"
+        if negations(text) > 1:
+            return "stacked-negation"
+        if normalize_key(text) == normalize_key(self.topic) or similarity(text, self.topic) >= 1.0:
+            return "copies-topic"
+        if not mentions_topic(text, self.topic):
+            return "off-topic"
+        if any(similarity(text, e) >= self.dup_threshold for e in self.earlier):
+            return "near-duplicate"
+        return None
+
+    def check(self, text: str) -> Verdict:
+        text = " ".join(str(text).split())
+        return Verdict(text, self.reason(text), negations(text) == 1)
+
+    def accept(self, text: str) -> None:
+        self.earlier.append(" ".join(text.split()))
+
+
+@dataclass
+class Proposals:
+    """One topic's proposals: accepted (in order), rejected with reasons, and the model calls made."""
+
+    topic: str
+    accepted: list[Verdict] = field(default_factory=list)
+    rejected: list[Verdict] = field(default_factory=list)
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)   # answers that were no usable JSON (per attempt)
+
+    @property
+    def questions(self) -> list[str]:
+        return [v.text for v in self.accepted]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"topic": self.topic, "accepted": [v.to_json() for v in self.accepted],
+                "rejected": [v.to_json() for v in self.rejected], "attempts": self.attempts,
+                "errors": list(self.errors)}
+
+
+def _items(gen) -> tuple[list[Any], str | None]:
+    if not getattr(gen, "ok", False):
+        return [], f"generation failed: {getattr(gen, 'error', None) or 'no answer'}"
+    try:
+        items = json.loads(gen.text).get("questions", [])
+    except (ValueError, AttributeError):
+        return [], "not JSON with a 'questions' list"
+    if not isinstance(items, list):
+        return [], "'questions' is not a list"
+    return items, None
+
+
+def propose(backend, topic: str, n: int, seed: int = 0, *, retries: int = 2, earlier: Iterable[str] = (),
+            temperature: float = RETRY_TEMPERATURE) -> Proposals:
+    """Up to ``n`` guarded yes/no questions about ``topic`` (module doc): a greedy call, then up to
+    ``retries`` sampled calls with new seeds for the questions still missing."""
+    from .loop import question_bound, question_schema
+
+    guard = ProposalGuard(topic, earlier)
+    out = Proposals(topic)
+    for attempt in range(retries + 1):
+        want = n - len(out.accepted)
+        if want <= 0:
+            break
+        temp = 0.0 if attempt == 0 else temperature
+        gens = backend.generate_json([proposal_prompt(topic, want)], question_schema(want),
+                                     max_new_tokens=question_bound(want), temperature=temp,
+                                     seed=seed + 7919 * attempt)
+        out.attempts += 1
+        items, error = _items(gens[0] if gens else None)
+        if error:
+            out.errors.append(error)
+        for q in items:
+            if not isinstance(q, str):
+                out.rejected.append(Verdict(json.dumps(q)[:200], "not-a-question"))
+                continue
+            v = guard.check(q)
+            if v.ok and len(out.accepted) < n:
+                guard.accept(v.text)
+                out.accepted.append(v)
+            elif not v.ok:
+                out.rejected.append(v)
+    return out
+
+
+# -- training data from StrategyQA ------------------------------------------------------------
+
+def proposal_topic(term: str, description: str | None) -> str:
+    """The topic a StrategyQA term stands for in a prompt: "term (description)", or the term alone."""
+    term, description = " ".join(term.split()), " ".join((description or "").split())
+    return f"{term} ({description})" if description else term
+
+
+def _by_term(questions) -> dict[str, list]:
+    groups: dict[str, list] = defaultdict(list)
+    for q in questions:
+        term = q.extra.get("term")
+        if isinstance(term, str) and term.strip():
+            groups[" ".join(term.split())].append(q)
+    return groups
+
+
+def heldout_terms(questions) -> list[tuple[str, str]]:
+    """(term, topic) for the terms all of whose questions are held out: terms no training record names."""
+    from .questions import split_heldout
+
+    train, _ = split_heldout(list(questions))
+    seen = {" ".join(q.extra["term"].split()) for q in train if isinstance(q.extra.get("term"), str)}
+    out = []
+    for term, qs in sorted(_by_term(questions).items()):
+        if term not in seen:
+            out.append((term, proposal_topic(term, qs[0].extra.get("description"))))
+    return out
+
+
+def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True) -> tuple[list[dict], dict]:
+    """(conversational records, counts) teaching the proposer on the train split of StrategyQA ``questions``
+    (``argtree.questions.Question`` objects with ``term``/``description`` in ``extra``).
+
+    One record per term (several, ``max_per_prompt`` questions each, where a term has more): the user
+    prompt is ``proposal_prompt(topic, k)`` and the answer ``{"questions": [...]}`` written as the
+    one-line JSON the constrained decoder writes, valid under ``question_schema(k)``.  Questions that
+    break the schema's pattern are left out, and with ``guarded`` also those the guards reject (with the
+    term's topic; e.g. two negations): the proposer learns what the loop accepts.  Held-out questions
+    (``split_heldout``) never appear.  Deterministic: terms sorted, questions in file order."""
+    from .loop import QUESTION_PATTERN
+    from .questions import split_heldout
+
+    train, held = split_heldout(list(questions))
+    counts: dict[str, int] = {"questions": len(train) + len(held), "heldout": len(held), "train": len(train),
+                              "no_term": 0, "pattern": 0, "records": 0, "used": 0}
+    counts.update({r: 0 for r in REASONS})
+    counts["no_term"] = sum(not isinstance(q.extra.get("term"), str) or not q.extra["term"].strip() for q in train)
+    records = []
+    for term, qs in sorted(_by_term(train).items()):
+        topic = proposal_topic(term, qs[0].extra.get("description"))
+        guard = ProposalGuard(topic)
+        keep = []
+        for q in qs:
+            text = " ".join(q.question.split())
+            if not re.match(QUESTION_PATTERN, text):
+                counts["pattern"] += 1
+                continue
+            if guarded:
+                v = guard.check(text)
+                if not v.ok:
+                    counts[v.reason] += 1
+                    continue
+                guard.accept(text)
+            keep.append(text)
+        for i in range(0, len(keep), max_per_prompt):
+            chunk = keep[i:i + max_per_prompt]
+            records.append({"messages": [
+                {"role": "user", "content": proposal_prompt(topic, len(chunk))},
+                {"role": "assistant", "content": json.dumps({"questions": chunk})},
+            ], "term": term})
+            counts["used"] += len(chunk)
+    counts["records"] = len(records)
+    return records, counts

@@ -1,0 +1,212 @@
+"""Question proposals (issue 16): the guards on a table of good and bad questions, sampled retries,
+``argtree loop --propose-only`` with the fake backend, StrategyQA training data for the proposer."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from argtree.llm.base import Generation
+from argtree.llm.fake import FakeBackend
+from argtree.propose import (REASONS, ProposalGuard, is_yes_no, mentions_topic, negations, propose,
+                             proposal_prompt)
+
+# (topic, question, reason or None when accepted, holds one negation)
+TABLE = [
+    # accepted
+    ("urban cycling", "Is urban cycling safe in winter?", None, False),
+    ("urban cycling", "Do cyclists in Paris live longer than drivers?", None, False),   # cyclists ~ cycling
+    ("cycling in a city", "Are bike lanes in cities cheaper to build than bus lanes?", None, False),  # city(ies)
+    ("renewable energy", "Can renewable energy supply all of Germany's electricity by 2040?", None, False),
+    ("renewable energy", "Did solar power produce more energy than coal in 2023?", None, False),
+    ("renewable energy", "Isn't wind energy cheaper than nuclear power?", None, True),   # negated auxiliary
+    ("renewable energy", "Has any country run on renewables for a whole year?", None, False),  # renewable(s)
+    ("Hippopotamus (large semiaquatic mammal)", "Are hippos dangerous to humans?", None, False),  # hippo ~ hippopotamus
+    ("the Panthéon", "Is the Pantheon older than the Eiffel Tower?", None, False),        # accents dropped
+    ("urban cycling", "Should cyclists never ride on city pavements?", None, True),      # one negation: flagged
+    ("urban cycling", "Could urban cycling cut traffic in Paris by half?", None, False),
+    ("urban cycling", "Was urban cycling common in Amsterdam in 1950?", None, False),    # ends on a number
+    ("urban cycling", "Do most urban cycling trips end within 5 km of home?", None, False),
+    ("urban cycling", "Do cities know what urban cycling is?", None, False),             # may end on 'is'
+    # rejected
+    ("renewable energy", "What is the renewable energy?", "not-yes-no", False),
+    ("renewable energy", "Renewable energy is not a renewable resource that is not being used to produce "
+                         "electricity in the United States of America?", "not-yes-no", True),
+    ("renewable energy", "Is renewable energy not a form of energy that is not being used to produce "
+                         "electricity and is not?", "unfinished", True),
+    ("renewable energy", "Is renewable energy not a form of energy that is never used for electricity?",
+     "stacked-negation", True),
+    ("renewable energy", "Doesn't renewable energy fail to not cut emissions?", "stacked-negation", True),
+    ("renewable energy", "How much does renewable energy cost today?", "not-yes-no", False),
+    ("renewable energy", "Renewable energy is cheap in most countries?", "not-yes-no", False),
+    ("renewable energy", "Is renewable energy cheap? Is it clean?", "not-a-question", False),   # two questions
+    ("renewable energy", "Is renewable energy cheap in Spain.", "not-a-question", False),       # no '?'
+    ("renewable energy", "is renewable energy cheap in Spain?", "not-a-question", False),      # no capital
+    ("renewable energy", 'Is "renewable energy" cheap in Spain?', "not-a-question", False),    # outside the schema
+    ("renewable energy", "Is renewable energy?", "too-short", False),
+    ("renewable energy", "Is renewable energy cheaper than the?", "unfinished", False),
+    ("renewable energy", "Is energy energy energy energy energy energy energy energy?", "degenerate", False),
+    ("renewable energy", "Is the Eiffel Tower taller than Big Ben?", "off-topic", False),
+    ("urban cycling", "Do bike lanes reduce traffic deaths in Lyon?", "off-topic", False),
+    ("Internet", "Is interstellar travel possible by 2100?", "off-topic", False),   # inter-, not internet
+    # On the topic to a reader, but no word of it: the guard is literal (the topic or a word of it).
+    ("renewable energy", "Would wind farms be profitable without subsidies?", "off-topic", False),
+]
+
+
+@pytest.mark.parametrize("topic,question,reason,negated", TABLE, ids=[f"{i}-{r or 'ok'}" for i, (_, _, r, _) in
+                                                                       enumerate(TABLE)])
+def test_guards_on_a_table_of_good_and_bad_questions(topic, question, reason, negated):
+    v = ProposalGuard(topic).check(question)
+    assert v.reason == reason, (question, v)
+    assert v.ok == (reason is None)
+    if reason is None:
+        assert v.negation == negated and is_yes_no(question) and mentions_topic(question, topic)
+    else:
+        assert reason in REASONS
+    assert (negations(question) > 0) == negated
+
+
+def test_the_table_covers_every_reason_but_the_run_level_ones():
+    seen = {r for _, _, r, _ in TABLE if r}
+    assert seen == set(REASONS) - {"copies-topic", "near-duplicate"}  # those two: tested below
+
+
+def test_near_duplicates_of_earlier_questions_of_the_run_and_copies_of_the_topic():
+    g = ProposalGuard("urban cycling", earlier=["Is urban cycling safe in winter?"])
+    assert g.check("Is urban cycling safe during winter?").reason == "near-duplicate"  # Jaccard 4/5
+    assert g.check("Is urban cycling safe?").reason == "near-duplicate"               # 3/4
+    assert g.check("Is urban cycling faster than driving in Paris?").ok               # 2/7
+    g.accept("Is urban cycling faster than driving in Paris?")
+    assert g.check("Is urban cycling faster than driving in Paris at rush hour?").reason == "near-duplicate"
+    assert ProposalGuard("Is coffee bad for your heart?").check("Is coffee bad for your heart?").reason == \
+        "copies-topic"
+    # Spaces are collapsed before anything is judged; the verdict keeps the collapsed text.
+    v = ProposalGuard("urban cycling").check("Is  urban cycling   safe in winter?")
+    assert v.ok and v.text == "Is urban cycling safe in winter?"
+
+
+def test_negations_and_yes_no_starts():
+    assert negations("Is it not true that nobody cannot swim?") == 3
+    assert negations("Isn't it cheap?") == negations("Can't it fly?") == negations("Won\u2019t it rain?") == 1
+    assert negations("Is snow white in Norway?") == 0
+    assert negations("Is a knot a nautical unit?") == 0  # 'knot' is no 'not'
+    for q in ("Is it?", "Are they?", "Does it?", "Did it?", "Can it?", "Could it?", "Would it?", "Will it?",
+              "Was it?", "Were they?", "Has it?", "Have they?", "Had it?", "Should it?", "Do they?",
+              "Isn't it?", "Won't it?", "Can't it?"):
+        assert is_yes_no(q), q
+    for q in ("What is it?", "Why is it?", "It is?", "Island is big?", "Is it? Yes?", "Is it", "is it?",
+              "Willow trees grow fast?"):
+        assert not is_yes_no(q), q
+
+
+def _answer(*questions) -> str:
+    return json.dumps({"questions": list(questions)})
+
+
+class Recording(FakeBackend):
+    def generate_json(self, prompts, schema, **kw):
+        self.asked = getattr(self, "asked", []) + [(list(prompts), schema, kw)]
+        return super().generate_json(prompts, schema, **kw)
+
+
+def test_rejected_proposals_are_recorded_and_retried_with_sampling_and_new_seeds():
+    from argtree.loop import question_bound, question_schema
+
+    be = Recording([
+        _answer("Is urban cycling safe in winter?", "What is urban cycling?",
+                "Is urban cycling not never safe in winter?"),
+        _answer("Is urban cycling safe during winter?", "Do bike lanes cut deaths in Lyon?"),
+        _answer("Can urban cycling cut traffic in Paris by half?"),
+    ])
+    out = propose(be, "urban cycling", 3, seed=5, retries=2)
+    assert out.questions == ["Is urban cycling safe in winter?", "Can urban cycling cut traffic in Paris by half?"]
+    assert [(v.text, v.reason) for v in out.rejected] == [
+        ("What is urban cycling?", "not-yes-no"), ("Is urban cycling not never safe in winter?", "stacked-negation"),
+        ("Is urban cycling safe during winter?", "near-duplicate"), ("Do bike lanes cut deaths in Lyon?", "off-topic")]
+    assert out.attempts == 3
+    (p0, s0, k0), (p1, s1, k1), (p2, s2, k2) = be.asked
+    # Greedy first; then sampling with a new seed each time, asking for the questions still missing.
+    assert k0["temperature"] == 0 and k1["temperature"] > 0 and k2["temperature"] > 0
+    assert len({k0["seed"], k1["seed"], k2["seed"]}) == 3 and k0["seed"] == 5
+    assert p0 == [proposal_prompt("urban cycling", 3)] and s0 == question_schema(3)
+    assert p1 == [proposal_prompt("urban cycling", 2)] and s1 == question_schema(2)
+    assert k1["max_new_tokens"] == question_bound(2) and p2 == [proposal_prompt("urban cycling", 2)]
+    assert out.to_json()["rejected"][0] == {"question": "What is urban cycling?", "negation": False,
+                                            "reason": "not-yes-no"}
+
+
+def test_no_retry_once_enough_passed_and_broken_answers_are_counted():
+    be = Recording([_answer("Is urban cycling safe in winter?", "Is urban cycling faster than driving?")])
+    out = propose(be, "urban cycling", 2, retries=3)
+    assert out.attempts == 1 and len(out.questions) == 2 and not out.rejected
+    out = propose(FakeBackend(["not json", Generation("", error="boom"), '{"questions": "one string?"}']),
+                  "urban cycling", 2, retries=2)
+    assert out.questions == [] and out.attempts == 3 and len(out.errors) == 3
+    out = propose(FakeBackend([_answer(7, "Is urban cycling safe in winter?")]), "urban cycling", 1, retries=0)
+    assert out.questions == ["Is urban cycling safe in winter?"] and out.rejected[0].reason == "not-a-question"
+
+
+def test_the_fake_backend_retries_to_n_distinct_questions_on_the_topic():
+    from argtree.loop import QUESTION_PATTERN, propose_questions
+
+    seen = []
+    qs = propose_questions(FakeBackend(), "urban cycling", 4, seed=1, report=seen.append)
+    assert len(qs) == 4 and len(set(qs)) == 4
+    assert all(re.match(QUESTION_PATTERN, q) and "urban cycling" in q for q in qs)
+    assert seen[0].questions == qs
+
+
+# -- argtree loop --propose-only ----------------------------------------------------------
+
+def _cli(*args, home):
+    env = dict(os.environ, ARGTREE_HOME=str(home), PYTHONIOENCODING="utf-8")
+    env.pop("ARGTREE_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "argtree.cli", "loop", *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_propose_only_prints_proposals_and_touches_no_store(tmp_path):
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([
+        _answer("Is urban cycling safe in winter?", "What is urban cycling?"),
+        _answer("Does urban cycling cut commuting costs in Paris?"),
+        _answer("Is renewable energy cheaper than coal?", "Is renewable energy cheap? Or not?"),
+    ]))
+    db = tmp_path / "never.db"
+    res = _cli("--backend", "fake", "--model", str(script), "--topic", "urban cycling", "--topic",
+               "renewable energy", "--propose-only", "--n", "2", "--retries", "1", "--json",
+               "--database", f"sqlite:///{db}", home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert [t["topic"] for t in out["topics"]] == ["urban cycling", "renewable energy"]
+    cyc, ren = out["topics"]
+    assert [a["question"] for a in cyc["accepted"]] == ["Is urban cycling safe in winter?",
+                                                        "Does urban cycling cut commuting costs in Paris?"]
+    assert cyc["rejected"] == [{"question": "What is urban cycling?", "negation": False, "reason": "not-yes-no"}]
+    assert cyc["attempts"] == 2
+    # The script ran out for the second topic's retry: the fake answered it like a model would.
+    assert ren["accepted"][0]["question"] == "Is renewable energy cheaper than coal?"
+    assert ren["rejected"][0]["reason"] == "not-a-question" and len(ren["accepted"]) == 2
+    assert out["summary"] == {"accepted": 4, "rejected": 2, "negation": 0}
+    # Nothing stored, no database created, not even the default one under ARGTREE_HOME.
+    assert not db.exists() and not list(tmp_path.glob("**/*.db"))
+
+    # The table form says the same.
+    script.write_text(json.dumps([_answer("Is urban cycling safe in winter?", "What is urban cycling?")]))
+    res = _cli("--backend", "fake", "--model", str(script), "--topic", "urban cycling", "--propose-only",
+               "--n", "1", home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Is urban cycling safe in winter?" in res.stdout
+    assert "What is urban cycling?" in res.stdout and "not-yes-no" in res.stdout
+    assert not list(tmp_path.glob("**/*.db"))
+
+
+def test_propose_only_needs_a_topic(tmp_path):
+    res = _cli("--backend", "fake", "--question", "Is it?", "--propose-only", home=tmp_path)
+    assert res.returncode == 2 and "--propose-only" in res.stderr and "Traceback" not in res.stderr

@@ -302,15 +302,17 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     one-line JSON the constrained decoder writes, valid under ``question_schema(k)``.  Questions that
     break the schema's pattern are left out, and with ``guarded`` also those the guards reject (with the
     term's topic; e.g. two negations): the proposer learns what the loop accepts.  Held-out questions
-    (``split_heldout``) never appear.  Deterministic: terms sorted, questions in file order."""
+    (``split_heldout``) never appear, not even as a train question with the same text under another id.  Deterministic: terms sorted, questions in file order."""
     from .loop import QUESTION_PATTERN
     from .questions import split_heldout
 
     train, held = split_heldout(list(questions))
     counts: dict[str, int] = {"questions": len(train) + len(held), "heldout": len(held), "train": len(train),
-                              "no_term": 0, "pattern": 0, "records": 0, "used": 0}
+                              "no_term": 0, "same_as_heldout": 0, "pattern": 0, "records": 0, "used": 0}
     counts.update({r: 0 for r in REASONS})
     counts["no_term"] = sum(not isinstance(q.extra.get("term"), str) or not q.extra["term"].strip() for q in train)
+    # StrategyQA holds some questions twice under two ids: a train copy of a held-out question is left out.
+    held_texts = {normalize_key(q.question) for q in held}
     records = []
     for term, qs in sorted(_by_term(train).items()):
         topic = proposal_topic(term, qs[0].extra.get("description"))
@@ -318,6 +320,9 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
         keep = []
         for q in qs:
             text = " ".join(q.question.split())
+            if normalize_key(text) in held_texts:
+                counts["same_as_heldout"] += 1
+                continue
             if not re.match(QUESTION_PATTERN, text):
                 counts["pattern"] += 1
                 continue

@@ -210,3 +210,108 @@ def test_propose_only_prints_proposals_and_touches_no_store(tmp_path):
 def test_propose_only_needs_a_topic(tmp_path):
     res = _cli("--backend", "fake", "--question", "Is it?", "--propose-only", home=tmp_path)
     assert res.returncode == 2 and "--propose-only" in res.stderr and "Traceback" not in res.stderr
+
+
+# -- training data for the proposer from StrategyQA ------------------------------------------------
+
+def _strategyqa_like(n_terms=60, per_term=3):
+    """StrategyQA-shaped question records: several questions per term, one with two negations, one off
+    the topic, one with a quote (outside the schema)."""
+    from argtree.questions import parse_questions
+
+    rows = []
+    for t in range(n_terms):
+        term = f"Gadget{t}"
+        for j in range(per_term):
+            rows.append({"qid": f"q{t}-{j}", "term": term, "description": f"a made-up device number {t}",
+                         "question": f"Is Gadget{t} sold in {('Peru', 'Chile', 'Kenya')[j]}?", "answer": bool(j % 2),
+                         "facts": []})
+    rows[0]["question"] = "Is Gadget0 not never used in any country today?"
+    rows[1]["question"] = "Is the Eiffel Tower taller than Big Ben?"
+    rows[2]["question"] = 'Is Gadget0 called "the box" in Spain?'
+    return parse_questions(json.dumps(rows))
+
+
+def _check_records(records, questions):
+    import jsonschema
+
+    from argtree.loop import question_schema
+    from argtree.questions import split_heldout
+
+    _, held = split_heldout(questions)
+    held_texts = {q.question for q in held}
+    assert held_texts  # the check below could fail
+    pat = re.compile(r"^Topic: (.*)\nWrite (\d) different yes/no questions")
+    for rec in records:
+        user, assistant = rec["messages"]
+        assert user["role"] == "user" and assistant["role"] == "assistant"
+        answer = json.loads(assistant["content"])
+        k = len(answer["questions"])
+        jsonschema.validate(answer, question_schema(k))
+        m = pat.match(user["content"])
+        assert m and int(m.group(2)) == k and user["content"] == proposal_prompt(m.group(1), k)
+        assert assistant["content"] == json.dumps(answer)  # one line, ", " and ": " as the decoder writes
+        assert not set(answer["questions"]) & held_texts
+    return [q for rec in records for q in json.loads(rec["messages"][1]["content"])["questions"]]
+
+
+def test_proposal_records_hold_no_heldout_question_and_fit_the_schema():
+    from argtree.propose import proposal_records, proposal_topic
+    from argtree.questions import split_heldout
+
+    questions = _strategyqa_like()
+    records, counts = proposal_records(questions)
+    used = _check_records(records, questions)
+    train, held = split_heldout(questions)
+    assert counts["train"] == len(train) and counts["heldout"] == len(held) > 0
+    assert counts["stacked-negation"] + counts["off-topic"] + counts["pattern"] == \
+        sum(q.qid in {"q0-0", "q0-1", "q0-2"} for q in train)
+    assert counts["used"] == len(used) == len(train) - (counts["stacked-negation"] + counts["off-topic"] + counts["pattern"])
+    assert counts["near-duplicate"] == counts["same_as_heldout"] == 0
+    # Several questions per prompt where a term has several: the train questions of a term share one record.
+    by_term = {}
+    for q in train:
+        by_term.setdefault(q.extra["term"], []).append(q.question)
+    for rec in records:
+        qs = json.loads(rec["messages"][1]["content"])["questions"]
+        assert rec["messages"][0]["content"].startswith("Topic: " + proposal_topic(rec["term"], None) + " (")
+        assert qs == [q for q in by_term[rec["term"]] if q in qs]
+    assert max(len(json.loads(r["messages"][1]["content"])["questions"]) for r in records) == 3
+    assert proposal_records(questions) == (records, counts)  # deterministic
+    # At most max_per_prompt questions per record: a term with more is cut into several records.
+    small, _ = proposal_records(questions, max_per_prompt=2)
+    assert max(len(json.loads(r["messages"][1]["content"])["questions"]) for r in small) == 2
+    assert sorted(_check_records(small, questions)) == sorted(used)
+    # A held-out question's text under another id (StrategyQA has such pairs) stays out of training too.
+    from dataclasses import replace
+
+    copies = [replace(q, qid=q.qid + "-copy") for q in held]
+    assert split_heldout(copies)[0]  # some copies land in the train split ...
+    records2, counts2 = proposal_records(questions + copies)
+    assert counts2["same_as_heldout"] == len(split_heldout(copies)[0])
+    assert _check_records(records2, questions + copies) == used  # ... and none is taught
+
+
+def test_proposal_records_from_strategyqa_itself(tmp_path):
+    from argtree.questions import load_questions, split_heldout
+    from argtree.strategyqa import default_path
+
+    if not os.path.exists(default_path()):
+        pytest.skip(f"StrategyQA not found at {default_path()}")
+    from argtree.propose import heldout_terms, proposal_records
+
+    questions = load_questions(default_path())
+    records, counts = proposal_records(questions)
+    used = _check_records(records, questions)
+    assert counts["used"] == len(used) > 1500 and counts["heldout"] > 250
+    assert any(len(json.loads(r["messages"][1]["content"])["questions"]) > 1 for r in records)
+    # Held-out terms name no training record, and every question of theirs is held out.
+    train, held = split_heldout(questions)
+    terms = {t for t, _ in heldout_terms(questions)}
+    assert terms and not terms & {r["term"] for r in records}
+    assert not terms & {q.extra["term"] for q in train}
+    # finetune reads them as conversational records.
+    from argtree.finetune import sft_records
+
+    fmt, rows = sft_records(records[:20], "proposals")
+    assert fmt == "conversational" and len(rows) == 20

@@ -315,3 +315,55 @@ def test_proposal_records_from_strategyqa_itself(tmp_path):
 
     fmt, rows = sft_records(records[:20], "proposals")
     assert fmt == "conversational" and len(rows) == 20
+
+
+# -- the real model ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local_backend():
+    from argtree.llm.local import LocalBackend
+
+    return LocalBackend(None)  # the default model (bundled SmolLM2-135M + the shipped adapter)
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_real_model_proposals_are_guarded_and_retried(local_backend):
+    """The default model's proposals for a topic: every answer schema-valid and not cut off, every question
+    it wrote either accepted (and then yes/no, on the topic, at most one negation, no near-duplicate) or
+    rejected with a reason; retries sample with new seeds and ask only for what is missing."""
+    from argtree.loop import QUESTION_PATTERN, question_bound
+    from argtree.expand import similarity
+
+    class Recording:
+        def __init__(self, backend):
+            self.backend, self.asked = backend, []
+            self.model_version = backend.model_version
+
+        def generate_json(self, prompts, schema, **kw):
+            gens = self.backend.generate_json(prompts, schema, **kw)
+            self.asked.append((kw, gens))
+            return gens
+
+    be = Recording(local_backend)
+    out = propose(be, "renewable energy", 3, seed=0, retries=2)
+    assert out.attempts == len(be.asked) and 1 <= out.attempts <= 3
+    written = 0
+    for a, (kw, (g,)) in enumerate(be.asked):
+        assert g.ok and not g.truncated, g
+        items = json.loads(g.text)["questions"]
+        assert all(re.match(QUESTION_PATTERN, q) for q in items), items
+        want = kw["max_new_tokens"]
+        assert want in {question_bound(k) for k in (1, 2, 3)} and g.tokens < want
+        assert (kw["temperature"] == 0) == (a == 0)
+        written += len(items)
+    assert not out.errors
+    # Every question written was judged: accepted (up to 3) or rejected with a reason.
+    assert len(out.accepted) + len(out.rejected) == written and len(out.accepted) <= 3
+    assert all(v.reason in REASONS for v in out.rejected)
+    for i, v in enumerate(out.accepted):
+        assert is_yes_no(v.text) and negations(v.text) <= 1 and mentions_topic(v.text, "renewable energy"), v
+        assert all(similarity(v.text, w.text) < 0.7 for w in out.accepted[:i])
+    if len(out.accepted) < 3:
+        assert out.attempts == 3  # it kept trying
+    print(f"\naccepted {out.questions}\nrejected {[(v.text, v.reason) for v in out.rejected]}")

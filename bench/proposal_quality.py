@@ -1,0 +1,218 @@
+"""Question proposals (issue 16): what share pass the guards, are yes/no, hold a negation, are answerable.
+
+Two topic sets:
+
+* ``heldout``: StrategyQA terms none of whose questions is in the train split
+  (``argtree.propose.heldout_terms``: no training record names them), the topic
+  written "term (description)" as in training; the first ``--terms`` by sha256 of the term;
+* ``topics``: the 20 topics of ``bench/data/proposal_topics.txt`` (none a StrategyQA term).
+
+Per model, each topic gets one greedy answer to ``propose_questions``' prompt
+asking for ``--n`` questions (the exact prompt, schema and token cap; batched;
+no sampled retries: the share that passes is the first answer's).  Each
+proposal is judged by the guards (``argtree.propose``) and written as one JSON
+line.  ``report`` adds the hand labels ("could a well-informed person answer it
+yes or no?") from ``labels.jsonl`` and prints shares with Wilson 95% intervals.
+
+    .venv/bin/python bench/proposal_quality.py run --model bundled --label base
+    .venv/bin/python bench/proposal_quality.py run --model adapter --label default
+    .venv/bin/python bench/proposal_quality.py export --out /tmp/proposals.jsonl --limit 300
+    .venv/bin/argtree finetune --data /tmp/proposals.jsonl --name proposer-300 ...
+    .venv/bin/python bench/proposal_quality.py run --model proposer-300 --label proposer
+    .venv/bin/python bench/proposal_quality.py report
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results" / "proposals"
+TOPICS = ROOT / "bench" / "data" / "proposal_topics.txt"
+
+
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval for k successes in n trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def topic_sets(n_terms: int) -> dict[str, list[tuple[str, str]]]:
+    """{"heldout": [(term, topic)], "topics": [(topic, topic)]}."""
+    from argtree.propose import heldout_terms
+    from argtree.questions import load_questions
+    from argtree.strategyqa import default_path
+
+    held = sorted(heldout_terms(load_questions(default_path())), key=lambda t: _sha(t[0]))[:n_terms]
+    mine = [line.strip() for line in TOPICS.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#")]
+    return {"heldout": held, "topics": [(t, t) for t in mine]}
+
+
+def cmd_export(args) -> None:
+    """Training records for the proposer (train split only), optionally a deterministic subset."""
+    from argtree.propose import proposal_records
+    from argtree.questions import load_questions
+    from argtree.strategyqa import default_path
+
+    records, counts = proposal_records(load_questions(default_path()), max_per_prompt=args.max_per_prompt)
+    if args.limit:
+        records = sorted(records, key=lambda r: _sha(f"{args.seed}:{r['term']}:{r['messages'][0]['content']}"))
+        records = records[: args.limit]
+    out = Path(args.out)
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    card = {"source": default_path(), "counts": counts, "written": len(records), "limit": args.limit,
+            "seed": args.seed, "sha256": _sha(out.read_text(encoding="utf-8"))}
+    out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(card, indent=1))
+
+
+def cmd_run(args) -> None:
+    from argtree.llm import open_backend
+    from argtree.loop import question_bound, question_schema
+    from argtree.propose import ProposalGuard, is_yes_no, negations, proposal_prompt
+
+    sets = topic_sets(args.terms)
+    if args.threads:
+        import os
+
+        os.environ["ARGTREE_THREADS"] = str(args.threads)  # LocalBackend reads it
+    t0 = time.perf_counter()
+    be = open_backend(args.backend, args.model)
+    load_s = time.perf_counter() - t0
+    out = Path(args.out or RESULTS / f"{args.label}.jsonl")
+    rows, calls = [], []
+    jobs = [(name, term, topic) for name in ("heldout", "topics") for term, topic in sets[name]]
+    t1 = time.perf_counter()
+    for i in range(0, len(jobs), args.batch):
+        chunk = jobs[i:i + args.batch]
+        gens = be.generate_json([proposal_prompt(topic, args.n) for _, _, topic in chunk], question_schema(args.n),
+                                max_new_tokens=question_bound(args.n), seed=args.seed)
+        for (name, term, topic), g in zip(chunk, gens):
+            try:
+                items = json.loads(g.text)["questions"] if g.ok else None
+            except (ValueError, KeyError, TypeError):
+                items = None
+            calls.append({"set": name, "term": term, "ok": isinstance(items, list), "truncated": g.truncated,
+                          "tokens": g.tokens, "error": g.error})
+            guard = ProposalGuard(topic)  # near-duplicates: within the topic's answer
+            for j, q in enumerate(items if isinstance(items, list) else []):
+                v = guard.check(str(q))
+                if v.ok:
+                    guard.accept(v.text)
+                rows.append({"model": args.label, "model_name": args.model, "set": name, "term": term,
+                             "topic": topic, "i": j, "question": v.text, "passes": v.ok, "reason": v.reason,
+                             "yes_no": is_yes_no(v.text), "negation": v.negation,
+                             "negations": negations(v.text)})
+        print(f"{min(i + args.batch, len(jobs))}/{len(jobs)} topics, {time.perf_counter() - t1:.0f} s", file=sys.stderr)
+    gen_s = time.perf_counter() - t1
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    meta = {"label": args.label, "model": args.model, "model_version": be.model_version, "n": args.n,
+            "terms": args.terms, "seed": args.seed, "batch": args.batch, "load_seconds": round(load_s, 1),
+            "generate_seconds": round(gen_s, 1), "calls": calls,
+            "command": "python bench/proposal_quality.py " + " ".join(sys.argv[1:])}
+    out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    print(f"{len(rows)} proposals for {len(jobs)} topics in {gen_s:.0f} s -> {out}", file=sys.stderr)
+
+
+def _share(k: int, n: int) -> str:
+    if n == 0:
+        return "-"
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} = {100 * k / n:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def summarize(rows: list[dict], labels: dict[tuple[str, str, str], bool], calls: dict[str, list]) -> list[dict]:
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for name in ("heldout", "topics", "both"):
+            rs = [r for r in rows if r["model"] == model and (name == "both" or r["set"] == name)]
+            cs = [c for c in calls.get(model, []) if name == "both" or c["set"] == name]
+            lab = [labels[(model, r["topic"], r["question"])] for r in rs if (model, r["topic"], r["question"]) in labels]
+            out.append({"model": model, "set": name, "topics": len(cs), "answers_ok": sum(c["ok"] for c in cs),
+                        "proposals": len(rs), "passes": sum(r["passes"] for r in rs),
+                        "yes_no": sum(r["yes_no"] for r in rs), "negation": sum(r["negations"] > 0 for r in rs),
+                        "labeled": len(lab), "answerable": sum(lab),
+                        "reasons": {k: sum(r["reason"] == k for r in rs) for k in
+                                    sorted({r["reason"] for r in rs if r["reason"]})}})
+    return out
+
+
+def cmd_report(args) -> None:
+    files = [Path(f) for f in args.files] or sorted(p for p in RESULTS.glob("*.jsonl") if p.name != "labels.jsonl")
+    rows = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    calls = {}
+    for f in files:
+        meta = f.with_suffix(".meta.json")
+        if meta.exists():
+            m = json.loads(meta.read_text(encoding="utf-8"))
+            calls[m["label"]] = m["calls"]
+    labels = {}
+    lab_path = Path(args.labels)
+    if lab_path.exists():
+        for line in lab_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                labels[(rec["model"], rec["topic"], rec["question"])] = bool(rec["answerable"])
+    summary = summarize(rows, labels, calls)
+    print("| model | set | topics (usable answers) | proposals | pass the guards | yes/no | with a negation "
+          "| answerable (hand, labeled) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for s in summary:
+        print(f"| {s['model']} | {s['set']} | {s['topics']} ({s['answers_ok']}) | {s['proposals']} "
+              f"| {_share(s['passes'], s['proposals'])} | {_share(s['yes_no'], s['proposals'])} "
+              f"| {_share(s['negation'], s['proposals'])} | {_share(s['answerable'], s['labeled'])} |")
+    print()
+    for s in summary:
+        if s["set"] != "both":
+            print(f"- {s['model']} / {s['set']}: rejections {s['reasons']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="proposer training records (train split) as conversational JSONL")
+    e.add_argument("--out", required=True)
+    e.add_argument("--limit", type=int, default=None, help="keep this many records (a seeded, deterministic choice)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--max-per-prompt", type=int, default=5)
+    r = sub.add_parser("run", help="propose for the held-out terms and the 20 topics with one model")
+    r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
+    r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")
+    r.add_argument("--terms", type=int, default=20, help="held-out StrategyQA terms")
+    r.add_argument("--n", type=int, default=3, help="questions asked for per topic")
+    r.add_argument("--batch", type=int, default=8)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--threads", type=int, default=None, help="torch CPU threads (ARGTREE_THREADS)")
+    r.add_argument("--backend", default="local", help="local; fake for a dry run")
+    r.add_argument("--out", default=None)
+    p = sub.add_parser("report", help="shares with Wilson 95% intervals, hand labels included")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--labels", default=str(RESULTS / "labels.jsonl"))
+    p.add_argument("--json", default=None)
+    args = ap.parse_args()
+    {"export": cmd_export, "run": cmd_run, "report": cmd_report}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -367,3 +367,29 @@ def test_real_model_proposals_are_guarded_and_retried(local_backend):
     if len(out.accepted) < 3:
         assert out.attempts == 3  # it kept trying
     print(f"\naccepted {out.questions}\nrejected {[(v.text, v.reason) for v in out.rejected]}")
+
+
+def test_loop_n_sets_the_questions_proposed_per_topic_and_records_rejections(tmp_path):
+    """Without --propose-only, --n is the loop's questions per topic; the propose task keeps the rejections."""
+    pytest.importorskip("sqlalchemy")
+    from sqlalchemy import select
+
+    from argtree.store import LoopTask, session_scope
+    from argtree.store.testing import dispose, sqlite_db
+
+    url = sqlite_db(tmp_path)
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([_answer("Is urban cycling safe in winter?", "What is urban cycling?")]))
+    res = _cli("--backend", "fake", "--model", str(script), "--topic", "urban cycling", "--n", "2",
+               "--oracle", "model", "--budget", "1", "--json", "--database", url, home=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    with session_scope(url) as s:
+        tasks = list(s.scalars(select(LoopTask).where(LoopTask.run_id == out["run_id"])))
+        (prop,) = [t for t in tasks if t.kind == "propose"]
+        assert prop.result["new"] == 2 and prop.result["questions"][0] == "Is urban cycling safe in winter?"
+        assert prop.result["rejected"] == [{"question": "What is urban cycling?", "negation": False,
+                                            "reason": "not-yes-no"}]
+        assert prop.result["negation"] == []
+        assert sorted(t.payload["question"] for t in tasks if t.kind == "question") == sorted(prop.result["questions"])
+    dispose(url)

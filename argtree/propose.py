@@ -17,7 +17,8 @@ tree for.  A proposal is rejected, with the reason, when it
 * ``stacked-negation``: holds more than one negation word (not, no, never,
   none, nor, neither, n't ...); a question with one is accepted and flagged
   (``Verdict.negation``), so reports can count them;
-* ``copies-topic``: is the topic itself;
+* ``copies-topic``: is the topic itself, or adds no content word to it
+  ("Is this the renewable energy?");
 * ``off-topic``: shares no content word with the topic (accents dropped; a
   word matches another up to a plural ending or when both begin with the same
   5+ letters making 70% of the shorter one: hippos / hippopotamus; see ``_same_word``);
@@ -182,7 +183,8 @@ class ProposalGuard:
             return "degenerate"
         if negations(text) > 1:
             return "stacked-negation"
-        if normalize_key(text) == normalize_key(self.topic) or similarity(text, self.topic) >= 1.0:
+        if normalize_key(text) == normalize_key(self.topic) or similarity(text, self.topic) >= 1.0 \
+                or not content_words(_plain(text)) - content_words(_plain(self.topic)):
             return "copies-topic"
         if not mentions_topic(text, self.topic):
             return "off-topic"

@@ -52,6 +52,7 @@ TABLE = [
     ("renewable energy", "Is renewable energy cheaper than the?", "unfinished", False),
     ("renewable energy", "Is energy energy energy energy energy energy energy energy?", "degenerate", False),
     ("renewable energy", "Is the Eiffel Tower taller than Big Ben?", "off-topic", False),
+    ("renewable energy", "Is this the renewable energy?", "copies-topic", False),    # no word beyond the topic
     ("urban cycling", "Do bike lanes reduce traffic deaths in Lyon?", "off-topic", False),
     ("Internet", "Is interstellar travel possible by 2100?", "off-topic", False),   # inter-, not internet
     # On the topic to a reader, but no word of it: the guard is literal (the topic or a word of it).
@@ -74,7 +75,7 @@ def test_guards_on_a_table_of_good_and_bad_questions(topic, question, reason, ne
 
 def test_the_table_covers_every_reason_but_the_run_level_ones():
     seen = {r for _, _, r, _ in TABLE if r}
-    assert seen == set(REASONS) - {"copies-topic", "near-duplicate"}  # those two: tested below
+    assert seen == set(REASONS) - {"near-duplicate"}  # that one needs earlier questions: tested below
 
 
 def test_near_duplicates_of_earlier_questions_of_the_run_and_copies_of_the_topic():

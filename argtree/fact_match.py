@@ -11,8 +11,12 @@ agreement with hand labels); these rules instead compare words:
 2. A fact *covers* a premise when at least ``cover`` (default 0.8) of the
    premise's content words (crude plural/-ed stemming) occur in the fact, in the
    same order (so "A is bigger than B" is not covered by "B is bigger than A"),
-   and every premise word the fact lacks is an ordinary word (not a number,
-   negation or quantifier).  The premise needs at least 2 content words.
+   every premise word the fact lacks is an ordinary word (not a number,
+   negation or quantifier), and the premise keeps the fact's quantifiers and
+   hedges ("some", "mostly": "The cod is mostly found in X" does not give "Found
+   in X").  A premise with a negation must be covered whole ("X is not native to
+   Y" is not settled by "X was introduced to Y").  The premise needs at least 2
+   content words.
 3. Polarity decides: if the fact has no negation, a covered premise without
    negation is true and one with an odd number of negations is false.  A fact
    with a negation settles only a premise that says the same thing (the
@@ -37,8 +41,11 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 NEGATIONS = frozenset({"not", "no", "never", "none", "nor", "neither", "nobody", "nothing", "nowhere"})
 QUANTIFIERS = frozenset({"all", "every", "each", "some", "any", "only", "most", "many", "few", "several", "always",
                          "sometimes", "often", "usually", "rarely", "seldom", "may", "might", "could", "possibly",
-                         "probably", "likely", "more", "less", "than", "most", "least", "both", "either", "one",
-                         "two", "three", "first", "last", "before", "after", "until", "since", "without", "except"})
+                         "probably", "likely", "more", "less", "than", "least", "both", "either", "one",
+                         "two", "three", "first", "last", "before", "after", "until", "since", "without", "except",
+                         # hedges: "X is mostly found in Y" does not say "X is found in Y"
+                         "mostly", "mainly", "largely", "generally", "typically", "partly", "nearly", "almost",
+                         "approximately", "roughly", "around", "about", "sometimes", "occasionally"})
 STOP = frozenset("""a an the is are was were be been being of to in on at for from by with and or but if then that this
 these those it its as into about over under do does did has have had will would can shall should must there their
 they them he she his her we our you your i me my so such very also which who whom whose what when where while
@@ -96,9 +103,13 @@ def _one(premise_ws: list[str], fact: str, cover: float) -> Settled:
         return Settled(None, fact, "not covered")
     if any(w.isdigit() or w in QUANTIFIERS for w in missing):
         return Settled(None, fact, "premise adds a number or quantifier")
+    if any(w in QUANTIFIERS for w in fc if w not in set(pc)):  # "some birds fly" does not give "birds fly"
+        return Settled(None, fact, "premise drops the fact's quantifier")
     if not _in_order([w for w in pc if w in fset], fc):
         return Settled(None, fact, "different order")
     pn, fn = _negations(premise_ws) % 2, _negations(fw) % 2
+    if pn and missing:  # "X is not native to Y" vs "X was introduced to Y": the "not" may bear on the gap
+        return Settled(None, fact, "negated premise not fully covered")
     if fn == 0:
         return Settled(pn == 0, fact, "covered by a positive fact")
     if any(w in QUANTIFIERS for w in fw):  # "some X cannot Y" does not deny "some X can Y"

@@ -56,6 +56,18 @@ def answered() -> tuple[list[dict], dict]:
     return rows, counts
 
 
+def _facts_for(premise: str) -> list[str]:
+    """Every gold fact (the oracle without a question looks at all of them)."""
+    from argtree.strategyqa import load
+
+    global _ALL
+    try:
+        return _ALL
+    except NameError:
+        _ALL = [f for r in load(default_path()) for f in r["facts"]]
+        return _ALL
+
+
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return (math.nan, math.nan)
@@ -66,18 +78,52 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (c - h, c + h)
 
 
+def written() -> dict:
+    """The rules on premises written and labeled by hand before the oracle saw them."""
+    qs = {q.qid: q for q in load_questions(default_path())}
+    items = json.loads((OUT / "facts_oracle_written.json").read_text())["items"]
+    oracle = FactsOracle()
+    rows = []
+    for qid, premise, label in items:
+        q = qs[qid]
+        ans = oracle.answer([Query(premise, question=q.question, facts=q.facts)])[0]
+        rows.append({"qid": qid, "premise": premise, "label": label, "oracle": None if ans is None else ans.value})
+    answered = [r for r in rows if r["oracle"] is not None]
+    right = sum(1 for r in answered if r["label"] in ("true", "false") and (r["label"] == "true") == r["oracle"])
+    decidable = [r for r in rows if r["label"] != "undecidable"]
+    return {"items": len(rows), "answered": len(answered), "right": right,
+            "accuracy": right / len(answered) if answered else None, "wilson95": wilson(right, len(answered)),
+            "abstention_rate": 1 - len(answered) / len(rows),
+            "decidable_items": len(decidable), "decidable_answered": sum(1 for r in decidable if r["oracle"] is not None),
+            "undecidable_answered": sum(1 for r in answered if r["label"] == "undecidable"),
+            "wrong": [r for r in answered if not (r["label"] in ("true", "false") and (r["label"] == "true") == r["oracle"])],
+            "by_label": {lab: {"n": sum(1 for r in rows if r["label"] == lab),
+                               "answered": sum(1 for r in answered if r["label"] == lab)}
+                         for lab in ("true", "false", "undecidable")}}
+
+
 def main() -> None:
     cmd = sys.argv[1] if len(sys.argv) > 1 else "report"
+    if cmd == "written":
+        print(json.dumps(written(), indent=1))
+        return
     rows, counts = answered()
     if cmd == "list":
         for i, r in enumerate(rows):
             print(json.dumps({"i": i, **r}, ensure_ascii=False))
         print(json.dumps(counts), file=sys.stderr)
         return
-    labels = {(x["qid"], x["premise"]): x for x in json.loads(LABELS.read_text())["labels"]}
-    out = {"counts": counts, "pools": {}}
+    grown_labels = json.loads(LABELS.read_text())["labels"]
+    first_right = sum(1 for x in grown_labels if x["label"] in ("true", "false")
+                      and (x["label"] == "true") == x["oracle_first"])
+    now = FactsOracle()
+    still = [x for x in grown_labels if now.answer([Query(x["premise"], facts=tuple(_facts_for(x["premise"])))])[0]]
+    labels = {x["premise"]: x for x in grown_labels}
+    out = {"counts": counts, "grown_first_rules": {"answered": len(grown_labels), "right": first_right,
+                                                   "wilson95": wilson(first_right, len(grown_labels))},
+           "written": written(), "pools": {}}
     for pool in POOLS:
-        got = [(r, labels.get((r["qid"], r["premise"]))) for r in rows if r["pool"] == pool]
+        got = [(r, labels.get(r["premise"])) for r in rows if r["pool"] == pool]
         missing = [r for r, lab in got if lab is None]
         lab = [(r, x) for r, x in got if x is not None]
         right = sum(1 for r, x in lab if x["label"] in ("true", "false") and (x["label"] == "true") == r["oracle"])

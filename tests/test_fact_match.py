@@ -56,3 +56,14 @@ def test_dataset_oracle_for_a_strategyqa_file_is_the_facts_oracle(tmp_path):
     assert isinstance(o, FactsOracle)
     assert o.answer([Query("Mars is a planet in the solar system.")])[0].value is True   # a labeled fact
     assert o.answer([Query("Mars is not a planet.", question="Is Mars far away?")])[0].value is False
+
+
+@pytest.mark.parametrize("premise, facts", [
+    # found by the hand check (BENCHMARKS.md): both were answered wrongly before these rules
+    ("The western honey bee is not native to the Americas.",
+     ["Western honey bees were first introduced to the Americas in the 16th century"]),
+    ("Found in North America.", ["The Atlantic cod is found mostly in North America and Greenland."]),
+    ("Birds can fly.", ["Some birds can fly."]),
+])
+def test_hand_check_errors_now_abstain(premise, facts):
+    assert settle(premise, facts).value is None

@@ -207,7 +207,6 @@ def main() -> None:
     sh = sub.add_parser("ship")
     sh.add_argument("--model", default="adapter")
     r = sub.add_parser("report")
-    r.add_argument("--write", action="store_true")
     r.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     {"grow": cmd_grow, "pairs": cmd_pairs, "direct": cmd_direct, "ship": cmd_ship,

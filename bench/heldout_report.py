@@ -1,12 +1,12 @@
 """Tables for bench/heldout_eval.py: every condition scored on the same grown trees (paired).
 
-    python bench/heldout_eval.py report [--write]
+    python bench/heldout_eval.py report
 
 Reads bench/results/heldout/{MODEL}.jsonl (grown trees) and pairs_{MODEL}.json (train-split calibration
 pairs), fits the maps, and scores: the direct answer raw and calibrated; the tree with model evidence
 uncalibrated and calibrated; the tree plus K = 1, 2, 3 oracle answers (the honest facts oracle), picked by
-VoI or at random.  Writes bench/results/heldout/report.{md,json}; --write also replaces the section
-between the heldout_eval markers in BENCHMARKS.md.
+VoI or at random; and, where `heldout_eval.py direct` ran, the direct answer alone on every clean
+held-out question.  Writes bench/results/heldout/report.{md,json} (BENCHMARKS.md quotes them).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from argtree.strategyqa import default_path  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "heldout"
 KS = (1, 2, 3)
-START, END = "<!-- heldout_eval:start -->", "<!-- heldout_eval:end -->"
 
 
 def _grown(path: Path) -> list[Grown]:

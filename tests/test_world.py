@@ -265,7 +265,7 @@ def test_a_learner_that_knows_the_world_answers_heldout_trees_right():
 # -- rounds of argtree improve on the world ---------------------------------------------------------------------
 
 
-def _run(tmp_path, backend, policy="voi", rounds=2):
+def _run(tmp_path, backend, policy="voi", rounds=2, probe=0):
     """Two rounds of argtree improve on a 6-person world (about 3 s at load 5 on 2 cores; most of it
     improve's per-round curve plot)."""
     pytest.importorskip("sqlalchemy")
@@ -277,7 +277,8 @@ def _run(tmp_path, backend, policy="voi", rounds=2):
     write_questions(train, tf)
     write_questions(held, hf)
     out = run_world_policy(world, str(tf), str(hf), tmp_path / f"run-{backend}-{policy}", policy=policy, seed=0,
-                           rounds=rounds, per_round=4, answers=2, backend=backend, steps=1, budget=1, eval_budget=1)
+                           rounds=rounds, per_round=4, answers=2, backend=backend, steps=1, budget=1, eval_budget=1,
+                           probe=probe)
     return world, out, tmp_path / f"run-{backend}-{policy}"
 
 
@@ -310,8 +311,11 @@ def test_two_rounds_with_the_fake_backend_and_the_recording_trainer(tmp_path):
 
 
 def test_two_rounds_with_the_learner_carry_oracle_answers_into_training_data(tmp_path):
-    world, out, rundir = _run(tmp_path, "learner")
+    world, out, rundir = _run(tmp_path, "learner", probe=1)
     rows = out["rows"]
+    # test-time answers on the final default's held-out trees: none at k = 0, some at k = 1, both policies
+    assert [x["k"] for x in out["probe"]["voi"]] == [0, 1] and out["probe"]["voi"][0]["answered"] == 0
+    assert out["probe"]["voi"][1]["answered"] > 0 and out["probe"]["random"][1]["answered"] > 0
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert rows[1]["answers"] > 0 and rows[2]["answers_total"] >= rows[1]["answers_total"]
     assert rows[1]["premise_quality_train"] > 0.5

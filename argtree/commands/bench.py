@@ -356,11 +356,15 @@ WORLD_ASK_ALL = 64  # premises per tree handed to the policy oracle, which answe
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate (default: the trainer's).")
+@click.option("--top-layers", type=click.IntRange(min=1), default=None,
+              help="local: LoRA on the last N layers only (faster on a CPU).")
+@click.option("--dpo/--no-dpo", default=True, show_default=True, help="DPO after SFT in each round.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench/results/world",
               show_default=True, help="Where world_<tag>.{json,md,png}, the question files and the runs go.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 def world_bench(seed, entities, rounds, per_round, answers, policies, backend, steps, budget, eval_budget,
-                per_side, heldout_limit, gold_facts, probe, device, threads, batch_size, lr, out_dir, as_json) -> None:
+                per_side, heldout_limit, gold_facts, probe, device, threads, batch_size, lr, top_layers, dpo, out_dir,
+                as_json) -> None:
     """Rounds of `argtree improve` on a synthetic world whose every premise's truth is known.
 
     Writes the learning curve per policy: held-out direct and tree accuracy and Brier per round, oracle
@@ -388,7 +392,8 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
                f"--answers {answers} --backend {backend} --steps {steps} --budget {budget} --eval-budget {eval_budget}"
                f" --per-side {per_side}"
                + (f" --heldout-limit {heldout_limit}" if heldout_limit else "") + (" --gold-facts" if gold_facts else "")
-               + (f" --probe {probe}" if probe else "")
+               + (f" --probe {probe}" if probe else "") + ("" if dpo else " --no-dpo")
+               + (f" --batch-size {batch_size} --top-layers {top_layers}" if top_layers else "")
                + "".join(f" --policy {p}" for p in policies))
     doc = {"command": command, "world": world.describe(), "split": split_stats(train, held),
            "files": {"train": str(train_file), "heldout": str(held_file)}, "runs": {}}
@@ -400,7 +405,8 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
                                                eval_budget=eval_budget, per_side=per_side,
                                                heldout_limit=heldout_limit, gold_facts=gold_facts, probe=probe,
                                                device=device,
-                                               threads=threads, batch_size=batch_size, lr=lr, quiet=as_json)
+                                               threads=threads, batch_size=batch_size, lr=lr, top_layers=top_layers,
+                                               dpo=dpo, quiet=as_json)
         doc["runs"][policy]["seconds"] = round(time.perf_counter() - t0, 1)
     doc["summary"] = world_summary(doc["runs"])
     (out / f"world_{tag}.json").write_text(json.dumps(_rounded(doc), indent=1) + "\n")
@@ -415,7 +421,8 @@ def world_bench(seed, entities, rounds, per_round, answers, policies, backend, s
 
 def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, policy: str, seed: int, rounds: int,
                      per_round: int, answers: int, backend: str, steps: int, budget: int, eval_budget: int,
-                     per_side: int = 2, heldout_limit=None, gold_facts: bool = False, probe: int = 0, device=None, threads=None, batch_size: int = 8, lr=None, trainer=None,
+                     per_side: int = 2, heldout_limit=None, gold_facts: bool = False, probe: int = 0, device=None,
+                     threads=None, batch_size: int = 8, lr=None, top_layers=None, dpo: bool = True, trainer=None,
                      backend_for=None, quiet: bool = True) -> dict:
     """One policy's run of ``argtree.improve`` on the world, in a fresh database under ``rundir``; returns
     its curve (one row per round, round 0 = the starting model)."""
@@ -478,7 +485,7 @@ def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, po
 
             log = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
             trainer = TrlTrainer(TrainConfig(batch_size=batch_size, learning_rate=lr, threads=threads, device=device,
-                                             logging_steps=5), log=log)
+                                             top_layers=top_layers, logging_steps=5), log=log)
     if gold_facts:
         trainer = GoldFactsTrainer(trainer, world)
     deps = Deps(scope=lambda: session_scope(url), backend_for=tagged_backend,
@@ -488,7 +495,7 @@ def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, po
     cfg = ImproveConfig(questions=train_file, heldout=held_file, questions_sha256=_sha256(train_file),
                         heldout_sha256=_sha256(held_file), rounds=rounds, oracle="dataset", per_round=per_round,
                         budget=budget, answers=WORLD_ASK_ALL, steps=steps, backend="local" if backend == "local" else "fake",
-                        heldout_limit=heldout_limit, eval_budget=eval_budget, seed=seed, per_side=per_side)
+                        heldout_limit=heldout_limit, eval_budget=eval_budget, seed=seed, per_side=per_side, dpo=dpo)
     run_id, _, cfg = start_or_resume(deps, cfg)
 
     def show(ev):

@@ -82,6 +82,10 @@ def test_eval_questions_cli_json_and_records(home):
     assert "brier_minus_direct_ci" in data["tree"]
     lines = rec.read_text().splitlines()
     assert len(lines) == 12 and json.loads(lines[0])["tree_json"]["format"] == "argtree/1"
+    out = home / "out.jsonl"   # --out FILE.jsonl means the same with --questions
+    r = CliRunner().invoke(main, ["eval", "--questions", str(path), "--backend", "fake", "--budget", "1",
+                                  "--out", str(out), "--json"])
+    assert r.exit_code == 0 and len(out.read_text().splitlines()) == 12 and json.loads(r.output)["records"] == str(out)
     r = CliRunner().invoke(main, ["eval", "--questions", str(path), "--backend", "fake", "--budget", "0"])
     assert r.exit_code == 0 and "direct" in r.output and "Brier" in r.output
 

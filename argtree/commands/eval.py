@@ -69,8 +69,9 @@ def _backend(model: str, device: str | None, database: str | None = None):
               help="Model to compare against ('none' to skip the before column).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Score only the first N records.")
 @click.option("--split", type=float, default=0.9, show_default=True, help="Train share used when reading the database.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=".", show_default=True,
-              help="Directory for the reliability diagram (reliability.png) and metrics.json.")
+@click.option("--out", "out_dir", type=click.Path(), default=".", show_default=True,
+              help="Facts: directory for the reliability diagram (reliability.png) and metrics.json.  "
+                   "--questions: the per-question records file (JSONL), as --records.")
 @click.option("--device", default=None, help="cpu, cuda ... (default: cuda when present).")
 @click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
 @click.option("--records", "records_out", type=click.Path(dir_okay=False), default=None,
@@ -95,6 +96,8 @@ def eval_cmd(model: str | None, questions: str | None, budget: int, oracle: str 
     import json
 
     if questions:
+        if out_dir != "." and records_out is None:
+            records_out = out_dir
         return _eval_questions(questions, model, backend, device, budget, oracle, answers, policy, which, uncalibrated,
                                mode, seed, limit, database, records_out, as_json, timeout=timeout,
                                concurrency=concurrency)

@@ -231,12 +231,9 @@ def _worker() -> str:
 # -- run and step bookkeeping (loop_runs / loop_tasks) -------------------------------------------
 
 def _task(session, run_id: int, key: str):
-    from sqlalchemy import select
+    from .store.registry import get_loop_task
 
-    from .store import LoopTask
-
-    return session.scalar(select(LoopTask).where(LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND,
-                                                 LoopTask.key == key))
+    return get_loop_task(session, run_id, TASK_KIND, key)
 
 
 def _ensure_task(session, run_id: int, key: str, payload: dict | None = None):
@@ -322,15 +319,13 @@ def _versions_dir(deps: Deps) -> Path:
 
 def _start_default(session, cfg: ImproveConfig) -> str:
     """Name of the default version at the start, registering a built-in model so versions have a parent."""
-    from sqlalchemy import select
-
-    from .store import ModelVersion, register_model_version
-    from .store.registry import current_default_version
+    from .store import register_model_version
+    from .store.registry import current_default_version, find_model_version
 
     mv = current_default_version(session)
     if cfg.start:
         name = cfg.start
-        if session.scalar(select(ModelVersion).where(ModelVersion.name == name)) is None:
+        if find_model_version(session, name) is None:
             path = None
             if cfg.backend == "local":
                 from .llm.local import resolve_model
@@ -348,7 +343,7 @@ def _start_default(session, cfg: ImproveConfig) -> str:
 
         name = default_model()
         _, path = resolve_model(name)
-    if session.scalar(select(ModelVersion).where(ModelVersion.name == name)) is None:
+    if find_model_version(session, name) is None:
         register_model_version(session, name, path=path, base=None, kind="builtin",
                                meta={"round": 0, "builtin": True})
     return name
@@ -363,13 +358,10 @@ def _version_path(deps: Deps, name: str) -> str | None:
 
 def _run_default(deps: Deps, run_id: int, start: str) -> str:
     """The run's current default: the last candidate its gates promoted, else the model it started from."""
-    from sqlalchemy import select
-
-    from .store import LoopTask
+    from .store.registry import loop_task_rows
 
     with deps.scope() as s:
-        rows = s.execute(select(LoopTask.key, LoopTask.result).where(
-            LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND, LoopTask.status == "done")).all()
+        rows = [(key, result) for key, _, result, _ in loop_task_rows(s, run_id, TASK_KIND, "done")]
     gates = sorted((int(k[1:].split(":")[0]), res) for k, res in rows if k.endswith(":gate") and isinstance(res, dict))
     current = start
     for _, res in gates:
@@ -470,13 +462,10 @@ def _task_payload(deps: Deps, run_id: int, key: str) -> dict:
 
 
 def _used_questions(session, run_id: int) -> set[str]:
-    from sqlalchemy import select
-
-    from .store import LoopTask
+    from .store.registry import loop_task_rows
 
     used: set[str] = set()
-    for (key, payload) in session.execute(select(LoopTask.key, LoopTask.payload).where(
-            LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND)):
+    for key, payload, _, _ in loop_task_rows(session, run_id, TASK_KIND):
         if key.endswith(":grow") and isinstance(payload, dict):
             used.update(payload.get("questions", []))
     return used
@@ -685,14 +674,11 @@ def _data_step(deps, cfg, run_id, r, parent, questions, emit) -> None:
 def buffer_records(deps: Deps, run_id: int, before: int | None = None) -> list[dict]:
     """The run's replay buffer: every finished ``data`` step's new records, rounds in order (``before``:
     rounds below it only)."""
-    from sqlalchemy import select
-
-    from .store import LoopTask
+    from .store.registry import loop_task_rows
 
     out: list[dict] = []
     with deps.scope() as s:
-        rows = s.execute(select(LoopTask.key, LoopTask.result, LoopTask.status).where(
-            LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND)).all()
+        rows = [(key, result, status) for key, _, result, status in loop_task_rows(s, run_id, TASK_KIND)]
     parts = []
     for key, result, status in rows:
         if key.endswith(":data") and status == "done" and isinstance(result, dict):
@@ -892,11 +878,9 @@ def _dpo_step(deps, cfg, run_id, r, parent, sft_out: str, rundir: Path, emit) ->
             "stages": {"sft": sft_info.get("train", {}), "dpo": info}, "status": "candidate"}
 
     def register(s):
-        from sqlalchemy import select
+        from .store.registry import find_model_version
 
-        from .store import ModelVersion
-
-        if s.scalar(select(ModelVersion.id).where(ModelVersion.name == name)) is None:
+        if find_model_version(s, name) is None:
             register_model_version(s, name, path=str(target), base=None, kind="lora" if deps.trainer.writes_weights
                                    else "recorded", parent=parent, meta=meta)
 
@@ -969,13 +953,10 @@ def _eval_step(deps, cfg, run_id, r, version: str, heldout, rundir: Path, emit) 
 
 
 def _eval_records_of(deps: Deps, run_id: int, version: str) -> list[dict]:
-    from sqlalchemy import select
-
-    from .store import LoopTask
+    from .store.registry import loop_task_rows
 
     with deps.scope() as s:
-        rows = s.execute(select(LoopTask.key, LoopTask.result).where(
-            LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND, LoopTask.status == "done")).all()
+        rows = [(key, result) for key, _, result, _ in loop_task_rows(s, run_id, TASK_KIND, "done")]
     for key, result in rows:
         if key.endswith(":eval") and isinstance(result, dict) and result.get("version") == version:
             return [rec for c in sorted(result["chunks"], key=int) for rec in result["chunks"][c]]
@@ -1156,17 +1137,14 @@ def _interval_rows(m, stat, seed: int) -> list[float]:
 def run_state(deps: Deps, run_id: int) -> dict[str, Any]:
     """Everything the curve shows, read from the store: per round its version, gate, metrics, data,
     premise quality and the seconds of each step."""
-    from sqlalchemy import select
-
-    from .store import LoopTask, get_loop_run
-    from .store.registry import current_default_version
+    from .store import get_loop_run
+    from .store.registry import current_default_version, loop_task_rows
 
     with deps.scope() as s:
         run = get_loop_run(s, run_id)
         cfg = dict(run.config.get("improve", {}))
         status = run.status
-        rows = s.execute(select(LoopTask.key, LoopTask.status, LoopTask.result, LoopTask.payload).where(
-            LoopTask.run_id == run_id, LoopTask.kind == TASK_KIND)).all()
+        rows = [(key, st, res, pl) for key, pl, res, st in loop_task_rows(s, run_id, TASK_KIND)]
         mv = current_default_version(s)
         store_default = None if mv is None else mv.name
     tasks = {key: (st, res or {}, pl or {}) for key, st, res, pl in rows}

@@ -8,10 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules outside argtree/store that still build queries, and why (issue 14: left for their owners).
-LEFT = {
-    "argtree/improve.py": "argtree improve (issue 12) keeps its own selects; to move into argtree/store",
-    "argtree/commands/bench.py": "bench world reads its runs with a select; to move into argtree/store",
-}
+LEFT: dict[str, str] = {}
 
 
 def _sqlalchemy_imports(path: Path) -> list[str]:

@@ -584,13 +584,11 @@ class GoldFactsTrainer:
 
 def world_rows(deps, run_id: int, world, state: dict, heldout_quality: Mapping) -> list[dict]:
     """Per round: held-out numbers of the round's model, answers spent, premise quality."""
-    from sqlalchemy import select
-
-    from ..store import LoopTask, load_tree
+    from ..store import load_tree
+    from ..store.registry import loop_task_rows
 
     with deps.scope() as s:
-        tasks = {key: (res or {}) for key, res in s.execute(select(LoopTask.key, LoopTask.result).where(
-            LoopTask.run_id == run_id, LoopTask.kind == "improve", LoopTask.status == "done")).all()}
+        tasks = {key: (res or {}) for key, _, res, _ in loop_task_rows(s, run_id, "improve", "done")}
         grown: dict[int, dict] = {}
         for r in range(1, len(state["rounds"])):
             trees = tasks.get(f"r{r}:grow", {}).get("trees", {})

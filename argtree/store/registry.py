@@ -238,3 +238,23 @@ def default_version_name(url: str | None = None) -> str | None:
             return mv.name
     except Exception:  # noqa: BLE001 - no readable store: the built-in default
         return None
+
+
+def get_loop_task(session: Session, run_id: int, kind: str, key: str) -> LoopTask | None:
+    """The task of ``run_id`` with this kind and key, or None."""
+    return session.scalar(select(LoopTask).where(LoopTask.run_id == run_id, LoopTask.kind == kind,
+                                                 LoopTask.key == key))
+
+
+def loop_task_rows(session: Session, run_id: int, kind: str, status: str | None = None) -> list[tuple]:
+    """(key, payload, result, status) of every task of ``run_id`` and ``kind`` (only ``status`` if given)."""
+    q = select(LoopTask.key, LoopTask.payload, LoopTask.result, LoopTask.status).where(
+        LoopTask.run_id == run_id, LoopTask.kind == kind)
+    if status is not None:
+        q = q.where(LoopTask.status == status)
+    return [tuple(r) for r in session.execute(q).all()]
+
+
+def find_model_version(session: Session, name: str) -> ModelVersion | None:
+    """The model version called ``name``, or None (``get_model_version`` raises NotFound instead)."""
+    return session.scalar(select(ModelVersion).where(ModelVersion.name == name))

@@ -147,10 +147,13 @@ def summarize(rows: list[dict], labels: dict[tuple[str, str, str], bool], calls:
             rs = [r for r in rows if r["model"] == model and (name == "both" or r["set"] == name)]
             cs = [c for c in calls.get(model, []) if name == "both" or c["set"] == name]
             lab = [labels[(model, r["topic"], r["question"])] for r in rs if (model, r["topic"], r["question"]) in labels]
+            lab_pass = [labels[(model, r["topic"], r["question"])] for r in rs
+                        if r["passes"] and (model, r["topic"], r["question"]) in labels]
             out.append({"model": model, "set": name, "topics": len(cs), "answers_ok": sum(c["ok"] for c in cs),
                         "proposals": len(rs), "passes": sum(r["passes"] for r in rs),
                         "yes_no": sum(r["yes_no"] for r in rs), "negation": sum(r["negations"] > 0 for r in rs),
                         "labeled": len(lab), "answerable": sum(lab),
+                        "labeled_passing": len(lab_pass), "answerable_passing": sum(lab_pass),
                         "reasons": {k: sum(r["reason"] == k for r in rs) for k in
                                     sorted({r["reason"] for r in rs if r["reason"]})}})
     return out
@@ -174,12 +177,13 @@ def cmd_report(args) -> None:
                 labels[(rec["model"], rec["topic"], rec["question"])] = bool(rec["answerable"])
     summary = summarize(rows, labels, calls)
     print("| model | set | topics (usable answers) | proposals | pass the guards | yes/no | with a negation "
-          "| answerable (hand, labeled) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+          "| answerable (by hand) | answerable among those that pass |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for s in summary:
         print(f"| {s['model']} | {s['set']} | {s['topics']} ({s['answers_ok']}) | {s['proposals']} "
               f"| {_share(s['passes'], s['proposals'])} | {_share(s['yes_no'], s['proposals'])} "
-              f"| {_share(s['negation'], s['proposals'])} | {_share(s['answerable'], s['labeled'])} |")
+              f"| {_share(s['negation'], s['proposals'])} | {_share(s['answerable'], s['labeled'])} "
+              f"| {_share(s['answerable_passing'], s['labeled_passing'])} |")
     print()
     for s in summary:
         if s["set"] != "both":

@@ -17,6 +17,8 @@ tree for.  A proposal is rejected, with the reason, when it
 * ``stacked-negation``: holds more than one negation word (not, no, never,
   none, nor, neither, n't ...); a question with one is accepted and flagged
   (``Verdict.negation``), so reports can count them;
+* ``evaluative``: asks for a judgment no fact settles ("a viable solution",
+  "a good idea", "worth it", "a serious issue": ``EVALUATIVE``);
 * ``copies-topic``: is the topic itself, or adds no content word to it
   ("Is this the renewable energy?");
 * ``off-topic``: shares no content word with the topic (accents dropped; a
@@ -52,7 +54,7 @@ from typing import Any, Iterable, Sequence
 from .datasets import normalize as normalize_key
 from .expand import content_words, similarity
 
-__all__ = ["YES_NO_START", "NEGATION_WORDS", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
+__all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
            "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
            "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms"]
 
@@ -63,7 +65,11 @@ DUP_THRESHOLD = 0.7
 MIN_WORDS = 4
 RETRY_TEMPERATURE = 0.8
 REASONS = ("not-a-question", "not-yes-no", "too-short", "unfinished", "degenerate", "stacked-negation",
-           "copies-topic", "off-topic", "near-duplicate")
+           "evaluative", "copies-topic", "off-topic", "near-duplicate")
+# Asks for a judgment no fact settles ("Is high-speed rail a good idea?"): measured as the main kind of
+# unanswerable proposal of the trained proposer (BENCHMARKS.md, "Question proposals").
+EVALUATIVE = re.compile(r"\b(viable|worthwhile|worth it|good (idea|thing|way|choice)|bad (idea|thing)|"
+                        r"serious (issue|problem)|a (big |real )?problem|success story|a reality)\b", re.I)
 # Words a finished question does not end on ("Is X good for the?", "... and is not?").
 _DANGLING = frozenset("a an the and or but nor than if its their his her my our your very no not".split())
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
@@ -183,6 +189,8 @@ class ProposalGuard:
             return "degenerate"
         if negations(text) > 1:
             return "stacked-negation"
+        if EVALUATIVE.search(text):
+            return "evaluative"
         if normalize_key(text) == normalize_key(self.topic) or similarity(text, self.topic) >= 1.0 \
                 or not content_words(_plain(text)) - content_words(_plain(self.topic)):
             return "copies-topic"

@@ -11,7 +11,8 @@ Per model, each topic gets one greedy answer to ``propose_questions``' prompt
 asking for ``--n`` questions (the exact prompt, schema and token cap; batched;
 no sampled retries: the share that passes is the first answer's).  Each
 proposal is judged by the guards (``argtree.propose``) and written as one JSON
-line.  ``report`` adds the hand labels ("could a well-informed person answer it
+line.  ``report`` judges the stored proposals again with the current guards
+(``--as-run``: the verdicts of the run), adds the hand labels ("could a well-informed person answer it
 yes or no?") from ``labels.jsonl`` and prints shares with Wilson 95% intervals.
 
     .venv/bin/python bench/proposal_quality.py run --model bundled --label base
@@ -159,9 +160,27 @@ def summarize(rows: list[dict], labels: dict[tuple[str, str, str], bool], calls:
     return out
 
 
+def rejudge(rows: list[dict]) -> list[dict]:
+    """The stored proposals judged again by the current guards (pure: no model needed), in their order per
+    (model, topic) so near-duplicates are found as in the run; the run's own verdict stays in ``passes_run``."""
+    from argtree.propose import ProposalGuard
+
+    guards: dict = {}
+    out = []
+    for r in rows:
+        g = guards.setdefault((r["model"], r["topic"]), ProposalGuard(r["topic"]))
+        v = g.check(r["question"])
+        if v.ok:
+            g.accept(v.text)
+        out.append(dict(r, passes_run=r["passes"], reason_run=r["reason"], passes=v.ok, reason=v.reason))
+    return out
+
+
 def cmd_report(args) -> None:
     files = [Path(f) for f in args.files] or sorted(p for p in RESULTS.glob("*.jsonl") if p.name != "labels.jsonl")
     rows = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not args.as_run:
+        rows = rejudge(rows)
     calls = {}
     for f in files:
         meta = f.with_suffix(".meta.json")
@@ -214,6 +233,8 @@ def main() -> None:
     p.add_argument("files", nargs="*")
     p.add_argument("--labels", default=str(RESULTS / "labels.jsonl"))
     p.add_argument("--json", default=None)
+    p.add_argument("--as-run", action="store_true", help="the guards' verdicts as stored by the run (default: "
+                   "judge the stored proposals again with the current guards)")
     args = ap.parse_args()
     {"export": cmd_export, "run": cmd_run, "report": cmd_report}[args.cmd](args)
 

@@ -53,6 +53,11 @@ TABLE = [
     ("renewable energy", "Is energy energy energy energy energy energy energy energy?", "degenerate", False),
     ("renewable energy", "Is the Eiffel Tower taller than Big Ben?", "off-topic", False),
     ("renewable energy", "Is this the renewable energy?", "copies-topic", False),    # no word beyond the topic
+    ("high-speed rail", "Is high-speed rail a good idea?", "evaluative", False),
+    ("renewable energy", "Is renewable energy a viable solution to combat climate change?", "evaluative", False),
+    ("rooftop solar panels", "Are rooftop solar panels worth it?", "evaluative", False),
+    ("coral reef bleaching", "Is coral reef bleaching a serious issue?", "evaluative", False),
+    ("microplastics", "Are microplastics in the ocean a problem?", "evaluative", False),
     ("urban cycling", "Do bike lanes reduce traffic deaths in Lyon?", "off-topic", False),
     ("Internet", "Is interstellar travel possible by 2100?", "off-topic", False),   # inter-, not internet
     # On the topic to a reader, but no word of it: the guard is literal (the topic or a word of it).

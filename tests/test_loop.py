@@ -505,6 +505,9 @@ PROPOSER = textwrap.dedent('''
     from argtree.store.loops import LoopStore
 
     url, run_id = sys.argv[1], int(sys.argv[2])
+    # Names a word of every topic, so the proposal guards (argtree.propose) let it through each time.
+    SHARED = ("Should every city fund urban cycling, school meals, river cleanups, night trains, public "
+              "libraries and tiny homes?")
 
     class Proposer(FakeBackend):
         """The fake backend, plus questions for a topic (it only writes premises): two of the topic's own,
@@ -516,7 +519,7 @@ PROPOSER = textwrap.dedent('''
             for p in prompts:
                 topic = p.splitlines()[0].removeprefix("Topic: ")
                 qs = [f"Will {topic} matter more in ten years?", f"Is {topic} studied enough today?",
-                      "Should every city publish its budget online?"]
+                      SHARED]
                 out.append(Generation(json.dumps({"questions": qs})))
             return out
 
@@ -558,7 +561,7 @@ def test_workers_proposing_at_once_keep_to_max_questions(tmp_path):
             assert len(questions) == 7 == len(set(questions))
             proposes = [t for t in tasks if t.kind == "propose"]
             assert len(proposes) == len(topics) and sum(t.result["new"] for t in proposes) == 7
-            assert Counter(q == "Should every city publish its budget online?" for q in questions)[True] == 1
+            assert Counter(q.startswith("Should every city fund urban cycling") for q in questions)[True] == 1
             trees = Counter(tr.question for tr in s.scalars(select(Tree)))
             assert sorted(trees) == sorted(questions) and set(trees.values()) == {1}
 

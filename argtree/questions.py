@@ -222,11 +222,10 @@ def score_question(g: Grown, *, calibration: ModelCalibration | None = None, mod
                    k: int = 0, policy: str = "voi", seed: int = 0) -> dict[str, Any]:
     """The three root numbers of one grown question (optionally recalibrated, with ``k`` oracle answers)."""
     q = g.question
-    dmap = (calibration or NO_CALIBRATION).direct_map if calibration is not None else None
     rec: dict[str, Any] = {"qid": q.qid, "question": q.question, "answer": q.answer, "direct_raw": g.direct_raw}
     direct = g.direct_raw
     if direct is not None and calibration is not None:
-        direct = float(dmap(direct))
+        direct = float(calibration.direct_map(direct))
     elif g.tree is not None and isinstance(g.tree.meta.get("direct"), Mapping):
         direct = g.tree.meta["direct"].get("calibrated", direct)
     rec["direct"] = direct

@@ -29,7 +29,7 @@ from .inference import beliefs
 from .tree import ArgumentTree, Evidence, TreeError
 
 __all__ = ["ModelCalibration", "model_evidence", "evidence_for_nodes", "root_numbers", "direct_record",
-           "split_evidence", "recalibrate"]
+           "recalibrate"]
 
 EPS = 0.01  # calibrated credences are clamped into [EPS, 1 - EPS]: model evidence is never hard
 
@@ -85,12 +85,6 @@ def evidence_for_nodes(tree: ArgumentTree, credences: Mapping[str, float],
     # A node the tree's own numbers make certain (marginal 0 or 1) cannot be moved by soft evidence.
     labels_free = {nid: marginals[nid] for nid in credences if nid != tree.root and 0.0 < marginals[nid] < 1.0}
     return [model_evidence(nid, float(credences[nid]), labels_free[nid], cal) for nid in labels_free]
-
-
-def split_evidence(evidence: Iterable[Evidence]) -> tuple[tuple[Evidence, ...], tuple[Evidence, ...]]:
-    """(oracle labels, model evidence)."""
-    ev = tuple(evidence)
-    return tuple(e for e in ev if not e.is_model), tuple(e for e in ev if e.is_model)
 
 
 def recalibrate(tree: ArgumentTree, evidence: Iterable[Evidence], cal: CalibrationMap) -> tuple[Evidence, ...]:

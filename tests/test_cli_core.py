@@ -116,10 +116,11 @@ def test_pure_core_imports_no_heavy_frameworks():
     # The pure core, plus the modules that only depend on protocols (grow, llm's protocol, oracle, loop).
     pure = ["argtree", "argtree.tree", "argtree.inference", "argtree.voi", "argtree.io", "argtree.cli",
             "argtree.commands.core", "argtree.expand", "argtree.datasets", "argtree.simulate", "argtree.strategyqa",
-            "argtree.grow", "argtree.llm", "argtree.oracle", "argtree.loop"]
+            "argtree.grow", "argtree.llm", "argtree.oracle", "argtree.loop", "argtree.model_evidence",
+            "argtree.calibration", "argtree.questions", "argtree.fact_match", "argtree.propose", "argtree.world"]
     code = (f"import sys\nfor m in {pure!r}: __import__(m)\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "{'torch', 'transformers', 'sqlalchemy', 'streamlit', 'trl', 'peft', 'alembic'})\n"
+            "{'torch', 'transformers', 'sqlalchemy', 'streamlit', 'trl', 'peft', 'alembic', 'sklearn'})\n"
             "print(','.join(bad))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == ""

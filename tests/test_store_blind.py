@@ -12,7 +12,8 @@ from sqlalchemy import select
 from argtree.inference import beliefs
 from argtree.store import Node as NodeRow, add_annotator, create_session, save_tree, session_scope, set_queue_settings
 from argtree.store import webui
-from argtree.store.testing import dispose, fast_password_hashing, postgres_schema, reset_postgres, sqlite_db
+from argtree.store.testing import fast_password_hashing
+from store_fixtures import pg_module, url  # noqa: F401
 from argtree.tree import ArgumentTree, Evidence, Node
 
 fast_password_hashing()
@@ -22,22 +23,6 @@ TREE = ArgumentTree([Node("q", "Is the blind claim so?", prior=0.5),
                      Node("b", "A weak premise holds.", parent="q", p_if_true=0.55, p_if_false=0.45)])
 
 
-@pytest.fixture(scope="module")
-def pg_module():
-    with postgres_schema() as u:
-        yield u
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        u = sqlite_db(tmp_path)
-        yield u
-        dispose(u)
-    else:
-        u = request.getfixturevalue("pg_module")
-        reset_postgres(u)
-        yield u
 
 
 @pytest.fixture

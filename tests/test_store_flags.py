@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from argtree.store import Node as NodeRow, add_annotator, save_tree, session_scope, submit_label
 from argtree.store.flags import find_flags, negation_key, resolve_flag
-from argtree.store.testing import dispose, fast_password_hashing, postgres_schema, reset_postgres, sqlite_db
+from argtree.store.testing import fast_password_hashing
+from store_fixtures import pg_module, url  # noqa: F401
 from argtree.tree import ArgumentTree, Evidence, Node
 
 fast_password_hashing()
@@ -32,22 +33,6 @@ def test_negation_key_matches_the_issue_pair():
     assert negation_key("Collaboration drops.")[0] != a[0]
 
 
-@pytest.fixture(scope="module")
-def pg_module():
-    with postgres_schema() as u:
-        yield u
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        u = sqlite_db(tmp_path)
-        yield u
-        dispose(u)
-    else:
-        u = request.getfixturevalue("pg_module")
-        reset_postgres(u)
-        yield u
 
 
 def test_flags_are_found_and_a_resolution_is_recorded(url):

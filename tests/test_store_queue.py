@@ -16,8 +16,8 @@ import argtree.store as store  # noqa: E402
 from argtree.store import (NotFound, StoreError, add_annotator, annotator_stats, get_queue_settings,  # noqa: E402
                            load_tree, next_question, root_history, save_tree, session_scope, set_queue_settings,
                            submit_label, tree_nodes, undo_last_label)
-from argtree.store.testing import (dispose, fast_password_hashing, postgres_schema, reset_postgres,  # noqa: E402
-                                   sqlite_db)
+from argtree.store.testing import fast_password_hashing  # noqa: E402
+from store_fixtures import pg_module, url  # noqa: F401, E402
 
 EXAMPLE = "argtree/examples/remote_work.json"
 
@@ -25,22 +25,6 @@ EXAMPLE = "argtree/examples/remote_work.json"
 fast_password_hashing()
 
 
-@pytest.fixture(scope="module")
-def pg_module():
-    with postgres_schema() as u:
-        yield u
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        u = sqlite_db(tmp_path)
-        yield u
-        dispose(u)
-    else:
-        u = request.getfixturevalue("pg_module")
-        reset_postgres(u)  # one migrated schema for the module, emptied before each test
-        yield u
 
 
 def chain_tree(texts, prior=0.5, p1=0.8, p0=0.3):

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from argtree.inference import beliefs
 from argtree.store import Label, Node as NodeRow, add_annotator, load_tree, save_tree, session_scope, submit_label
-from argtree.store.testing import dispose, fast_password_hashing, postgres_schema, reset_postgres, sqlite_db
+from argtree.store.testing import fast_password_hashing
+from store_fixtures import pg_module, url  # noqa: F401
 from argtree.tree import ArgumentTree, Evidence, Node
 
 fast_password_hashing()
@@ -23,22 +24,6 @@ def _tree(root_text: str = "Is remote work more productive?", b_text: str = "Ad-
 EVIDENCE = [Evidence("a", True), Evidence("b1", False, 0.9)]
 
 
-@pytest.fixture(scope="module")
-def pg_module():
-    with postgres_schema() as u:
-        yield u
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        u = sqlite_db(tmp_path)
-        yield u
-        dispose(u)
-    else:
-        u = request.getfixturevalue("pg_module")
-        reset_postgres(u)
-        yield u
 
 
 def _beliefs(url, tid):

@@ -11,7 +11,8 @@ from argtree.store import (AnnotatorEstimate, GoldAnswer, Node as NodeRow, RootB
                            set_queue_settings, submit_label, unmark_gold, update_reliability)
 from argtree.store.oracles import oracle_annotator
 from argtree.store.reliability import collect_votes
-from argtree.store.testing import dispose, fast_password_hashing, postgres_schema, reset_postgres, sqlite_db
+from argtree.store.testing import fast_password_hashing
+from store_fixtures import pg_module, url  # noqa: F401
 from argtree.tree import ArgumentTree, Evidence, Node
 
 fast_password_hashing()
@@ -27,22 +28,6 @@ def _tree() -> ArgumentTree:
     return ArgumentTree(nodes)
 
 
-@pytest.fixture(scope="module")
-def pg_module():
-    with postgres_schema() as u:
-        yield u
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        u = sqlite_db(tmp_path)
-        yield u
-        dispose(u)
-    else:
-        u = request.getfixturevalue("pg_module")
-        reset_postgres(u)
-        yield u
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from argtree.store import (Label, LoginThrottle, SessionEnded, StoreError, WebSe
                            set_password, utcnow)
 from argtree.store import webui
 from argtree.store.sessions import BAD_LOGIN, ThrottlePolicy, login_state, revoke_session
-from argtree.store.testing import dispose, fast_password_hashing, postgres_schema, reset_postgres, sqlite_db
+from argtree.store.testing import fast_password_hashing
+from store_fixtures import pg_module, url  # noqa: F401
 from argtree.tree import ArgumentTree, Node
 
 fast_password_hashing()
@@ -23,22 +24,6 @@ POLICY = ThrottlePolicy(free=3, client_free=3, base_delay=1.0, max_delay=60.0, l
                         lock_seconds=900.0, window_seconds=900.0)
 
 
-@pytest.fixture(scope="module")
-def pg_module():
-    with postgres_schema() as u:
-        yield u
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        u = sqlite_db(tmp_path)
-        yield u
-        dispose(u)
-    else:
-        u = request.getfixturevalue("pg_module")
-        reset_postgres(u)
-        yield u
 
 
 @pytest.fixture

@@ -24,12 +24,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from .calibration import IDENTITY, CalibrationMap
+from .calibration import IDENTITY, CalibrationMap, shipped, shipped_file
 from .inference import beliefs
 from .tree import ArgumentTree, Evidence, TreeError
 
 __all__ = ["ModelCalibration", "model_evidence", "evidence_for_nodes", "root_numbers", "direct_record",
-           "recalibrate"]
+           "recalibrate", "shipped_calibration"]
 
 EPS = 0.01  # calibrated credences are clamped into [EPS, 1 - EPS]: model evidence is never hard
 
@@ -57,6 +57,15 @@ class ModelCalibration:
 
 
 NONE = ModelCalibration()
+
+
+def shipped_calibration(model_version: str) -> tuple[ModelCalibration, str]:
+    """The maps the package ships for ``model_version`` (``argtree/calibrations/``), else none (identity),
+    with where they came from: what is in use when no fit is stored."""
+    found = shipped(model_version)
+    if found is None:
+        return NONE, "none (identity)"
+    return ModelCalibration.from_dict(found), str(shipped_file(model_version))
 
 
 def _odds(p: float) -> float:

@@ -10,36 +10,30 @@ import click
 
 from . import InputError, console, print_json
 
-def calibration_for(model_version: str, database: str | None = None, *, use_store: bool = True):
+
+def calibration_for(model_version: str, database: str | None = None):
     """The maps in use for ``model_version``: the store's newest fit, else the shipped file, else none
     (identity).  Returns (ModelCalibration, where it came from)."""
-    from ..model_evidence import NONE, ModelCalibration
+    try:
+        from ..store import database_url, session_scope
+        from ..store.calibrations import latest_calibration
+        from ..store.db import missing_sqlite_file
 
-    if use_store:
-        try:
-            from ..store import database_url, session_scope
-            from ..store.calibrations import latest_calibration
-
-            url = database or database_url()
-            if url.startswith("sqlite"):
-                path = url.split("///", 1)[-1].split("?", 1)[0]
-                if path and path != ":memory:" and not os.path.exists(path):
-                    raise FileNotFoundError(path)  # no database yet: do not create one just to look
+        url = database or database_url()
+        if not missing_sqlite_file(url):  # no database yet: do not create one just to look
             with session_scope(url, readonly=True) as s:
                 found = latest_calibration(s, model_version)
             if found is not None:
                 return found, "database"
-        except Exception:  # noqa: BLE001 - no store (not migrated, unreachable): fall back to the shipped map
-            pass
-    from ..calibration import CalibrationError, shipped, shipped_file
+    except Exception:  # noqa: BLE001 - no store (not migrated, unreachable): fall back to the shipped map
+        pass
+    from ..calibration import CalibrationError
+    from ..model_evidence import shipped_calibration
 
     try:
-        found = shipped(model_version)
+        return shipped_calibration(model_version)
     except CalibrationError as err:
         raise InputError(str(err)) from None
-    if found is not None:
-        return ModelCalibration.from_dict(found), str(shipped_file(model_version))
-    return NONE, "none (identity)"
 
 
 def _score(backend, prompts, label, quiet):

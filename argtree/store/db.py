@@ -98,6 +98,15 @@ def check_url(url: str, where: str = "the database URL"):
     return u
 
 
+def missing_sqlite_file(url: str) -> bool:
+    """Is ``url`` a SQLite file that does not exist yet?  Lookups (the default model, calibration maps)
+    then know the answer is "nothing stored" without creating a database just to look."""
+    if not url.startswith("sqlite"):
+        return False
+    path = url.split("///", 1)[-1].split("?", 1)[0]
+    return bool(path) and path != ":memory:" and not os.path.exists(path)
+
+
 def redact(url: str) -> str:
     """The URL with any password hidden, for messages ('(not a URL)' when it cannot be parsed)."""
     try:

@@ -275,16 +275,12 @@ class LoopStore:
     # -- calibration of the model's credences (DESIGN.md, Calibration) --------------------------------
     def calibration(self, model_version: str):
         """The maps in use for ``model_version``: the newest fit stored, else the shipped one, else identity."""
-        from ..calibration import shipped
-        from ..model_evidence import NONE, ModelCalibration
+        from ..model_evidence import shipped_calibration
         from .calibrations import latest_calibration
 
         with self.scope(readonly=True) as s:
             found = latest_calibration(s, model_version)
-        if found is not None:
-            return found
-        files = shipped(model_version)
-        return ModelCalibration.from_dict(files) if files else NONE
+        return found if found is not None else shipped_calibration(model_version)[0]
 
     def refit_calibration(self, model_version: str, min_new: int = 20) -> dict[str, Any] | None:
         """Refit the premise map from the (credence, answer) pairs the queue holds once ``min_new`` more

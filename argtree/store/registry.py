@@ -223,13 +223,11 @@ def default_version_name(url: str | None = None) -> str | None:
     None when none is set or the store cannot be read (no database, unmigrated): then the built-in
     default stands.  For model resolvers: "no --model given" means this version when it is set."""
     try:
-        from .db import database_url, session_scope
+        from .db import database_url, missing_sqlite_file, session_scope
 
         url = url or database_url()
-        if url.startswith("sqlite"):
-            path = url.split("///", 1)[-1].split("?", 1)[0]
-            if path and path != ":memory:" and not os.path.exists(path):
-                return None  # no database yet: do not create one just to look
+        if missing_sqlite_file(url):
+            return None  # no database yet: do not create one just to look
         with session_scope(url, readonly=True) as s:
             mv = current_default_version(s)
             # A version without weights (the fake backend's recorded ones) is no model to serve.

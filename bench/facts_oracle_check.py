@@ -56,18 +56,6 @@ def answered() -> tuple[list[dict], dict]:
     return rows, counts
 
 
-def _facts_for(premise: str) -> list[str]:
-    """Every gold fact (the oracle without a question looks at all of them)."""
-    from argtree.strategyqa import load
-
-    global _ALL
-    try:
-        return _ALL
-    except NameError:
-        _ALL = [f for r in load(default_path()) for f in r["facts"]]
-        return _ALL
-
-
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     if n == 0:
         return (math.nan, math.nan)
@@ -116,8 +104,6 @@ def main() -> None:
     grown_labels = json.loads(LABELS.read_text())["labels"]
     first_right = sum(1 for x in grown_labels if x["label"] in ("true", "false")
                       and (x["label"] == "true") == x["oracle_first"])
-    now = FactsOracle()
-    still = [x for x in grown_labels if now.answer([Query(x["premise"], facts=tuple(_facts_for(x["premise"])))])[0]]
     labels = {x["premise"]: x for x in grown_labels}
     out = {"counts": counts, "grown_first_rules": {"answered": len(grown_labels), "right": first_right,
                                                    "wilson95": wilson(first_right, len(grown_labels))},

@@ -41,36 +41,39 @@ OUT = ROOT / "bench" / "results" / "heldout"
 ADAPTER_TRAIN = ROOT / "argtree" / "adapters" / "strategyqa-lora" / "train.jsonl"
 
 
+def _split() -> tuple[list[Question], list[Question], str]:
+    """(train, held out, the shipped adapter's training text)."""
+    train, held = split_heldout(load_questions(default_path()))
+    return train, held, ADAPTER_TRAIN.read_text(encoding="utf-8") if ADAPTER_TRAIN.exists() else ""
+
+
+def _unseen(questions: list[Question], seen: str) -> list[Question]:
+    return [q for q in questions if q.question not in seen and not any(f in seen for f in q.facts)]
+
+
+def _shuffled(questions: list[Question], seed: int) -> list[Question]:
+    random.Random(seed).shuffle(questions)
+    return questions
+
+
 def heldout_questions(seed: int = 0) -> list[Question]:
-    qs = load_questions(default_path())
-    _, held = split_heldout(qs)
-    seen = ADAPTER_TRAIN.read_text(encoding="utf-8") if ADAPTER_TRAIN.exists() else ""
-    clean = [q for q in held if q.question not in seen and not any(f in seen for f in q.facts)]
-    random.Random(seed).shuffle(clean)
-    return clean
+    _, held, seen = _split()
+    return _shuffled(_unseen(held, seen), seed)
 
 
 def train_questions(seed: int = 0) -> list[Question]:
     """The train split minus what the shipped adapter trained on: pairs from text a model memorized
     would make its credences look far better than they are on new premises (AUC 0.89 vs 0.5)."""
-    qs = load_questions(default_path())
-    train, _ = split_heldout(qs)
-    seen = ADAPTER_TRAIN.read_text(encoding="utf-8") if ADAPTER_TRAIN.exists() else ""
-    train = [q for q in train if q.question not in seen and not any(f in seen for f in q.facts)]
-    random.Random(seed).shuffle(train)
-    return train
+    train, _, seen = _split()
+    return _shuffled(_unseen(train, seen), seed)
 
 
 def seen_questions(seed: int = 0) -> list[Question]:
     """Train-split questions the shipped adapter trained on (its facts are in its training file): the pool
     for hand-checking the facts oracle, since on held-out questions the adapter's premises are mechanical
     negations no gold fact settles.  Never used for any held-out number."""
-    qs = load_questions(default_path())
-    train, _ = split_heldout(qs)
-    seen = ADAPTER_TRAIN.read_text(encoding="utf-8") if ADAPTER_TRAIN.exists() else ""
-    pool = [q for q in train if q.question in seen]
-    random.Random(seed).shuffle(pool)
-    return pool
+    train, _, seen = _split()
+    return _shuffled([q for q in train if q.question in seen], seed)
 
 
 def _backend(model: str):
@@ -113,6 +116,7 @@ def cmd_grow(args) -> None:
 
 def cmd_pairs(args) -> None:
     """(credence, truth) pairs on the TRAIN split: facts/negations (premise map), questions (direct map)."""
+    from argtree.evaluate import score_facts
     from argtree.expand import direct_prompt, yes_no_prompt
     from argtree.strategyqa import negate
 
@@ -131,12 +135,8 @@ def cmd_pairs(args) -> None:
             truths.append(False)
     be = _backend(args.model)
     t0 = time.time()
-    pc = []
-    for i in range(0, len(facts), 32):
-        pc += be.score_yes([yes_no_prompt(t) for t in facts[i:i + 32]])
-    dq = []
-    for i in range(0, len(train), 32):
-        dq += be.score_yes([direct_prompt(q.question) for q in train[i:i + 32]])
+    pc = score_facts(be, [yes_no_prompt(t) for t in facts])
+    dq = score_facts(be, [direct_prompt(q.question) for q in train])
     out = {"model": be.model_version, "seconds": round(time.time() - t0, 1),
            "premise": {"credence": pc, "truth": truths, "text": facts},
            "direct": {"credence": dq, "truth": [bool(q.answer) for q in train], "qid": [q.qid for q in train]}}
@@ -146,14 +146,13 @@ def cmd_pairs(args) -> None:
 
 def cmd_direct(args) -> None:
     """The direct answer alone (one batched scoring pass) on every clean held-out question."""
+    from argtree.evaluate import score_facts
     from argtree.expand import direct_prompt
 
     held = heldout_questions(args.seed)
     be = _backend(args.model)
     t0 = time.time()
-    p = []
-    for i in range(0, len(held), 32):
-        p += be.score_yes([direct_prompt(q.question) for q in held[i:i + 32]])
+    p = score_facts(be, [direct_prompt(q.question) for q in held])
     out = {"model": be.model_version, "seconds": round(time.time() - t0, 1), "qid": [q.qid for q in held],
            "credence": p, "truth": [bool(q.answer) for q in held]}
     (OUT / f"direct_{args.model}.json").write_text(json.dumps(out))

@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("streamlit")
 playwright_api = pytest.importorskip("playwright.sync_api")
+from browser_fixtures import browser, new_page  # noqa: E402, F401
 
 from argtree.store import create_session, set_queue_settings  # noqa: E402
 from argtree.store import webui  # noqa: E402
@@ -54,14 +55,6 @@ def server(tmp_path_factory):
         yield {"base": base, "url": url, "tree": tid}
 
 
-@pytest.fixture(scope="module")
-def browser(server):
-    with playwright_api.sync_playwright() as p:
-        b = testing.launch(p)
-        yield b
-        b.close()
-
-
 def _idle(page) -> None:
     """Wait until the app's script run is over (Streamlit's running indicator is gone), so leaving the page
     does not start a second run while the first is still importing its libraries."""
@@ -85,8 +78,7 @@ def _trees_page_node_a(page, base: str) -> str:
 
 
 def test_an_annotator_sees_another_answer_only_after_answering(server, browser):
-    ctx = browser.new_context(viewport={"width": 1360, "height": 960})
-    page = ctx.new_page()
+    ctx, page = new_page(browser)
     testing.login(page, server["base"], "carol", "carol-pass-77")
     # The Answer page asks carol the premise dan answered (overlap 2), without his answer or comment.
     assert testing.premise(page) == TELLING

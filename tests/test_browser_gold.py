@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("streamlit")
 playwright_api = pytest.importorskip("playwright.sync_api")
+from browser_fixtures import browser, new_page  # noqa: E402, F401
 
 from argtree.store import mark_gold, set_queue_settings  # noqa: E402
 from argtree.store.db import get_engine, session_scope  # noqa: E402
@@ -59,21 +60,12 @@ def server(tmp_path_factory):
         yield {"base": base, "url": url}
 
 
-@pytest.fixture(scope="module")
-def browser(server):
-    with playwright_api.sync_playwright() as p:
-        b = testing.launch(p)
-        yield b
-        b.close()
-
-
 def _idle(page) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=30_000)
 
 
 def test_a_gold_question_scores_its_annotator_and_an_admin_resolves_a_flag(server, browser):
-    ctx = browser.new_context(viewport={"width": 1360, "height": 960})
-    page = ctx.new_page()
+    ctx, page = new_page(browser)
     testing.login(page, server["base"], "gina", "gina-pass-31")
     assert testing.premise(page) == GOLD
     _idle(page)
@@ -83,8 +75,7 @@ def test_a_gold_question_scores_its_annotator_and_an_admin_resolves_a_flag(serve
     _idle(page)
     ctx.close()
 
-    ctx = browser.new_context(viewport={"width": 1360, "height": 960})
-    page = ctx.new_page()
+    ctx, page = new_page(browser)
     testing.login(page, server["base"], "boss", "boss-pass-62")
     page.goto(f"{server['base']}/agreement", wait_until="domcontentloaded")
     page.get_by_role("button", name="Re-estimate now").click()

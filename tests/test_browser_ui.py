@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("streamlit")
 playwright_api = pytest.importorskip("playwright.sync_api")
+from browser_fixtures import browser, new_page  # noqa: E402, F401
 
 from argtree.store.db import get_engine, session_scope  # noqa: E402
 from argtree.store.models import Annotator, Label, WebSession, utcnow  # noqa: E402
@@ -46,19 +47,6 @@ def server(tmp_path_factory):
     ARTIFACTS.mkdir(exist_ok=True)
     with testing.serve(url, home=home) as base:
         yield {"base": base, "url": url, "home": home}
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    with playwright_api.sync_playwright() as p:
-        b = testing.launch(p)
-        yield b
-        b.close()
-
-
-def new_page(browser):
-    ctx = browser.new_context(viewport={"width": 1360, "height": 960})
-    return ctx, ctx.new_page()
 
 
 def labels_of(url: str, name: str, *, live: bool = True) -> list[Label]:

@@ -91,6 +91,7 @@ class ImproveConfig:
     eval_budget: int = 1               # expansions per held-out tree
     self_labels: bool = False          # the model oracle's labels may count as truth for facts
     distill: str = "both"              # both | tree | gold | none
+    question_facts: bool = True        # teach the question file's gold facts (dataset truth) as facts
     dpo: bool = True
     seed: int = 0
     start: str | None = None           # model to start from (None: the current default)
@@ -104,7 +105,7 @@ class ImproveConfig:
 
     # options whose change would make the run another experiment (compared on resume)
     FIXED = ("questions_sha256", "heldout_sha256", "oracle", "per_round", "budget", "answers", "steps", "backend",
-             "heldout_limit", "eval_budget", "self_labels", "distill", "dpo", "seed", "start", "per_side", "retries",
+             "heldout_limit", "eval_budget", "self_labels", "distill", "question_facts", "dpo", "seed", "start", "per_side", "retries",
              "batch_size", "lr", "top_layers", "rank")
 
     def to_json(self) -> dict[str, Any]:
@@ -548,7 +549,24 @@ def _top_queries(session, tree_id: int, k: int, question):
     nodes.sort(key=lambda n: (-n.voi, n.id))
     facts = tuple(getattr(question, "facts", ()) or ())
     return [Query(n.text, n.proposition_id, tree_id, n.local_id, n.voi, question=question.question, facts=facts)
-            for n in nodes[:k]]
+            for n in (nodes if k is None else nodes[:k])]
+
+
+def _ask_down(oracle, ranked: Sequence[Any], k: int) -> tuple[list, list]:
+    """Ask ``oracle`` down the VoI ranking until ``k`` premises are answered (an abstention, e.g. the
+    honest dataset oracle's "no gold fact settles this", costs nothing and the next premise is asked);
+    a person (asynchronous oracle) is asked the top ``k`` only.  Returns (queries asked, answers)."""
+    if not oracle.synchronous:
+        return list(ranked[:k]), (oracle.answer(list(ranked[:k])) if k and ranked else [])
+    asked: list = []
+    answers: list = []
+    i = 0
+    while i < len(ranked) and sum(a is not None for a in answers) < k:
+        batch = list(ranked[i:i + k - sum(a is not None for a in answers)])
+        i += len(batch)
+        asked.extend(batch)
+        answers.extend(oracle.answer(batch))
+    return asked, answers
 
 
 def _oracle_step(deps, cfg, run_id, r, parent, questions, emit) -> None:
@@ -570,8 +588,8 @@ def _oracle_step(deps, cfg, run_id, r, parent, questions, emit) -> None:
             continue
         t0 = time.perf_counter()
         with deps.scope() as s:
-            queries = _top_queries(s, tree_id, cfg.answers, q)
-        answers = oracle.answer(queries) if queries else []
+            ranked = _top_queries(s, tree_id, None if oracle.synchronous else cfg.answers, q)
+        queries, answers = _ask_down(oracle, ranked, cfg.answers)
         _trace(f"r{r}:oracle:{tree_id}")
         seconds += time.perf_counter() - t0
         with deps.scope() as s:
@@ -655,10 +673,11 @@ def _data_step(deps, cfg, run_id, r, parent, questions, emit) -> None:
                         {"source": src, "annotator": lb.annotator.name, "kind": lb.kind, "value": lb.value,
                          "probability": lb.probability, "reliability": lb.annotator.reliability})
             items.append({"qid": _qid(q), "question": q.question, "answer": q.answer, "tree_id": tree_id,
+                          "facts": list(getattr(q, "facts", ()) or ()),
                           "tree": tree, "rejected": (row.meta or {}).get("improve", {}).get("rejected", []),
                           "labels": labels, "root_belief": row.root_belief})
     records, stats = round_records(items, run_id=run_id, round_no=r, self_labels=cfg.self_labels,
-                                   distill=cfg.distill, per_side=cfg.per_side)
+                                   distill=cfg.distill, per_side=cfg.per_side, question_facts=cfg.question_facts)
     earlier = buffer_records(deps, run_id, before=r)
     merged, added = add_to_buffer(earlier, records)
     new = merged[len(earlier):]  # what this round adds: records no earlier round (nor this one) had
@@ -691,13 +710,19 @@ def buffer_records(deps: Deps, run_id: int, before: int | None = None) -> list[d
 
 
 def round_records(items: Sequence[Mapping[str, Any]], *, run_id: int, round_no: int, self_labels: bool = False,
-                  distill: str = "both", per_side: int = 2) -> tuple[list[dict], dict[str, Any]]:
+                  distill: str = "both", per_side: int = 2,
+                  question_facts: bool = False) -> tuple[list[dict], dict[str, Any]]:
     """A round's training records (pure; see ``argtree.datasets``) from its trees, and counts for the card.
 
     ``items``: per question {qid, question, answer, tree_id, tree (ArgumentTree), rejected (grow's list),
     labels ({node id: [{source, annotator, kind, value, probability}]}), root_belief}.  Facts are taught
     only from 'human' and 'dataset' labels ('model' ones too when ``self_labels``); premises marked
-    ill-posed or don't-know are never taught as premises and become DPO's rejected side."""
+    ill-posed or don't-know are never taught as premises and become DPO's rejected side.
+
+    ``question_facts``: the question file's gold facts (``items[i]["facts"]``) are dataset truth, taught
+    whether or not the oracle was asked about them: each as a fact (Yes), its rule-made negation
+    (``argtree.strategyqa.negate``, only where the rules are safe) as a fact (No), and the facts as the
+    premises of the root's expansion on the side of the gold answer.  Provenance ``"source": "question facts"``."""
     from .datasets import (distill_records, expansion_pair_record, expansion_sft_record, fact_record,
                            is_mechanical_negation)
     from .expand import SYSTEM, TEXT_PATTERN, direct_prompt, expansion_prompt
@@ -706,6 +731,7 @@ def round_records(items: Sequence[Mapping[str, Any]], *, run_id: int, round_no: 
     allowed = {"human", "dataset"} | ({"model"} if self_labels else set())
     out: list[dict] = []
     st = {"expansion": 0, "expansion-pair": 0, "fact": 0, "distill-tree": 0, "distill-gold": 0,
+          "question-fact": 0, "question-expansion": 0,
           "fact_sources": {}, "skipped_self_labels": 0, "skipped_negations": 0, "skipped_ill_posed": 0}
     for it in items:
         tree = it["tree"]
@@ -765,6 +791,12 @@ def round_records(items: Sequence[Mapping[str, Any]], *, run_id: int, round_no: 
             st["fact"] += 1
             for src in srcs:
                 st["fact_sources"][src] = st["fact_sources"].get(src, 0) + 1
+        if question_facts and it.get("facts"):
+            st_q = _question_fact_records(it, base_prov, per_side, out)
+            st["question-fact"] += st_q[0]
+            st["question-expansion"] += st_q[1]
+            if st_q[0]:
+                st["fact_sources"]["question facts"] = st["fact_sources"].get("question facts", 0) + st_q[0]
         # search distillation
         prompt = direct_prompt(it["question"])
         if distill in ("both", "tree") and it.get("root_belief") is not None:
@@ -776,6 +808,37 @@ def round_records(items: Sequence[Mapping[str, Any]], *, run_id: int, round_no: 
             out.extend(recs)
             st["distill-gold"] += len(recs)
     return out, st
+
+
+def _question_fact_records(it: Mapping[str, Any], base_prov: Mapping[str, Any], per_side: int,
+                           out: list[dict]) -> tuple[int, int]:
+    """Append what a question's gold facts teach (see ``round_records``); returns (facts, expansions)."""
+    from .datasets import expansion_sft_record, fact_record
+    from .expand import SYSTEM, TEXT_PATTERN, expansion_prompt
+    from .strategyqa import negate
+    import re
+
+    prov = {**base_prov, "source": "question facts", "label_sources": ["dataset"]}
+    facts = [" ".join(str(f).split()) for f in it["facts"] if str(f).strip()]
+    n = 0
+    for f in facts:
+        out.append(fact_record(f, True, {**prov, "fact": f}))
+        n += 1
+        neg = negate(f)
+        if neg:
+            out.append(fact_record(neg, False, {**prov, "fact": f, "negated": True}))
+            n += 1
+    usable = [f for f in facts if re.match(TEXT_PATTERN, f)][:per_side]
+    if not usable or it.get("answer") is None:
+        return n, 0
+    stance = "for" if it["answer"] else "against"
+    prem = [{"text": f, "credence": 0.95, "claim_if_true": 0.8 if it["answer"] else 0.2,
+             "claim_if_false": 0.3 if it["answer"] else 0.7} for f in usable]
+    tree = it.get("tree")
+    claim = tree[tree.root].text if tree is not None else " ".join(str(it["question"]).split())
+    out.append(expansion_sft_record(SYSTEM, expansion_prompt(claim, stance, per_side=per_side), prem,
+                                    {**prov, "node": tree.root if tree is not None else None, "stance": stance}))
+    return n, 1
 
 
 def _truth(labels: Sequence[Mapping[str, Any]], allowed: set[str]) -> bool | None:
@@ -933,6 +996,10 @@ def _eval_step(deps, cfg, run_id, r, version: str, heldout, rundir: Path, emit) 
         seconds += time.perf_counter() - t0
         chunks[str(c)] = [compact_record(rec, q) for rec, q in zip(out["records"], part)]
         with deps.scope() as s:
+            # The held-out trees are kept (marked held out: no training step ever reads them) with the checkpoint.
+            ids = _save_heldout_trees(s, out["records"], part, run_id=run_id, round_no=r, version=version)
+            for rec, tree_id in zip(chunks[str(c)], ids):
+                rec["tree_id"] = tree_id
             _checkpoint(s, _task(s, run_id, f"r{r}:eval"), {"version": version, "chunks": chunks,
                                                              "seconds": round(seconds, 3)})
         emit({"event": "eval", "round": r, "version": version, "done": min(c + EVAL_CHUNK, len(heldout)),
@@ -950,6 +1017,28 @@ def _eval_step(deps, cfg, run_id, r, version: str, heldout, rundir: Path, emit) 
           also=lambda s: update_model_version_meta(s, version, heldout=heldout_meta))
     emit({"event": "evaluated", "round": r, "version": version, "direct_brier": metrics["direct"]["brier"],
           "tree_brier": metrics["tree"]["brier"]})
+
+
+def _save_heldout_trees(session, records, questions, *, run_id: int, round_no: int, version: str) -> list[int | None]:
+    """Store each held-out record's tree (``meta["improve"]["heldout"]``: never training data, never queued);
+    ids in order."""
+    from .io import from_dict
+    from .store import save_tree
+
+    ids: list[int | None] = []
+    for rec, q in zip(records, questions):
+        doc = rec.get("tree_json")
+        if not isinstance(doc, Mapping):
+            ids.append(None)
+            continue
+        tree, evidence = from_dict(doc)
+        meta = dict(tree.meta)
+        meta["improve"] = {"run": run_id, "round": round_no, "qid": _qid(q), "heldout": True, "version": version,
+                           "answer": getattr(q, "answer", None)}
+        # archived: kept and browsable, but never in the oracle queue (nobody labels a held-out question's tree)
+        ids.append(save_tree(session, tree, evidence, question=q.question, model_version=version, meta=meta,
+                             status="archived", priority=0.0))
+    return ids
 
 
 def _eval_records_of(deps: Deps, run_id: int, version: str) -> list[dict]:

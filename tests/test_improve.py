@@ -338,8 +338,9 @@ def test_self_labels_stay_out_of_facts_in_a_run_with_the_model_oracle(tmp_path):
     url = sqlite_db(tmp_path)
     train, held = _files(tmp_path)
     deps = _deps(tmp_path, url, QualityTrainer({1: 0.3}))
+    # (the question file's gold facts are dataset truth, taught by default: off here, so that only labels count)
     cfg = ImproveConfig(questions=train, heldout=held, rounds=1, per_round=3, budget=2, answers=3, steps=1,
-                        backend="fake", oracle="model")
+                        backend="fake", oracle="model", question_facts=False)
     run_id, _, _ = start_or_resume(deps, cfg)
     run_improve(deps, run_id)
     from sqlalchemy import func, select
@@ -363,7 +364,7 @@ def test_self_labels_stay_out_of_facts_in_a_run_with_the_model_oracle(tmp_path):
     url2 = sqlite_db(tmp_path, "b.db")
     deps2 = _deps(tmp_path / "b", url2, QualityTrainer({1: 0.3}))
     cfg2 = ImproveConfig(questions=train, heldout=held, rounds=1, per_round=3, budget=2, answers=3, steps=1,
-                         backend="fake", oracle="model", self_labels=True)
+                         backend="fake", oracle="model", self_labels=True, question_facts=False)
     run2, _, _ = start_or_resume(deps2, cfg2)
     run_improve(deps2, run2)
     facts = [r for r in buffer_records(deps2, run2) if r["argtree"]["kind"] == "fact"]
@@ -443,7 +444,7 @@ def test_human_oracle_waits_for_people_and_their_answers_become_facts(tmp_path, 
 
     monkeypatch.setattr(improve.time, "sleep", people_answer)
     cfg = ImproveConfig(questions=train, heldout=held, rounds=1, per_round=2, budget=2, answers=2, steps=1,
-                        backend="fake", oracle="human", poll_seconds=7.0)
+                        backend="fake", oracle="human", poll_seconds=7.0, question_facts=False)
     run_id, _, _ = start_or_resume(deps, cfg)
     events = []
     run_improve(deps, run_id, progress=events.append)
@@ -461,3 +462,109 @@ def test_human_oracle_waits_for_people_and_their_answers_become_facts(tmp_path, 
     sft = [r["messages"][-1]["content"] for r in buf if r["argtree"]["kind"] == "expansion"]
     assert not any(json.dumps(ill)[1:-1] in c for c in sft)
     dispose(url)
+
+
+def test_question_facts_are_taught_as_dataset_truth():
+    item = dict(_item({}), facts=["The tower was built in 1150.", "The bridge was built in 1890."])
+    recs, stats = round_records([item], run_id=1, round_no=1, question_facts=True)
+    facts = [r for r in recs if r["argtree"]["kind"] == "fact"]
+    said = {r["messages"][-1]["content"]: [] for r in facts}
+    for r in facts:
+        said[r["messages"][-1]["content"]].append(r["messages"][-2]["content"])
+        prov = r["argtree"]["provenance"]
+        assert prov["source"] == "question facts" and prov["label_sources"] == ["dataset"] and prov["qid"] == "t1"
+    # each gold fact says Yes; its rule-made negation says No
+    assert len(said["Yes"]) == 2 and len(said["No"]) == 2
+    assert any("was not built in 1150" in m for m in said["No"])
+    assert stats["question-fact"] == 4 and stats["fact_sources"] == {"question facts": 4}
+    # the gold facts are the root's premises on the gold answer's side (answer True: "for")
+    exp = [r for r in recs if r["argtree"]["kind"] == "expansion"
+           and r["argtree"]["provenance"].get("source") == "question facts"]
+    assert len(exp) == 1 and exp[0]["argtree"]["provenance"]["stance"] == "for"
+    assert exp[0]["messages"][1]["content"] == expansion_prompt(item["tree"]["q"].text, "for")
+    taught = json.loads(exp[0]["messages"][-1]["content"])["premises"]
+    assert [p["text"] for p in taught] == item["facts"]
+    # off: nothing from the question's facts
+    off, st_off = round_records([item], run_id=1, round_no=1, question_facts=False)
+    assert not [r for r in off if r["argtree"]["provenance"].get("source") == "question facts"]
+    assert st_off["question-fact"] == 0
+    # a question whose answer is False puts them against
+    recs_no, _ = round_records([dict(item, answer=False)], run_id=1, round_no=1, question_facts=True)
+    assert [r["argtree"]["provenance"]["stance"] for r in recs_no
+            if r["argtree"]["kind"] == "expansion" and r["argtree"]["provenance"].get("source")] == ["against"]
+
+
+def test_a_synchronous_oracle_is_asked_down_the_ranking_until_k_answer():
+    from argtree.improve import _ask_down
+    from argtree.oracle import Query
+
+    class Picky:
+        synchronous = True
+
+        def __init__(self):
+            self.asked = []
+
+        def answer(self, queries):
+            self.asked.extend(q.text for q in queries)
+            return [Answer(value=True) if "known" in q.text else None for q in queries]
+
+    ranked = [Query(t, node=f"n{i}") for i, t in enumerate(["a", "known b", "c", "known d", "known e"])]
+    o = Picky()
+    asked, answers = _ask_down(o, ranked, 2)
+    # abstentions cost nothing: it goes on down the VoI order until two are answered, and no further
+    assert o.asked == ["a", "known b", "c", "known d"] and [q.text for q in asked] == o.asked
+    assert [a is not None for a in answers] == [False, True, False, True]
+    o2 = Picky()
+    assert [q.text for q in _ask_down(o2, ranked[:3], 5)[0]] == ["a", "known b", "c"]  # ran out of premises
+
+    class Person(Picky):
+        synchronous = False
+
+    o3 = Person()
+    asked3, _ = _ask_down(o3, ranked, 2)
+    assert [q.text for q in asked3] == ["a", "known b"]  # people are asked the top K only
+
+
+def test_heldout_trees_are_stored_archived_and_never_trained_on(tmp_path):
+    from argtree.store import get_tree, list_trees, next_question
+
+    url = sqlite_db(tmp_path)
+    train, held = _files(tmp_path, n_train=4, n_held=3)
+    deps = _deps(tmp_path, url, QualityTrainer({1: 0.3}), evaluate=_evaluate_real)
+    cfg = ImproveConfig(questions=train, heldout=held, rounds=1, per_round=2, budget=1, answers=1, steps=1,
+                        backend="fake")
+    run_id, _, _ = start_or_resume(deps, cfg)
+    run_improve(deps, run_id)
+    with session_scope(url) as s:
+        trees = {t.id: get_tree(s, t.id) for t in list_trees(s, limit=100)}
+    held_ids = {i for i, t in trees.items() if (t.meta or {}).get("improve", {}).get("heldout")}
+    # round 0 (the start) and round 1 (the candidate): 3 held-out trees each, archived, with version and answer
+    assert len(held_ids) == 6
+    assert all(trees[i].status == "archived" for i in held_ids)
+    assert sorted({trees[i].meta["improve"]["version"] for i in held_ids}) == sorted({"fake", f"improve{run_id}-r1"})
+    train_ids = set(trees) - held_ids
+    assert len(train_ids) == 2 and all(trees[i].status == "active" for i in train_ids)
+    # no training record comes from a held-out tree
+    buf = buffer_records(deps, run_id)
+    assert buf and not {r["argtree"]["provenance"].get("tree_id") for r in buf} & held_ids
+    # and the queue never serves a held-out tree's premise
+    from argtree.store import add_annotator, submit_label
+
+    with session_scope(url) as s:
+        me = add_annotator(s, "tester", "password123").id
+    served: set[int] = set()
+    for _ in range(100):
+        with session_scope(url) as s:
+            q = next_question(s, me)
+            if q is None:
+                break
+            served.update(q.tree_ids)
+            submit_label(s, me, q.proposition_id, dont_know=True)
+    assert served and served <= train_ids
+    dispose(url)
+
+
+def _evaluate_real(backend, questions, *, budget=1, seed=0, **kw):
+    from argtree.questions import evaluate_questions
+
+    return evaluate_questions(backend, questions, budget=budget, seed=seed)

@@ -347,7 +347,7 @@ WORLD_ASK_ALL = 64  # premises per tree handed to the policy oracle, which answe
 @click.option("--gold-facts", is_flag=True,
               help="Also teach the gold facts and decompositions of the training questions used so far (dataset "
                    "truth: fact records, and expansion records whose premises are the gold facts), added to each "
-                   "SFT stage's data by the bench (argtree improve does not use a question file's facts yet).")
+                   "SFT stage's data by the bench (argtree improve's --question-facts, kept off here unless this is given).")
 @click.option("--probe", type=click.IntRange(min=0, max=8), default=0, show_default=True,
               help="After the rounds: the final default model's held-out trees with 0..N oracle answers each, "
                    "picked by VoI and at random (test-time answers; 0: skip).")
@@ -495,7 +495,10 @@ def run_world_policy(world, train_file: str, held_file: str, rundir: Path, *, po
     cfg = ImproveConfig(questions=train_file, heldout=held_file, questions_sha256=_sha256(train_file),
                         heldout_sha256=_sha256(held_file), rounds=rounds, oracle="dataset", per_round=per_round,
                         budget=budget, answers=WORLD_ASK_ALL, steps=steps, backend="local" if backend == "local" else "fake",
-                        heldout_limit=heldout_limit, eval_budget=eval_budget, seed=seed, per_side=per_side, dpo=dpo)
+                        heldout_limit=heldout_limit, eval_budget=eval_budget, seed=seed, per_side=per_side, dpo=dpo,
+                        # the world's gold facts are taught only with --gold-facts (GoldFactsTrainer), so that
+                        # what the oracle's answers alone teach can be measured apart
+                        question_facts=False)
     run_id, _, cfg = start_or_resume(deps, cfg)
 
     def show(ev):
@@ -542,8 +545,9 @@ class GoldFactsTrainer:
     """Wraps a Trainer: before each SFT stage, adds to its data what the training questions' gold
     decompositions teach (questions named by the data's records' provenance ``qid``): each gold fact as a fact
     record (dataset truth), and per question an expansion record whose premises are its gold facts (for the
-    side the answer lies on).  Provenance ``{"source": "gold facts", "qid": ...}``.  What ``argtree improve``
-    would do with a question file's ``facts`` (it does not yet); here so the world can measure it."""
+    side the answer lies on).  Provenance ``{"source": "gold facts", "qid": ...}``.  ``argtree improve
+    --question-facts`` does the same for a question file's facts (with rule-made negations, which the world's
+    own templates would not recognise); the bench keeps that off and uses this, so its runs stay comparable."""
 
     def __init__(self, inner, world):
         self.inner, self.world = inner, world

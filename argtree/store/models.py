@@ -429,3 +429,49 @@ class FlagResolution(Base):
 
 
 __all__ += ["FlagResolution"]
+
+
+# -- issue 13: co-authoring the trees and per-tree assignment (``argtree.store.coauthor``) ---------
+
+EDIT_ACTIONS = ("add", "edit", "delete", "move", "rewrite")
+
+
+class TreeEdit(Base):
+    """One change a person made to a tree's structure or text (who, when, what): a premise added, a
+    premise's text edited (a new proposition version), a node deleted or moved, an ill-posed answer's
+    rewrite put in place.  ``detail`` keeps what was there before (old text, proposition, parent, numbers)."""
+
+    __tablename__ = "tree_edits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tree_id: Mapped[int] = mapped_column(ForeignKey("trees.id", ondelete="CASCADE"))
+    node_id: Mapped[Optional[int]] = mapped_column(Integer)   # no foreign key: a deleted node's edit stays
+    annotator_id: Mapped[Optional[int]] = mapped_column(ForeignKey("annotators.id", ondelete="SET NULL"))
+    label_id: Mapped[Optional[int]] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    request_id: Mapped[Optional[str]] = mapped_column(String(128))  # a retried request changes nothing twice
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("action IN ('add', 'edit', 'delete', 'move', 'rewrite')", name="action_known"),
+        UniqueConstraint("annotator_id", "request_id"),
+        Index("ix_tree_edits_tree_id_id", "tree_id", "id"),
+    )
+
+
+class TreeAssignment(Base):
+    """Who may answer a tree's questions: a tree with no rows is open to everyone; one with rows is
+    served (by the queue) only to the annotators named in them."""
+
+    __tablename__ = "tree_assignments"
+
+    tree_id: Mapped[int] = mapped_column(ForeignKey("trees.id", ondelete="CASCADE"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id", ondelete="CASCADE"), primary_key=True)
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("annotators.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_tree_assignments_annotator_id", "annotator_id"),)
+
+
+__all__ += ["TreeEdit", "TreeAssignment", "EDIT_ACTIONS"]

@@ -344,7 +344,8 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     """Store one answer and update every tree containing the proposition; return the label.
 
     Exactly one of ``value`` (True/False), ``probability``, ``dont_know`` or
-    ``ill_posed`` (optionally with a ``rewrite``, stored as a new proposition).
+    ``ill_posed`` (optionally with a ``rewrite``: a new proposition that replaces this one in every live
+    tree that holds it, ``coauthor.apply_rewrite``).
     Resubmitting with the same ``request_id`` returns the stored label and
     changes nothing.  A new answer by the same person to the same proposition
     retracts their previous one.  Bad input raises StoreError before any write.
@@ -390,6 +391,10 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
         deltas = recompute_trees(session, tree_ids, cause="label", label_id=label.id, metric=settings["queue.metric"])
     refresh_propositions(session, {pid}, overlap=overlap)  # its answer count changed: recount it whole
     apply_forest_deltas(session, deltas, overlap, skip={pid})
+    if rewrite_pid is not None and rewrite_pid != pid:  # issue 13: the rewrite replaces the node in its trees
+        from .coauthor import apply_rewrite
+
+        apply_rewrite(session, label)
     return label
 
 

@@ -7,8 +7,9 @@ DESIGN.md, "Rounds of self-improvement".  One round, as steps (tasks in the stor
             the guard-rejected proposals of its expansions (``meta["improve"]["rejected"]``);
 ``oracle``  the oracle answers the ``--answers`` top-VoI premises of each tree (dataset: known truth;
             human: the web app's queue, waited for; model: AI feedback, stored under its own name);
-``data``    this round's training records (``argtree.datasets``: expansions, DPO pairs, facts,
-            distillation toward the tree's belief and toward gold answers), each with its provenance;
+``data``    this round's training records (``argtree.datasets``: expansions, DPO pairs, facts (oracle
+            labels; the question file's gold facts), distillation toward the tree's belief and toward gold
+            answers, proposals (topic -> the round's questions)), each with its provenance;
             added to the run's replay buffer (deduplicated by content);
 ``sft``     SFT on the buffer's SFT records, continuing the current default (``Trainer.sft``);
 ``dpo``     DPO on the buffer's pairs, continuing the SFT result (``Trainer.dpo``); the result is the
@@ -92,6 +93,7 @@ class ImproveConfig:
     self_labels: bool = False          # the model oracle's labels may count as truth for facts
     distill: str = "both"              # both | tree | gold | none
     question_facts: bool = True        # teach the question file's gold facts (dataset truth) as facts
+    proposals: bool = True             # teach the proposer: the round's questions as answers to their topic
     dpo: bool = True
     seed: int = 0
     start: str | None = None           # model to start from (None: the current default)
@@ -105,7 +107,7 @@ class ImproveConfig:
 
     # options whose change would make the run another experiment (compared on resume)
     FIXED = ("questions_sha256", "heldout_sha256", "oracle", "per_round", "budget", "answers", "steps", "backend",
-             "heldout_limit", "eval_budget", "self_labels", "distill", "question_facts", "dpo", "seed", "start", "per_side", "retries",
+             "heldout_limit", "eval_budget", "self_labels", "distill", "question_facts", "proposals", "dpo", "seed", "start", "per_side", "retries",
              "batch_size", "lr", "top_layers", "rank")
 
     def to_json(self) -> dict[str, Any]:
@@ -678,6 +680,10 @@ def _data_step(deps, cfg, run_id, r, parent, questions, emit) -> None:
                           "labels": labels, "root_belief": row.root_belief})
     records, stats = round_records(items, run_id=run_id, round_no=r, self_labels=cfg.self_labels,
                                    distill=cfg.distill, per_side=cfg.per_side, question_facts=cfg.question_facts)
+    if cfg.proposals:
+        props = round_proposals(questions, run_id=run_id, round_no=r)
+        records.extend(props)
+        stats["proposal"] = len(props)
     earlier = buffer_records(deps, run_id, before=r)
     merged, added = add_to_buffer(earlier, records)
     new = merged[len(earlier):]  # what this round adds: records no earlier round (nor this one) had
@@ -810,6 +816,28 @@ def round_records(items: Sequence[Mapping[str, Any]], *, run_id: int, round_no: 
     return out, st
 
 
+def round_proposals(questions: Sequence[Any], *, run_id: int, round_no: int) -> list[dict]:
+    """Proposer records from the round's questions (``argtree.propose.proposal_records``: a question file's
+    ``term``/``description`` is the topic, its questions the answer; the guards' rejects and held-out
+    questions left out), each with its provenance.  Questions without a term teach nothing here."""
+    from .propose import proposal_records
+
+    recs, _ = proposal_records(list(questions))
+    by_term: dict[str, list[str]] = {}
+    for q in questions:
+        term = q.extra.get("term") if isinstance(getattr(q, "extra", None), Mapping) else None
+        if isinstance(term, str):
+            by_term.setdefault(" ".join(term.split()), []).append(_qid(q))
+    out = []
+    for rec in recs:
+        term = rec.pop("term")
+        rec["argtree"] = {"kind": "proposal", "provenance": {"run": run_id, "round": round_no, "term": term,
+                                                             "qids": by_term.get(term, []),
+                                                             "source": "question file"}}
+        out.append(rec)
+    return out
+
+
 def _question_fact_records(it: Mapping[str, Any], base_prov: Mapping[str, Any], per_side: int,
                            out: list[dict]) -> tuple[int, int]:
     """Append what a question's gold facts teach (see ``round_records``); returns (facts, expansions)."""
@@ -882,7 +910,7 @@ def _sft_step(deps, cfg, run_id, r, parent, rundir: Path, emit) -> str:
     _die_if(f"r{r}:sft:start")
     buffer = buffer_records(deps, run_id)
     data = rundir / f"r{r}" / "sft.jsonl"
-    n = _write_split(buffer, data, ("expansion", "fact", "distill-tree", "distill-gold"))
+    n = _write_split(buffer, data, ("expansion", "fact", "distill-tree", "distill-gold", "proposal"))
     if out.exists():  # trained before a kill, not yet marked done: use it
         info = json.loads((out / "argtree_version.json").read_text(encoding="utf-8"))
     else:

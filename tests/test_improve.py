@@ -568,3 +568,26 @@ def _evaluate_real(backend, questions, *, budget=1, seed=0, **kw):
     from argtree.questions import evaluate_questions
 
     return evaluate_questions(backend, questions, budget=budget, seed=seed)
+
+
+def test_round_proposals_teach_the_proposer_with_provenance():
+    from argtree.improve import round_proposals
+    from argtree.propose import proposal_prompt
+    from argtree.questions import Question
+
+    qs = [Question("p1", "Did the Romans build aqueducts in Gaul?", True, extra={"term": "Aqueduct",
+                                                                                  "description": "water bridge"}),
+          Question("p2", "Could an aqueduct carry a river over a valley?", True,
+                   extra={"term": "Aqueduct", "description": "water bridge"}),
+          Question("p3", "Is not the harbour not closed?", False, extra={"term": "Harbour"}),  # two negations
+          Question("p4", "Was the mill built before the harbour?", True)]                     # no term
+    from argtree.questions import split_heldout
+
+    assert not split_heldout(qs)[1]  # none of these ids is held out (else it would rightly be left out)
+    recs = round_proposals(qs, run_id=3, round_no=2)
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec["argtree"] == {"kind": "proposal", "provenance": {"run": 3, "round": 2, "term": "Aqueduct",
+                                                                 "qids": ["p1", "p2"], "source": "question file"}}
+    assert rec["messages"][0] == {"role": "user", "content": proposal_prompt("Aqueduct (water bridge)", 2)}
+    assert json.loads(rec["messages"][-1]["content"]) == {"questions": [qs[0].question, qs[1].question]}

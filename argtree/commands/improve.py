@@ -73,6 +73,9 @@ def _backend_factory(kind: str, device: str | None):
 @click.option("--question-facts/--no-question-facts", default=True, show_default=True,
               help="Teach the question file's gold facts (dataset truth: StrategyQA's 'facts') as facts, with "
                    "their rule-made negations, and as the root's premises on the gold answer's side.")
+@click.option("--proposals/--no-proposals", default=True, show_default=True,
+              help="Teach the question proposer: each round question's term (and description) as the topic, "
+                   "the question as the answer (what `argtree loop` proposes from).")
 @click.option("--dpo/--no-dpo", default=True, show_default=True,
               help="DPO on guard-rejected proposals after SFT.")
 @click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default="local", show_default=True,
@@ -98,7 +101,7 @@ def _backend_factory(kind: str, device: str | None):
               help="Where run directories (training files, curve) go (default ARGTREE_HOME/improve).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's state and curve as JSON.")
 def improve(rounds, questions_file, heldout_file, heldout_limit, oracle_kind, per_round, budget, answers, steps,
-            eval_budget, self_labels, distill, question_facts, dpo, backend, device, batch_size, lr, threads, top_layers, rank, start_model,
+            eval_budget, self_labels, distill, question_facts, proposals, dpo, backend, device, batch_size, lr, threads, top_layers, rank, start_model,
             seed, poll_seconds,
             fresh, database, workdir, as_json) -> None:
     """Rounds of self-improvement: grow trees with the current model, let the oracle answer the
@@ -127,7 +130,7 @@ def improve(rounds, questions_file, heldout_file, heldout_limit, oracle_kind, pe
                         questions_sha256=_sha256(questions_file), heldout_sha256=_sha256(heldout_file),
                         rounds=rounds, oracle=oracle_kind, per_round=per_round, budget=budget, answers=answers,
                         steps=steps, backend=backend, heldout_limit=heldout_limit, eval_budget=eval_budget,
-                        self_labels=self_labels, distill=distill, question_facts=question_facts, dpo=dpo, seed=seed, poll_seconds=poll_seconds,
+                        self_labels=self_labels, distill=distill, question_facts=question_facts, proposals=proposals, dpo=dpo, seed=seed, poll_seconds=poll_seconds,
                         start=start_model, batch_size=batch_size, lr=lr, top_layers=top_layers, rank=rank)
     log = (lambda msg: click.echo(msg, err=True))
     if backend == "fake":

@@ -25,7 +25,7 @@ import numpy as np
 from .inference import CompiledTree, Propagation, compile_tree
 from .tree import ArgumentTree, Evidence, TreeError
 
-__all__ = ["METRICS", "MAX_BATCH", "voi", "voi_arrays", "rank", "select_batch", "root_if"]
+__all__ = ["METRICS", "MAX_BATCH", "voi", "voi_arrays", "rank", "select_batch", "expected_voi", "root_if"]
 
 Metric = Literal["shift", "decision", "info"]
 METRICS: tuple[str, ...] = ("shift", "decision", "info")
@@ -121,6 +121,31 @@ def root_if(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence], nod
     return out[0], out[1]
 
 
+def expected_voi(ct: CompiledTree, evidence: tuple[Evidence, ...], chosen: list[int], metric: str = "shift",
+                 model: str = "frontier", base: Propagation | None = None) -> np.ndarray:
+    """One greedy step of ``select_batch``: every node's VoI (BFS order) averaged over the 2^j answer
+    patterns of the nodes already picked (BFS positions ``chosen``), each pattern weighted by its
+    probability given ``evidence``; -1 for the picked nodes, the root and hard-labeled nodes.  The
+    store's live queue takes its batch picks across annotators from it (``argtree.store.batch``)."""
+    if len(chosen) >= MAX_BATCH:
+        raise ValueError(f"at most {MAX_BATCH - 1} picks may be given, got {len(chosen)}")
+    base = base or Propagation(ct, ct.loglik(evidence, model))
+    _, askable = voi_arrays(ct, base.le, metric, base)
+    expected = np.zeros(ct.n)
+    for answers in itertools.product((True, False), repeat=len(chosen)):
+        extra = tuple(Evidence(ct.ids[ct.order[p]], v) for p, v in zip(chosen, answers))
+        try:
+            prop = Propagation(ct, ct.loglik(evidence + extra, model))
+        except TreeError:
+            continue  # this answer pattern is impossible: weight zero
+        weight = np.exp(prop.log_evidence - base.log_evidence)
+        values, _ = voi_arrays(ct, prop.le, metric, prop)
+        expected += weight * values
+    expected[~askable] = -1.0
+    expected[chosen] = -1.0
+    return expected
+
+
 def select_batch(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = (), k: int = 1,
                  metric: str = "shift", model: str = "frontier") -> list[str]:
     """Greedy batch of up to ``k`` node ids for ``k`` annotators answering at once (see module doc)."""
@@ -129,21 +154,9 @@ def select_batch(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence]
     ct = tree if isinstance(tree, CompiledTree) else compile_tree(tree)
     evidence = tuple(evidence)
     base = Propagation(ct, ct.loglik(evidence, model))
-    _, askable = voi_arrays(ct, base.le, metric, base)
     chosen: list[int] = []  # BFS positions
     for _ in range(k):
-        expected = np.zeros(ct.n)
-        for answers in itertools.product((True, False), repeat=len(chosen)):
-            extra = tuple(Evidence(ct.ids[ct.order[p]], v) for p, v in zip(chosen, answers))
-            try:
-                prop = Propagation(ct, ct.loglik(evidence + extra, model))
-            except TreeError:
-                continue  # this answer pattern is impossible: weight zero
-            weight = np.exp(prop.log_evidence - base.log_evidence)
-            values, _ = voi_arrays(ct, prop.le, metric, prop)
-            expected += weight * values
-        expected[~askable] = -1.0
-        expected[chosen] = -1.0
+        expected = expected_voi(ct, evidence, chosen, metric, model, base)
         candidates = np.flatnonzero(expected >= 0)
         if not len(candidates):
             break

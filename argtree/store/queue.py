@@ -196,11 +196,20 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
             return question
         # Every tree it was in has been archived since (a re-expansion replaced it): pick another.
     session.execute(delete(Lease).where(Lease.annotator_id == me))
-    gold = _gold_question(session, me, float(settings.get("queue.gold_rate", 0.0)), expires)
+    from .assignment import allowed as assigned_to  # issue 13: who may answer which trees
+    from .batch import batch_order, claim
+
+    allowed = assigned_to(session, me)
+    gold = _gold_question(session, me, float(settings.get("queue.gold_rate", 0.0)), expires, allowed)
     if gold is not None:
         session.add(Lease(proposition_id=gold.proposition_id, annotator_id=me, created_at=now, expires_at=expires))
         session.flush()
         return gold
+    # Issue 13: with others holding questions, the next pick of the greedy batch across them.
+    for pid in batch_order(session, me, now, overlap, settings["queue.metric"], allowed):
+        question = claim(session, me, pid, now, expires, overlap, allowed)
+        if question is not None:
+            return question
     pg = _pg(session)
     skip: list[int] = []
     for _ in range(50):
@@ -208,6 +217,8 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
              .where(Proposition.queue_rank.is_not(None), ~_live_label_by(me),
                     Proposition.n_answers + _held_by_others(me, now) < overlap)
              .order_by(Proposition.queue_rank.desc(), Proposition.id.desc()).limit(1))
+        if allowed is not None:
+            q = q.where(allowed)
         if skip:
             q = q.where(Proposition.id.not_in(skip))
         if pg:
@@ -233,7 +244,7 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
     return None
 
 
-def _gold_question(session: Session, me: int, rate: float, expires: datetime) -> Question | None:
+def _gold_question(session: Session, me: int, rate: float, expires: datetime, allowed=None) -> Question | None:
     """With probability ``rate`` (a reproducible draw from the annotator and how many answers they have
     given), a gold proposition they have not answered, as an ordinary question (nothing says it is gold;
     overlap does not apply: gold is there to score everyone)."""
@@ -247,11 +258,13 @@ def _gold_question(session: Session, me: int, rate: float, expires: datetime) ->
     draw = int.from_bytes(hashlib.sha256(f"gold:{me}:{n}".encode()).digest()[:8], "big") / 2.0 ** 64
     if draw >= rate:
         return None
-    ids = list(session.scalars(
-        select(GoldAnswer.proposition_id).where(~exists().where(Label.proposition_id == GoldAnswer.proposition_id,
-                                                                Label.annotator_id == me,
-                                                                Label.retracted_at.is_(None)))
-        .order_by(GoldAnswer.proposition_id)))
+    q = (select(GoldAnswer.proposition_id).where(~exists().where(Label.proposition_id == GoldAnswer.proposition_id,
+                                                                 Label.annotator_id == me,
+                                                                 Label.retracted_at.is_(None)))
+         .order_by(GoldAnswer.proposition_id))
+    if allowed is not None:  # only gold in trees this annotator may answer
+        q = q.where(GoldAnswer.proposition_id.in_(select(Proposition.id).where(allowed)))
+    ids = list(session.scalars(q))
     if not ids:
         return None
     start = int(draw / rate * len(ids)) % len(ids)

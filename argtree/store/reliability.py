@@ -190,3 +190,26 @@ def all_labels(session: Session, *, people_only: bool = False) -> list[dict]:
              "kind": lab.kind, "answer": _answer_text(lab),
              "value": 1.0 if lab.value is True else 0.0 if lab.value is False else lab.probability,
              "seconds": lab.seconds, "at": lab.created_at} for lab, name, text in session.execute(q.order_by(Label.id))]
+
+
+def reestimate_if_due(session: Session) -> dict | None:
+    """Re-estimate every reliability when ``reliability.every`` labels (of anyone: people or the loop's
+    oracles) came in since the last estimate (the web app's rule, ``webui.reliability_if_due``, without a
+    web session); None when not due.  Run it in a transaction of its own, after the labels committed."""
+    from .models import Setting
+    from .webui import _answers_since_estimate, _label_mark, _reliability_every
+
+    every = _reliability_every(session)
+    if every <= 0 or _answers_since_estimate(session) < every:
+        return None
+    n = _label_mark(session)
+    last = session.get(Setting, "reliability.last_count")
+    if last is None:
+        session.add(Setting(key="reliability.last_count", value=n))
+    else:
+        last.value = n
+    session.flush()
+    return update_reliability(session)
+
+
+__all__ += ["reestimate_if_due"]

@@ -33,20 +33,58 @@ def _load(path: str):
         raise InputError(f"{path}: {err}") from None
 
 
-def json_object(keys: list, values: list) -> bytes:
+def json_object(keys: list, values: list, order=None) -> bytes:
     """``msgspec.json.encode(dict(zip(keys, values)))``, byte for byte, without building the dict.
 
-    A million-entry dict costs more to build than to encode; here the keys and the values are
-    encoded as two lists and spliced.  Splitting the keys' list on '","' is exact unless a key
-    holds a quote, and then the dict is built after all."""
+    With ``order`` (indices into ``keys``), the entries are ``keys[order[i]]: values[i]``: the keys
+    are encoded once in their own order (the order they lie in memory) and put in place by numpy.
+
+    A million-entry dict costs more to build than to encode, and so do a million small bytes
+    objects; here the keys and the values are encoded as two lists, and numpy splices them: each
+    key (quotes included) and each value becomes one row of a byte matrix padded with NUL bytes,
+    a ':' and a ',' column go between, and the matrix read row by row without its padding is the
+    object.  Exact: an encoded key or number holds no NUL byte (msgspec escapes control
+    characters), and the quotes in the keys' list are only the keys' own unless a key holds a
+    quote, and then the dict is built after all (as for keys too long for the matrix)."""
     import msgspec
+    import numpy as np
 
     encode = msgspec.json.encode
-    if not keys or '"' in "".join(keys):
-        return encode(dict(zip(keys, values)))
-    names = encode(keys)[2:-2].split(b'","')
-    numbers = encode(values)[1:-1].split(b",")
-    return b'{"' + b',"'.join(map(b'":'.join, zip(names, numbers))) + b"}"
+    n = len(values)
+    if order is not None and n != len(keys):
+        order = np.asarray(order, dtype=np.int64)
+    K = encode(keys)
+    if not n or K.count(b'"') != 2 * len(keys):
+        pairs = zip(keys, values) if order is None else zip((keys[i] for i in order.tolist()), values)
+        return encode(dict(pairs))
+    V = encode(values)
+    kb = np.frombuffer(K, np.uint8)
+    quotes = np.flatnonzero(kb == 34)
+    kstart = quotes[0::2]
+    klen = quotes[1::2] + 1 - kstart
+    vb = np.frombuffer(V, np.uint8)
+    commas = np.flatnonzero(vb == 44)
+    vstart = np.concatenate(([1], commas + 1))
+    vlen = np.concatenate((commas, [len(vb) - 1])) - vstart
+    if order is not None:
+        kstart, klen = kstart[order], klen[order]
+    wk, wv = int(klen.max()), int(vlen.max())
+    if n * (wk + wv + 2) > 64 << 20:  # one key far longer than the rest: the matrix would be too big
+        pairs = zip(keys, values) if order is None else zip((keys[i] for i in order.tolist()), values)
+        return encode(dict(pairs))
+    rows = np.zeros((n, wk + wv + 2), dtype=np.uint8)
+    pad = np.zeros(max(wk, wv), dtype=np.uint8)
+    names = np.lib.stride_tricks.sliding_window_view(np.concatenate((kb, pad)), wk)[kstart]
+    names[np.arange(wk) >= klen[:, None]] = 0
+    rows[:, :wk] = names
+    rows[:, wk] = 58  # ':'
+    numbers = np.lib.stride_tricks.sliding_window_view(np.concatenate((vb, pad)), wv)[vstart]
+    numbers[np.arange(wv) >= vlen[:, None]] = 0
+    rows[:, wk + 1:wk + 1 + wv] = numbers
+    rows[:, -1] = 44  # ','
+    body = rows[rows != 0]
+    body[-1] = 125  # the last ',' becomes '}'
+    return b"{" + body.tobytes()
 
 
 def _write_json(data) -> None:
@@ -69,7 +107,7 @@ def _label(tree, nid: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def rank_order(ids, values) -> list[int]:
+def rank_order(ids, values) -> np.ndarray:
     """Indices (an array) of ``values`` in ``argtree.voi.rank`` order: value rounded to 12 decimals, highest
     first, ties by id; without a Python sort of every (value, id) pair.
 
@@ -92,24 +130,37 @@ def rank_order(ids, values) -> list[int]:
     tied = ends - starts > 1
     if not tied.any():
         return order
-    # Ties: order by id within each run of equal keys.  numpy compares 'U' strings by code point
-    # as Python does (ids hold no NUL, the one character numpy's padding would confuse).
+    # Ties: order by id within each run of equal keys.  The tied ids are sorted in the caller's
+    # order (file order: the order they lie in memory, and often nearly sorted already, which a
+    # stable sort exploits), then grouped by run, a stable sort that keeps id order within a run.
     run = np.repeat(np.arange(len(starts)), ends - starts)
     members = np.flatnonzero(tied[run])
-    # The ids are read in the caller's order (file order: the order they lie in memory), not in
-    # rank order, which would jump about the heap once per id.
-    id_list = ids.tolist() if isinstance(ids, np.ndarray) else list(ids)
-    width = int(np.fromiter(map(len, id_list), np.int64, len(id_list)).max())
-    if len(id_list) * width <= 32_000_000:  # at most 128 MB of UCS-4
-        by_id = np.argsort(np.array(id_list, dtype=f"U{width}")[order[members]], kind="stable")
-    else:
-        tied_ids = [id_list[i] for i in order[members].tolist()]
-        by_id = np.array(sorted(range(len(tied_ids)), key=tied_ids.__getitem__), dtype=np.int64)
-    rank_in = np.empty(len(by_id), dtype=np.int64)
-    rank_in[by_id] = np.arange(len(by_id))
-    within = np.lexsort((rank_in, run[members]))
-    order[members] = order[members][within]
+    tied_at = np.sort(order[members])  # caller indices of the tied values, ascending
+    run_of = np.empty(len(values), dtype=np.int64)
+    run_of[order[members]] = run[members]
+    by_id = tied_at[_id_argsort(ids, tied_at)]
+    grouped = by_id[np.argsort(run_of[by_id], kind="stable")]
+    order[members] = grouped
     return order
+
+
+def _id_argsort(ids, at) -> np.ndarray:
+    """Stable argsort of ``ids[at]`` by code point, as Python compares strings."""
+    import numpy as np
+
+    id_list = ids[at].tolist() if isinstance(ids, np.ndarray) else [ids[i] for i in at.tolist()]
+    if not id_list:
+        return np.zeros(0, dtype=np.int64)
+    width = int(np.fromiter(map(len, id_list), np.int64, len(id_list)).max())
+    if len(id_list) * width > 32_000_000:  # over 128 MB of UCS-4: Python's sort
+        return np.array(sorted(range(len(id_list)), key=id_list.__getitem__), dtype=np.int64)
+    # numpy compares fixed-width strings by code point as Python does (ids hold no NUL, the one
+    # character numpy's padding would confuse); bytes when all are ASCII (a quarter of the memory).
+    try:
+        arr = np.array(id_list, dtype=f"S{width}")
+    except UnicodeEncodeError:
+        arr = np.array(id_list, dtype=f"U{width}")
+    return np.argsort(arr, kind="stable")
 
 
 @click.command()
@@ -203,7 +254,7 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
         import msgspec
 
         out = b'{"metric":' + msgspec.json.encode(metric) + b',"voi":' + \
-            json_object(ask_ids[order].tolist(), kept[order].tolist())
+            json_object(ids, kept[order].tolist(), keep[order])
         if picks is not None:
             out += b',"batch":' + msgspec.json.encode(picks)
         _write_json(out + b"}")

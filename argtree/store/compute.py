@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from ..inference import CompiledTree, Propagation
@@ -229,6 +229,121 @@ def _differs(old: np.ndarray, new: np.ndarray) -> np.ndarray:
         return ~both_nan & ~(np.abs(old - new) <= EPS)
 
 
+# -- the answer's hot path: every affected tree read in three statements, written in three ----------------
+# (issue 15: at 1M nodes an answer touches ~4 trees and ~400 propositions; one statement per tree, per
+# node or per proposition, built anew each time, cost more than the inference itself.)
+
+TREE_CHUNK = 200  # trees read per round of statements (recompute_all passes every tree)
+
+
+def _statements() -> dict:
+    """The hot path's statements, built once (SQLAlchemy then reuses their compiled form)."""
+    from .models import AnnotatorEstimate
+
+    tids = bindparam("tids", expanding=True)
+    n, t, lab = Node.__table__, Tree.__table__, Label.__table__
+    return {
+        "trees": select(t.c.id, t.c.priority, t.c.status, t.c.direct_answer).where(t.c.id.in_(tids)),
+        "nodes": select(n.c.tree_id, n.c.id, n.c.parent_id, n.c.proposition_id, n.c.prior, n.c.p_if_true,
+                        n.c.p_if_false, n.c.belief, n.c.voi, n.c.root_if_true, n.c.root_if_false,
+                        n.c.model_evidence).where(n.c.tree_id.in_(tids)).order_by(n.c.tree_id, n.c.id),
+        # The weight of a label as in _label_rows: its own reliability, else the annotator's learned one,
+        # else the one they were created with.
+        "labels": select(lab.c.proposition_id, lab.c.value, lab.c.probability, lab.c.reliability,
+                         func.coalesce(AnnotatorEstimate.reliability, Annotator.reliability))
+        .join(Annotator, Annotator.id == lab.c.annotator_id)
+        .outerjoin(AnnotatorEstimate, AnnotatorEstimate.annotator_id == lab.c.annotator_id)
+        .where(lab.c.proposition_id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(tids))),
+               lab.c.retracted_at.is_(None), or_(lab.c.value.is_not(None), lab.c.probability.is_not(None)))
+        .order_by(lab.c.id),
+        "root_update": update(t).where(t.c.id == bindparam("tid")).values(
+            root_belief=bindparam("b"), root_labels_only=bindparam("lo"), updated_at=bindparam("now")),
+    }
+
+
+_stmts: dict | None = None
+
+
+def _stmt(name: str):
+    global _stmts
+    if _stmts is None:
+        _stmts = _statements()
+    return _stmts[name]
+
+
+_SQLITE_NODES = "UPDATE nodes SET belief = ?, voi = ?, root_if_true = ?, root_if_false = ? WHERE id = ?"
+_SQLITE_DELTAS = ("UPDATE propositions SET forest_voi = forest_voi + ?, queue_rank = CASE WHEN forest_voi + ? > 0 "
+                  "AND n_answers < ? THEN forest_voi + ? END WHERE id = ?")
+# PostgreSQL: one statement per table for the whole answer, its rows passed as arrays (a join on the
+# primary key), instead of one UPDATE per row.
+_PG_NODES = text(
+    "UPDATE nodes AS n SET belief = v.b, voi = v.v, root_if_true = v.t, root_if_false = v.f "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:b AS double precision[]), CAST(:v AS double precision[]), "
+    "CAST(:t AS double precision[]), CAST(:f AS double precision[])) AS v(id, b, v, t, f) WHERE n.id = v.id")
+_PG_LOCK_PROPOSITIONS = text(
+    "SELECT id FROM propositions WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR NO KEY UPDATE")
+_PG_DELTAS = text(
+    "UPDATE propositions AS p SET forest_voi = p.forest_voi + v.d, "
+    "queue_rank = CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:d AS double precision[])) AS v(id, d) WHERE p.id = v.id")
+
+
+def _state_of(rows: list, labels: list, model_evidence_of) -> tuple[TreeState, np.ndarray, np.ndarray]:
+    """load_state's result from one tree's node rows (in id order) and the labels on the forest's
+    propositions (in label id order), read in bulk."""
+    ids = [r[1] for r in rows]
+    index = {nid: i for i, nid in enumerate(ids)}
+    parent = np.array([index[r[2]] if r[2] is not None else -1 for r in rows], dtype=np.int64)
+    num = np.array([r[4:11] for r in rows], dtype=float)  # None -> nan
+    prior = float(num[parent < 0, 0][0])
+    where: dict[int, list[int]] = {}
+    for r in rows:
+        where.setdefault(r[3], []).append(r[1])
+    model_ev = [e for r in rows if r[11] for e in model_evidence_of(str(r[1]), r[11])]
+    evidence: list[Evidence] = []
+    for pid, ev in labels:
+        for node_id in where.get(pid, ()):
+            evidence.append(Evidence(str(node_id), ev[0], ev[1]))
+    state = TreeState(ids, [r[3] for r in rows], parent, np.nan_to_num(num[:, 1]), np.nan_to_num(num[:, 2]),
+                      prior, evidence + model_ev)
+    return state, np.array(ids), num[:, 3:]
+
+
+def load_states(session: Session, tree_ids: Sequence[int]) -> dict[int, tuple[TreeState, np.ndarray, np.ndarray]]:
+    """``load_state`` of many trees with three statements per TREE_CHUNK trees (trees without nodes
+    are left out)."""
+    from .trees import model_evidence_of
+
+    out: dict[int, tuple[TreeState, np.ndarray, np.ndarray]] = {}
+    ids = sorted(set(tree_ids))
+    for i in range(0, len(ids), TREE_CHUNK):
+        chunk = ids[i:i + TREE_CHUNK]
+        by_tree: dict[int, list] = {}
+        conn = session.connection()
+        for r in conn.execute(_stmt("nodes"), {"tids": chunk}).all():
+            by_tree.setdefault(r[0], []).append(r)
+        labels = []
+        for pid, value, probability, own, annot in conn.execute(_stmt("labels"), {"tids": chunk}).all():
+            ev = label_evidence(value, probability, own if own is not None else annot)
+            if ev is not None:
+                labels.append((pid, ev))
+        for tid, rows in by_tree.items():
+            out[tid] = _state_of(rows, labels, model_evidence_of)
+    return out
+
+
+def _write_nodes(session: Session, rows: list[tuple]) -> None:
+    """Store (node id, belief, voi, root_if_true, root_if_false) rows (None for NULL)."""
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        cols = list(zip(*rows))
+        session.execute(_PG_NODES, {"ids": list(cols[0]), "b": list(cols[1]), "v": list(cols[2]),
+                                    "t": list(cols[3]), "f": list(cols[4])})
+    else:
+        session.connection().exec_driver_sql(_SQLITE_NODES, [(b, v, t, f, nid) for nid, b, v, t, f in rows])
+
+
 def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "label",
                     label_id: int | None = None, metric: str | None = None) -> dict[int, float]:
     """Recompute and store beliefs/VoI of ``tree_ids`` (already locked by the caller on PostgreSQL)
@@ -238,57 +353,64 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
     (sum of priority x VoI change over these trees' live nodes); the caller hands it to
     ``apply_forest_deltas`` (or refreshes those propositions from scratch)."""
     metric = metric or queue_settings(session)["queue.metric"]
+    session.flush()  # the statements below go through the Core connection: pending ORM changes first
     deltas: dict[int, float] = {}
-    roots: list[dict] = []
     now = utcnow()
-    stmt = (update(Node.__table__).where(Node.__table__.c.id == bindparam("nid"))
-            .values(belief=bindparam("b"), voi=bindparam("v"), root_if_true=bindparam("t"),
-                    root_if_false=bindparam("f")))
     ids_sorted = sorted(set(tree_ids))
-    weight = {tid: (prio if status != "archived" else 0.0) for tid, prio, status in session.execute(
-        select(Tree.id, Tree.priority, Tree.status).where(Tree.id.in_(ids_sorted)))}
-    for tree_id in ids_sorted:
-        state, ids, old = load_state(session, tree_id)
-        out = compute_tree(state, metric)
-        new = np.column_stack([out["belief"], out["voi"], out["root_if_true"], out["root_if_false"]])
-        changed = _differs(old, new)
-        rows = np.flatnonzero(changed.any(axis=1))
-        if len(rows):
-            vals = new[rows].tolist()
-            session.execute(stmt, [{"nid": int(ids[i]), "b": b, "v": v, "t": None if t != t else t,
-                                    "f": None if f != f else f} for i, (b, v, t, f) in zip(rows, vals)])
-            moved = np.flatnonzero(changed[:, 1])
-            diff = (new[moved, 1] - np.nan_to_num(old[moved, 1])) * weight[tree_id]
-            for i, d in zip(moved, diff.tolist()):
-                pid = state.proposition_ids[i]
-                deltas[pid] = deltas.get(pid, 0.0) + d
-        roots.append({"tid": tree_id, "b": out["root_belief"], "lo": out["labels_only"]})
-    if roots:
-        t = Tree.__table__
-        session.execute(update(t).where(t.c.id == bindparam("tid")).values(
-            root_belief=bindparam("b"), root_labels_only=bindparam("lo"), updated_at=now), roots)
-        direct = dict(session.execute(select(Tree.id, Tree.direct_answer).where(Tree.id.in_(ids_sorted))).all())
-        session.execute(RootBelief.__table__.insert(), [
-            {"tree_id": r["tid"], "belief": r["b"], "labels_only": r["lo"], "direct": direct.get(r["tid"]),
-             "cause": cause, "label_id": label_id, "created_at": now}
-            for r in roots])
+    for i in range(0, len(ids_sorted), TREE_CHUNK):
+        chunk = ids_sorted[i:i + TREE_CHUNK]
+        info = {tid: (prio if status != "archived" else 0.0, direct)
+                for tid, prio, status, direct in session.connection().execute(_stmt("trees"), {"tids": chunk}).all()}
+        states = load_states(session, chunk)
+        writes: list[tuple] = []
+        roots: list[dict] = []
+        for tree_id in chunk:
+            if tree_id not in states:
+                continue
+            state, ids, old = states[tree_id]
+            out = compute_tree(state, metric)
+            new = np.column_stack([out["belief"], out["voi"], out["root_if_true"], out["root_if_false"]])
+            changed = _differs(old, new)
+            rows = np.flatnonzero(changed.any(axis=1))
+            if len(rows):
+                node_ids = ids[rows].tolist()
+                for nid, (b, v, t, f) in zip(node_ids, new[rows].tolist()):
+                    writes.append((nid, b, v, None if t != t else t, None if f != f else f))
+                moved = np.flatnonzero(changed[:, 1])
+                diff = (new[moved, 1] - np.nan_to_num(old[moved, 1])) * info[tree_id][0]
+                for k, d in zip(moved.tolist(), diff.tolist()):
+                    pid = state.proposition_ids[k]
+                    deltas[pid] = deltas.get(pid, 0.0) + d
+            roots.append({"tid": tree_id, "b": out["root_belief"], "lo": out["labels_only"], "now": now})
+        _write_nodes(session, writes)
+        if roots:
+            session.execute(_stmt("root_update"), roots)
+            session.execute(RootBelief.__table__.insert(), [
+                {"tree_id": r["tid"], "belief": r["b"], "labels_only": r["lo"], "direct": info[r["tid"]][1],
+                 "cause": cause, "label_id": label_id, "created_at": now}
+                for r in roots])
     return deltas
 
 
 def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int | None = None,
                         skip: Iterable[int] = ()) -> None:
     """Add each proposition's forest-VoI change (from ``recompute_trees``) and re-rank it in the queue:
-    one primary-key UPDATE per proposition, in id order (the lock order on PostgreSQL)."""
+    on SQLite one primary-key UPDATE per proposition (one prepared statement), on PostgreSQL one
+    UPDATE for all of them after locking them in id order (the lock order)."""
     skip = set(skip)
-    rows = [{"pid": pid, "d": d} for pid, d in sorted(deltas.items()) if pid not in skip]
-    if not rows:
+    items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip]
+    if not items:
         return
     if overlap is None:
         overlap = int(queue_settings(session)["queue.overlap"])
-    p = Proposition.__table__
-    fv = p.c.forest_voi + bindparam("d")
-    session.execute(update(p).where(p.c.id == bindparam("pid")).values(
-        forest_voi=fv, queue_rank=queue_rank(fv, p.c.n_answers, overlap)), rows)
+    if session.get_bind().dialect.name == "postgresql":
+        for i in range(0, len(items), 10 * CHUNK):
+            part = items[i:i + 10 * CHUNK]
+            pids = [pid for pid, _ in part]
+            session.execute(_PG_LOCK_PROPOSITIONS, {"ids": pids})
+            session.execute(_PG_DELTAS, {"ids": pids, "d": [d for _, d in part], "overlap": overlap})
+        return
+    session.connection().exec_driver_sql(_SQLITE_DELTAS, [(d, d, overlap, d, pid) for pid, d in items])
 
 
 def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), *,
@@ -302,6 +424,27 @@ def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), 
     if overlap is None:
         overlap = int(queue_settings(session)["queue.overlap"])
     pg = session.get_bind().dialect.name == "postgresql"
+    session.flush()
+    conn = session.connection()
+    for key, values in (("ids", ids), ("tids", trees)):
+        lock, counts, rank = _refresh_statements()[key]
+        for i in range(0, len(values), CHUNK):
+            part = {key: values[i:i + CHUNK]}
+            if pg:  # lock in id order first so the UPDATEs below read the latest committed nodes
+                conn.execute(lock, part)
+            conn.execute(counts, part)
+            conn.execute(rank, dict(part, overlap=overlap))
+
+
+_refresh: dict | None = None
+
+
+def _refresh_statements() -> dict:
+    """refresh_propositions' statements (lock, counts, rank) for a list of proposition ids ("ids") and
+    for the propositions of a list of trees ("tids"), built once."""
+    global _refresh
+    if _refresh is not None:
+        return _refresh
     n, t, p, lab = Node.__table__, Tree.__table__, Proposition.__table__, Label.__table__
     # Per node, its tree's weight by primary key (NULL when archived, which SUM skips): a join here let
     # PostgreSQL hash all trees once per proposition.
@@ -313,11 +456,14 @@ def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), 
                .where(lab.c.proposition_id == p.c.id, lab.c.retracted_at.is_(None), lab.c.reliability.is_(None),
                       or_(lab.c.value.is_not(None), lab.c.probability.is_not(None), lab.c.ill_posed))
                .scalar_subquery())
-    conditions = [p.c.id.in_(ids[i:i + CHUNK]) for i in range(0, len(ids), CHUNK)]
-    conditions += [p.c.id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(trees[i:i + CHUNK])))
-                   for i in range(0, len(trees), CHUNK)]
-    for cond in conditions:
-        if pg:  # lock in id order first so the UPDATEs below read the latest committed nodes
-            session.execute(select(p.c.id).where(cond).order_by(p.c.id).with_for_update(key_share=True))
-        session.execute(update(p).where(cond).values(forest_voi=fv, n_answers=answers))
-        session.execute(update(p).where(cond).values(queue_rank=queue_rank(p.c.forest_voi, p.c.n_answers, overlap)))
+    out = {}
+    for key in ("ids", "tids"):
+        values = bindparam(key, expanding=True)
+        cond = (p.c.id.in_(values) if key == "ids"
+                else p.c.id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(values))))
+        out[key] = (select(p.c.id).where(cond).order_by(p.c.id).with_for_update(key_share=True),
+                    update(p).where(cond).values(forest_voi=fv, n_answers=answers),
+                    update(p).where(cond).values(queue_rank=queue_rank(p.c.forest_voi, p.c.n_answers,
+                                                                        bindparam("overlap"))))
+    _refresh = out
+    return out

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "queue": ("queue", "queue", "The question queue: forest ranking, settings (overlap, gold rate), gold questions."),
     "agreement": ("agreement", "agreement", "Krippendorff's alpha, learned annotator reliability, disagreements."),
     "flags": ("flags", "flags", "Consistency flags: negations both believed, conflicting labels or numbers; resolve."),
+    "tree": ("tree", "tree", "Co-author a stored tree: add a premise, edit a premise's text, move/delete a node."),
 }
 
 

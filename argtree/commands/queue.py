@@ -47,20 +47,45 @@ def queue(ctx, top: int, database: str | None, as_json: bool) -> None:
 @click.option("--gold-rate", type=float, default=None, help="Share of questions drawn from the gold set (0-1).")
 @click.option("--lease-seconds", type=float, default=None, help="How long a served question is held for one person.")
 @click.option("--metric", default=None, help="VoI metric: shift, decision or info (recomputes every tree).")
+@click.option("--assign", "assign", multiple=True, metavar="TREE=NAME[,NAME...]",
+              help="Only these accounts may answer tree TREE (adds to those named before; repeatable).")
+@click.option("--unassign", "unassign", multiple=True, metavar="TREE[=NAME,...]",
+              help="Take these accounts off tree TREE, or all of them (the tree is open to everyone again).")
 @click.option("--database", default=None, help=DATABASE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the settings as JSON (assignments under \"assignments\").")
 @_store_errors
-def settings(overlap, gold_rate, lease_seconds, metric, database, as_json) -> None:
-    """Show the queue settings, or change those given."""
+def settings(overlap, gold_rate, lease_seconds, metric, assign, unassign, database, as_json) -> None:
+    """Show the queue settings, or change those given; who may answer which trees (--assign/--unassign:
+    a tree with no one assigned is open to everyone)."""
     from ..store import session_scope, set_queue_settings
+    from ..store.assignment import assign as do_assign, assignments, unassign as do_unassign
 
     with session_scope(database) as s:
         out = set_queue_settings(s, overlap=overlap, gold_rate=gold_rate, lease_seconds=lease_seconds, metric=metric)
+        for spec in unassign:
+            tree_id, names = _tree_spec(spec, "--unassign", need_names=False)
+            do_unassign(s, tree_id, names)
+        for spec in assign:
+            tree_id, names = _tree_spec(spec, "--assign", need_names=True)
+            do_assign(s, tree_id, names)
+        who = assignments(s)
     if as_json:
-        print_json(out)
+        print_json({**out, "assignments": {str(t): names for t, names in who.items()}})
         return
     for k, v in sorted(out.items()):
         click.echo(f"{k} = {v}")
+    for t, names in who.items():
+        click.echo(f"tree {t}: answered only by {', '.join(escape_controls(n) for n in names)}")
+
+
+def _tree_spec(spec: str, option: str, need_names: bool) -> tuple[int, list[str] | None]:
+    tree, sep, names = spec.partition("=")
+    if not tree.strip().isdigit():
+        raise InputError(f"{option} {spec!r}: give TREE=NAME[,NAME...] with TREE a tree id")
+    people = [n.strip() for n in names.split(",") if n.strip()] if sep else []
+    if need_names and not people:
+        raise InputError(f"{option} {spec!r}: name at least one account after '='")
+    return int(tree), (people or None)
 
 
 @queue.command("gold")

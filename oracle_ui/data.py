@@ -273,3 +273,51 @@ def runs(token: str | None, limit: int = 50) -> list[dict]:
     from argtree.store import webui
 
     return call(webui.loop_runs, token, limit, readonly=True)
+
+
+# -- co-authoring and assignment (issue 13) --------------------------------
+
+def add_premise(token: str | None, parent_node_id: int, text: str, *, p_if_true: float, p_if_false: float,
+                stance: str | None = None, answer: str | None = None, request_id: str | None = None):
+    """Add a premise under a node (any annotator); ``answer`` 'true'/'false' also labels it, in the same
+    transaction.  The ``coauthor.EditResult`` (root before and after)."""
+    from argtree.store import coauthor
+
+    return call(coauthor.web_add_premise, token, parent_node_id, text, p_if_true=p_if_true, p_if_false=p_if_false,
+                stance=stance, answer=answer, request_id=request_id or uuid.uuid4().hex)
+
+
+def edit_text(token: str | None, node_id: int, text: str):
+    from argtree.store import coauthor
+
+    return call(coauthor.web_edit_text, token, node_id, text, request_id=uuid.uuid4().hex)
+
+
+def delete_node(token: str | None, node_id: int):
+    from argtree.store import coauthor
+
+    return call(coauthor.web_delete_node, token, node_id, request_id=uuid.uuid4().hex)
+
+
+def move_node(token: str | None, node_id: int, new_parent_id: int):
+    from argtree.store import coauthor
+
+    return call(coauthor.web_move_node, token, node_id, new_parent_id, request_id=uuid.uuid4().hex)
+
+
+def tree_edits(token: str | None, tree_id: int) -> list[dict]:
+    from argtree.store import coauthor
+
+    return call(coauthor.web_tree_edits, token, tree_id, readonly=True)
+
+
+def assignments(token: str | None) -> dict[int, list[str]]:
+    from argtree.store import assignment
+
+    return call(assignment.web_assignments, token, readonly=True)
+
+
+def set_assignment(token: str | None, tree_id: int, names: list[str]) -> list[str]:
+    from argtree.store import assignment
+
+    return call(assignment.web_set_assignment, token, tree_id, names)

@@ -441,11 +441,24 @@ def node_ref(session: Session, ref: Any) -> int:
 
 # -- the web app ----------------------------------------------------------
 
-def web_add_premise(session: Session, token: str | None, parent_node_id: int, text: str, **kw: Any) -> EditResult:
+def web_add_premise(session: Session, token: str | None, parent_node_id: int, text: str, *,
+                    answer: str | None = None, **kw: Any) -> EditResult:
+    """Add a premise; with ``answer`` 'true'/'false' the author also answers it, in the same transaction
+    (their label is evidence at once, so the root moves with the new premise)."""
+    from dataclasses import replace
+
+    from .queue import submit_label
     from .sessions import check_session
 
+    if answer not in (None, "true", "false"):
+        raise StoreError(f"must be 'true', 'false' or None, got {answer!r}", "answer")
     me = check_session(session, token, for_write=True)
-    return add_premise(session, me.id, parent_node_id, text, **kw)
+    res = add_premise(session, me.id, parent_node_id, text, **kw)
+    if answer is None or res.repeated:
+        return res
+    submit_label(session, me.id, res.proposition_id, answer == "true",
+                 request_id=f"premise:{res.edit_id}")
+    return replace(res, root_after=session.scalar(select(Tree.root_belief).where(Tree.id == res.tree_id)))
 
 
 def web_edit_text(session: Session, token: str | None, node_id: int, text: str, **kw: Any) -> EditResult:

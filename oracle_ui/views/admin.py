@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from oracle_ui import data, render
+from oracle_ui.views import assignment
 
 
 def page() -> None:
@@ -44,6 +45,8 @@ def page() -> None:
         if c[3].button("End their sessions", key="adm_logout", help="Log this account out everywhere."):
             n = data.end_sessions(token, who)
             st.success(f"Ended {n} session(s) of {who}.")
+
+    assignment.section(token, [u["name"] for u in users if u["active"]])   # issue 13
 
     st.subheader("Loop runs")
     runs = data.runs(token)

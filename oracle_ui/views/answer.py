@@ -139,7 +139,7 @@ def _inputs(pid: int) -> None:
     c = st.columns([2, 3, 3])
     c[0].slider("Probability it is true", 0.0, 1.0, 0.5, 0.05, key=f"prob_{pid}")
     c[1].text_input("Comment (optional)", key=f"comment_{pid}", max_chars=2000)
-    c[2].text_input("Rewrite, if ill-posed (optional: becomes a new proposition)", key=f"rewrite_{pid}",
+    c[2].text_input("Rewrite, if ill-posed (optional: replaces it in its trees)", key=f"rewrite_{pid}",
                     max_chars=2000)
     st.caption("Keys: T true · F false · P probability (slider) · D don't know · I ill-posed · U undo")
 

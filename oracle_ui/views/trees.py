@@ -7,6 +7,7 @@ import uuid
 import streamlit as st
 
 from oracle_ui import data, graph, render
+from oracle_ui.views import coauthor
 
 
 def _relabel(token: str, proposition_id: int, kind: str, key: str) -> None:
@@ -96,6 +97,8 @@ def page() -> None:
     nid = st.selectbox("Node", list(nodes), key=pick_key,
                        format_func=lambda i: f"{nodes[i].local_id} · {render.visible(nodes[i].text[:100])}")
     _node(acct, token, nodes[nid], tid)
+    coauthor.node_actions(acct, nodes[nid], nodes)   # issue 13: add / edit (anyone), delete / move (admins)
+    coauthor.edits(token, tid)
     if view.blind:
         st.subheader("Root belief over the labels received")
         st.caption(f"Hidden: {view.blind} proposition(s) of this tree have answers from others that you have not "

@@ -15,6 +15,7 @@ message back out, so there is no ``0/0`` to guard against (see Propagation).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -78,13 +79,13 @@ class CompiledTree:
             chunks.append(frontier)
             levels.append(levels[-1] + len(frontier))
             cnt = counts[frontier]
-            total = int(cnt.sum())
+            ends = cnt.cumsum()
+            total = int(ends[-1])
             if total == 0:
                 break
-            starts = offsets[frontier]
-            # Concatenate kids[starts[i] : starts[i] + cnt[i]] for all i without a loop.
-            ends = np.cumsum(cnt)
-            first = np.repeat(starts - (ends - cnt), cnt)
+            # Concatenate kids[starts[i] : starts[i] + cnt[i]] for all i without a loop
+            # (starts = offsets[frontier]; methods, not numpy's wrappers: this loop runs per level).
+            first = (offsets[frontier] - ends + cnt).repeat(cnt)
             first += np.arange(total)
             frontier = kids[first]
         order = np.concatenate(chunks)
@@ -94,13 +95,45 @@ class CompiledTree:
         position[order] = np.arange(n)
         bfs_parent = position[parent[order]]  # order[0] is the root: its entry is fixed below
         bfs_parent[0] = -1
-        return cls(
+        ct = cls(
             ids=tuple(ids) if ids is not None else _IndexIds(n),
             order=order, position=position, parent=bfs_parent,
             levels=np.asarray(levels, dtype=np.int64),
             p1=np.asarray(p1, dtype=float)[order], p0=np.asarray(p0, dtype=float)[order],
             prior=float(prior),
         )
+        ct.__dict__["level_list"] = levels  # the cached_property's value, already at hand
+        return ct
+
+    @cached_property
+    def level_list(self) -> list[int]:
+        """``levels`` as Python ints (slicing with them costs no numpy scalar)."""
+        return self.levels.tolist()
+
+    @cached_property
+    def cpt(self) -> tuple[np.ndarray, np.ndarray]:
+        """(P, Q), each (n, 2): P[i, u] = P(node i true | parent = u) in BFS order, Q = 1 - P."""
+        P = np.empty((self.n, 2))
+        P[:, 0], P[:, 1] = self.p0, self.p1
+        return P, 1.0 - P
+
+    @cached_property
+    def scatter(self) -> np.ndarray:
+        """Where the upward pass adds each node's two log-messages: entries 2i and 2i + 1 (node i in
+        BFS order, messages for parent false and true) are 2j and 2j + 1, j being the parent's
+        offset within its own level, so one ``np.bincount`` per level sums a level's (k, 2)
+        messages into its parents' (width, 2) sums, in child order."""
+        lv, n = self.levels, self.n
+        within = np.arange(n)
+        within -= lv[:-1].repeat(lv[1:] - lv[:-1])  # each node's offset within its level
+        local = within[self.parent[1:]]
+        local *= 2
+        out = np.empty((n, 2), dtype=np.int64)
+        out[0] = 0
+        out[1:, 0] = local
+        local += 1
+        out[1:, 1] = local
+        return out.ravel()
 
     def expanded(self) -> np.ndarray:
         """Per BFS position: does the node have premises (children)?"""
@@ -213,16 +246,31 @@ class Propagation:
 
     ``down(root_state)`` returns P(node = true | evidence [, root = root_state])
     in BFS order; ``root_state`` None means the root is not clamped.
+
+    Layout: a node's two values (or its parent's) sit side by side in (n, 2) arrays, so a
+    level is about ten numpy calls on both at once upward and three downward, with the CPTs
+    and the scatter indices prepared once per compiled tree (``CompiledTree.cpt``,
+    ``CompiledTree.scatter``).  Errors (evidence of probability zero) are found after the
+    upward pass from the stored maxima and messages: the deepest level that has one, as a
+    pass that stopped at the first would report it (tests/test_passes.py holds the results
+    bit for bit equal to the passes as they were).
     """
 
     def __init__(self, ct: CompiledTree, loglik: np.ndarray):
         self.ct = ct
         self.le = loglik
         n = ct.n
-        self.T0 = np.zeros(n)  # P(node | parent false, evidence below)
-        self.T1 = np.zeros(n)  # P(node | parent true, evidence below)
-        self.lam = np.empty((n, 2))
-        self.log_scale = self._up()
+        self.lam = np.empty((n, 2))  # lam[i, v] = P(evidence at and below | node = v), max 1
+        T = np.empty((n, 2))         # first P(node true | parent = u) * lam(true), then T
+        m = np.empty((n, 2))         # m[i, u]: the message to the parent, P(evidence below | parent = u)
+        self.log_scale = self._up(T, m)
+        # T[i, u] = P(node | parent = u, evidence below) = t / m.  Where m is zero, so is t (m = t +
+        # (1 - p) lam(false), both terms >= 0): a parent value of probability zero gets T = 0, moot.
+        T[0] = 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.divide(T[1:], m[1:], out=T[1:], where=m[1:] > 0)
+        self.T0, self.T1 = T[:, 0], T[:, 1]  # P(node | parent false / true, evidence below)
+        self._slope = None
         prior = np.array([1.0 - ct.prior, ct.prior])
         z = float(prior @ self.lam[0])
         if z <= 0.0:
@@ -232,53 +280,69 @@ class Propagation:
         self.log_evidence = self.log_scale + float(np.log(z))
         self.root_belief = float(prior[1] * self.lam[0, 1] / z)
 
-    def _up(self) -> float:
-        ct, lv = self.ct, self.ct.levels
-        S = np.zeros((ct.n, 2))  # sum of log-messages from children (-inf where one is zero)
+    def _up(self, t: np.ndarray, m: np.ndarray) -> float:
+        ct, lam, le = self.ct, self.lam, self.le
+        lv = ct.level_list
+        P, Q = ct.cpt
+        scatter = ct.scatter
+        mx_all = np.empty(ct.n)
+        S = 0.0  # sums of the children's log-messages for the level at hand (-inf where one is zero)
         scale = 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
             for d in range(len(lv) - 2, -1, -1):
-                s = slice(lv[d], lv[d + 1])
-                L = self.le[s] + S[s]
-                mx = L.max(axis=1)
-                bad = np.flatnonzero(mx == NEG_INF)
-                if len(bad):
-                    node = ct.ids[ct.order[lv[d] + bad[0]]]
-                    raise TreeError("the evidence at or below this node is contradictory "
-                                    "(it has probability zero)", node, "evidence")
-                scale += float(mx.sum())
-                lam = np.exp(L - mx[:, None])
-                self.lam[s] = lam
+                a, b = lv[d], lv[d + 1]
+                L = lam[a:b]
+                np.add(le[a:b], S, out=L)
+                mx = np.maximum(L[:, 0], L[:, 1], out=mx_all[a:b])
+                scale += float(np.add.reduce(mx))  # = mx.sum(), without its Python wrapper
+                L -= mx[:, None]
+                np.exp(L, out=L)
                 if d == 0:
                     break
-                p1, p0 = ct.p1[s], ct.p0[s]
-                t1, t0 = p1 * lam[:, 1], p0 * lam[:, 1]
-                m1 = t1 + (1.0 - p1) * lam[:, 0]
-                m0 = t0 + (1.0 - p0) * lam[:, 0]
-                impossible = np.flatnonzero((m1 == 0) & (m0 == 0))
-                if len(impossible):  # this node's evidence rules out both values of its parent
-                    node = ct.ids[ct.order[lv[d] + impossible[0]]]
-                    raise TreeError("the evidence at or below this node is impossible under its "
-                                    "p_if_true/p_if_false (probability zero)", node, "evidence")
-                # A parent value whose message is zero gets probability zero, so T there is moot.
-                self.T1[s] = np.where(m1 > 0, t1 / m1, 0.0)
-                self.T0[s] = np.where(m0 > 0, t0 / m0, 0.0)
-                idx = ct.parent[s] - lv[d - 1]
-                width = lv[d] - lv[d - 1]
-                ps = slice(lv[d - 1], lv[d])
-                S[ps, 1] += np.bincount(idx, weights=np.log(m1), minlength=width)
-                S[ps, 0] += np.bincount(idx, weights=np.log(m0), minlength=width)
+                tt, mm = t[a:b], m[a:b]
+                np.multiply(P[a:b], L[:, 1:], out=tt)
+                np.multiply(Q[a:b], L[:, :1], out=mm)
+                mm += tt
+                width = a - lv[d - 1]
+                S = np.bincount(scatter[2 * a:2 * b], weights=np.log(mm).ravel(),
+                                minlength=2 * width).reshape(width, 2)
+        contradictory = mx_all == NEG_INF
+        impossible = np.maximum(m[1:, 0], m[1:, 1]) == 0.0
+        if contradictory.any() or impossible.any():
+            self._raise(contradictory, impossible)
         return scale
+
+    def _raise(self, contradictory: np.ndarray, impossible: np.ndarray) -> None:
+        """The error of the deepest level with one: contradictory evidence at a node first, then a
+        node whose evidence rules out both values of its parent (first in BFS order)."""
+        ct, lv = self.ct, self.ct.level_list
+        bad = contradictory.copy()
+        bad[1:] |= impossible
+        last = int(np.flatnonzero(bad)[-1])
+        d = int(np.searchsorted(ct.levels, last, side="right")) - 1
+        a, b = lv[d], lv[d + 1]
+        hit = np.flatnonzero(contradictory[a:b])
+        if len(hit):
+            raise TreeError("the evidence at or below this node is contradictory (it has probability zero)",
+                            ct.ids[ct.order[a + hit[0]]], "evidence")
+        hit = np.flatnonzero(impossible[a - 1:b - 1])
+        raise TreeError("the evidence at or below this node is impossible under its "
+                        "p_if_true/p_if_false (probability zero)", ct.ids[ct.order[a + hit[0]]], "evidence")
 
     def down(self, root_state: bool | None = None) -> np.ndarray:
         """P(node = true | e [, root = root_state]) for every node, in BFS order."""
-        ct, lv = self.ct, self.ct.levels
+        ct = self.ct
+        lv, parent = ct.level_list, ct.parent
+        if self._slope is None:
+            self._slope = self.T1 - self.T0
+        slope, T0 = self._slope, self.T0
         bel = np.empty(ct.n)
         bel[0] = self.root_belief if root_state is None else float(root_state)
-        slope = self.T1 - self.T0
         for d in range(1, len(lv) - 1):
-            s = slice(lv[d], lv[d + 1])
-            bel[s] = self.T0[s] + slope[s] * bel[ct.parent[s]]
+            a, b = lv[d], lv[d + 1]
+            g = bel[parent[a:b]]
+            g *= slope[a:b]
+            np.add(g, T0[a:b], out=bel[a:b])
         return bel
 
 

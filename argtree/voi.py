@@ -69,7 +69,7 @@ def metric_from_table(R: float, a: np.ndarray, c: np.ndarray, metric: str) -> np
 
 def _hard_mask(ct: CompiledTree, loglik: np.ndarray) -> np.ndarray:
     """Nodes that carry hard evidence (one value impossible), plus the root: no VoI."""
-    mask = np.isneginf(loglik).any(axis=1)
+    mask = np.minimum(loglik[:, 0], loglik[:, 1]) == -np.inf  # (an axis-1 any() is slow on (n, 2))
     mask[0] = True
     return mask
 

@@ -12,9 +12,9 @@ from argtree.tree import ArgumentTree, Node
 
 pytest.importorskip("sqlalchemy")
 import argtree.store  # noqa: E402,F401
-from sqlalchemy import select  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
 
-from argtree.store import (NotFound, Proposition, StoreError, add_annotator, load_tree,  # noqa: E402
+from argtree.store import (Label, NotFound, Proposition, StoreError, add_annotator, load_tree,  # noqa: E402
                            root_history, save_tree, session_scope, submit_label, tree_nodes)
 from argtree.store.coauthor import (add_premise, delete_node, edit_text, move_node, node_ref,  # noqa: E402
                                     tree_edits)
@@ -236,3 +236,39 @@ def test_node_ref(url):
             node_ref(s, f"{tid}:zz")
         with pytest.raises(StoreError):
             node_ref(s, "c")
+
+
+def test_the_web_apps_calls_check_the_session_and_role(url):
+    from argtree.store.assignment import web_assignments, web_set_assignment
+    from argtree.store.coauthor import web_add_premise, web_delete_node, web_move_node, web_tree_edits
+    from argtree.store.sessions import create_session
+
+    tid, ann, boss, ids = setup(url)
+    with session_scope(url) as s:
+        t_ann, t_boss = create_session(s, ann), create_session(s, boss)
+    before = root(url, tid)
+    with session_scope(url) as s:   # the author's own answer counts at once: the root moves with the premise
+        res = web_add_premise(s, t_ann, ids["r"], "The ferry operator hired more crew.", p_if_true=0.85,
+                              p_if_false=0.25, stance="for", answer="true", request_id="w1")
+    assert res.root_after > before + 0.01 and root(url, tid) == pytest.approx(res.root_after)
+    with session_scope(url) as s:
+        again = web_add_premise(s, t_ann, ids["r"], "The ferry operator hired more crew.", p_if_true=0.85,
+                                p_if_false=0.25, answer="true", request_id="w1")
+        assert again.repeated
+        assert s.scalar(select(func.count()).select_from(Label).where(Label.annotator_id == ann)) == 1
+        with pytest.raises(StoreError, match="answer"):
+            web_add_premise(s, t_ann, ids["r"], "Anything else here.", p_if_true=0.6, p_if_false=0.4, answer="yes")
+        with pytest.raises(StoreError, match="admin"):
+            web_delete_node(s, t_ann, ids["c"])
+        with pytest.raises(StoreError, match="admin"):
+            web_move_node(s, t_ann, ids["c"], ids["a"])
+        with pytest.raises(StoreError, match="admin"):
+            web_set_assignment(s, t_ann, tid, ["ann"])
+        with pytest.raises(StoreError):
+            web_add_premise(s, "no-such-token", ids["r"], "Anything else here.", p_if_true=0.6, p_if_false=0.4)
+    with session_scope(url) as s:
+        assert web_set_assignment(s, t_boss, tid, ["ann"]) == ["ann"]
+        assert web_assignments(s, t_boss) == {tid: ["ann"]}
+        web_delete_node(s, t_boss, ids["c"])
+        assert [e["action"] for e in web_tree_edits(s, t_ann, tid)] == ["delete", "add"]
+    check_consistency(url)

@@ -66,7 +66,11 @@ def batch_order(session: Session, me: int, now: datetime, overlap: int, metric: 
         ps = picks.setdefault(r.tree_id, [])
         if len(ps) < PER_TREE and r.proposition_id not in {p.proposition_id for p in ps}:
             ps.append(r)
-    expected = {tid: _expected(session, tid, [p.id for p in ps], metric) for tid, ps in picks.items()}
+    from .compute import load_states
+
+    states = load_states(session, list(picks))   # every tree to condition, in a few statements
+    expected = {tid: _expected(states[tid], [p.id for p in ps], metric) for tid, ps in picks.items()
+                if tid in states}
     score = {pid: 0.0 for pid in candidates}
     for r in rows:
         v = expected[r.tree_id].get(r.id, 0.0) if r.tree_id in expected else (r.voi or 0.0)
@@ -76,11 +80,9 @@ def batch_order(session: Session, me: int, now: datetime, overlap: int, metric: 
     return sorted(candidates, key=lambda pid: (-round(score[pid], 12), rank[pid]))
 
 
-def _expected(session: Session, tree_id: int, pick_nodes: list[int], metric: str) -> dict[int, float]:
-    """Node id -> expected VoI in tree ``tree_id`` once the nodes ``pick_nodes`` are answered."""
-    from .compute import load_state
-
-    state, ids, _ = load_state(session, tree_id)
+def _expected(loaded, pick_nodes: list[int], metric: str) -> dict[int, float]:
+    """Node id -> expected VoI in a tree (``compute.load_states``' entry) once ``pick_nodes`` are answered."""
+    state, ids, _ = loaded
     ct = CompiledTree.from_arrays(state.parent, state.p1, state.p0, state.prior, [str(i) for i in state.node_ids])
     index = {nid: i for i, nid in enumerate(state.node_ids)}
     chosen = [int(ct.position[index[n]]) for n in pick_nodes if n in index]

@@ -39,6 +39,11 @@ Public API (everything below is importable from ``argtree.store``)::
     reliability.queue_ranking(s, top), reliability.all_labels(s)
     # consistency flags (flags.py): find_flags(s, ...) -> [Flag], resolve_flag(s, key, by=, note=)
     # blind answers: webui.* shows a non-admin no other's answer on a proposition before theirs
+    # co-authoring (coauthor.py): add_premise(s, who, parent_node_id, text, p_if_true=, p_if_false=),
+    #   edit_text(s, who, node_id, text), delete_node / move_node (admins), tree_edits(s, tree_id);
+    #   an ill-posed answer's rewrite replaces its node (apply_rewrite, from submit_label)
+    # assignment (assignment.py): assign / unassign / set_assignment(s, tree_id, names), assignments(s)
+    # batch-aware serving (batch.py): next_question leases the greedy batch's next pick across annotators
 
     # accounts (accounts.py)
     add_annotator(s, name, password, admin=False, *, reliability=0.9) -> Annotator

@@ -128,3 +128,44 @@ def test_an_ill_posed_rewrite_replaces_the_node(server, browser):
     page.get_by_text(REWRITE).first.wait_for(state="attached", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "trees_rewrite_replaced.png"), full_page=True)
     ctx.close()
+
+
+def test_an_admin_deletes_a_node_and_assigns_a_tree(server, browser):
+    from argtree.store.assignment import assignments
+
+    ctx, page = new_page(browser)
+    testing.login(page, server["base"], "boss", "boss-pass-62")
+    page.goto(f"{server['base']}/trees", wait_until="domcontentloaded")
+    page.get_by_text("2 shown").wait_for(timeout=30_000)   # newest first: the festival tree is picked
+    page.locator('[data-testid="node-text"]').wait_for(timeout=30_000)
+    _idle(page)
+    page.get_by_label(re.compile("^Node")).click()
+    page.get_by_role("option", name=re.compile(r"^v · ")).click()   # its premise (file id v)
+    _idle(page)
+    page.get_by_text("Delete or move this node (admin)").click()
+    page.get_by_text("Yes, delete this node and everything below it").click()
+    _idle(page)
+    page.get_by_role("button", name="Delete node").click()
+    page.get_by_text("Node deleted").wait_for(timeout=30_000)
+    _idle(page)
+    with session_scope(server["url"]) as s:
+        assert [n.local_id for n in s.query(NodeRow).filter_by(tree_id=server["t2"])] == ["q"]
+        boss = s.query(Annotator).filter_by(name="boss").one().id
+        assert s.query(TreeEdit).filter_by(tree_id=server["t2"], action="delete", annotator_id=boss).count() == 1
+    # The admin page: only ann may answer the ferry tree.
+    page.goto(f"{server['base']}/admin", wait_until="domcontentloaded")
+    page.get_by_text("Who may answer which trees").wait_for(timeout=30_000)
+    _idle(page)
+    page.get_by_label(re.compile("^Tree")).click()
+    page.get_by_role("option", name=re.compile(r"^#%d · " % server["t1"])).click()
+    _idle(page)
+    page.get_by_label(re.compile("^May answer it")).click()
+    page.get_by_role("option", name="ann").click()
+    page.keyboard.press("Escape")
+    _idle(page)
+    page.get_by_role("button", name="Save assignment").click()
+    page.get_by_text(f"Tree #{server['t1']}: answered only by ann.").wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "admin_assignment.png"), full_page=True)
+    with session_scope(server["url"]) as s:
+        assert assignments(s) == {server["t1"]: ["ann"]}
+    ctx.close()

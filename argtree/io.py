@@ -765,10 +765,16 @@ def _typed_decoder():
     if _DECODER is None:
         import msgspec
 
+        from typing import Annotated
+
         nan = float("nan")  # "missing": JSON cannot hold a NaN
         number = int | float
+        # Lengths in code points, checked by the decoder.  A text of at most MAX_TEXT / 3 characters
+        # cannot outgrow MAX_TEXT under NFC; a longer one (rare) takes the general path.
+        nid = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID)]
+        text = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT // 3)]
         kw = {"forbid_unknown_fields": True, "gc": False}
-        node = msgspec.defstruct("TNode", [("id", str), ("text", str), ("parent", str | None, None),
+        node = msgspec.defstruct("TNode", [("id", nid), ("text", text), ("parent", str | None, None),
                                            ("prior", number, nan), ("p_if_true", number, nan),
                                            ("p_if_false", number, nan)], **kw)
         entry = msgspec.defstruct("TEvidence", [("node", str), ("value", bool), ("reliability", number, 1.0),
@@ -783,9 +789,10 @@ def typed_columns(raw: bytes | str, model: str = "frontier") -> Columns | None:
     """The fast path for a plain, valid file; None for any other (the general path then decides).
 
     Most large files are plain: the format's keys and nothing else (no extra keys on the file, a
-    node or an evidence entry but an entry's ``source``).  msgspec decodes them into typed structs,
-    which is about twice as fast as into dicts and checks every key's JSON type on the way; the
-    columns are then checked as in ``validate``.  This path never makes an error: at the first
+    node or an evidence entry but an entry's ``source``; texts of at most MAX_TEXT / 3 characters).
+    msgspec decodes them into typed structs, which is about twice as fast as into dicts and checks
+    every key's JSON type and every id's and text's length on the way; the columns are then
+    checked as in ``validate``.  This path never makes an error: at the first
     sign of one (or of anything it does not handle: a NUL escape, extra keys, an unexpected type, a
     file that breaks any rule), it returns None and the general path, the one that words the
     errors, reads the file again.  A file it accepts gives the same arrays, numbers and objects as
@@ -818,19 +825,11 @@ def _typed_validate(doc, model: str) -> Columns | None:
     n, m = len(nodes), len(evs)
     if doc.format != FORMAT or not 0 < n <= MAX_NODES or m > MAX_EVIDENCE:
         return None
-    ids = list(map(attrgetter("id"), nodes))
-    texts = list(map(attrgetter("text"), nodes))
+    ids = tuple(map(attrgetter("id"), nodes))  # a tuple: CompiledTree keeps it as it is
     parents = list(map(attrgetter("parent"), nodes))
-    # Every node's own keys (io._node): id and text lengths, no blank text.
-    id_len = np.fromiter(map(len, ids), np.int64, n)
-    text_len = np.fromiter(map(len, texts), np.int64, n)
-    if id_len.min() == 0 or id_len.max() > MAX_ID or text_len.min() == 0 or text_len.max() > MAX_TEXT:
+    # Every node's own keys (io._node): the decoder checked the lengths; no blank text.
+    if any(map(str.isspace, map(attrgetter("text"), nodes))):
         return None
-    if any(map(str.isspace, texts)):
-        return None
-    for i in np.flatnonzero(text_len > MAX_TEXT // 3).tolist():  # may grow past the limit under NFC
-        if _text_problem(texts[i]) is not None:
-            return None
     # Exactly one root, which alone carries a prior; premises carry both probabilities, all in [0, 1].
     root = np.fromiter(map(is_, parents, repeat(None)), bool, n)
     roots = np.flatnonzero(root)

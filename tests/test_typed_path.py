@@ -152,13 +152,17 @@ def test_files_it_does_not_handle_go_the_general_way(change):
     assert cols.evidence == tuple(evidence)
 
 
-def test_a_long_text_that_nfc_keeps_in_bounds_is_accepted():
-    nodes = [Node("q", "Q", prior=0.5), Node("a", "é" * (MAX_TEXT - 1), "q", p_if_true=0.9, p_if_false=0.2)]
+@pytest.mark.parametrize("length", [MAX_TEXT // 3, MAX_TEXT // 3 + 1, MAX_TEXT - 1])
+def test_long_texts_in_bounds_are_accepted_either_way(length):
+    """Up to MAX_TEXT / 3 characters (NFC cannot make them too long) the typed path takes a text;
+    past that the general path does, NFC check included."""
+    nodes = [Node("q", "Q", prior=0.5), Node("a", "é" * length, "q", p_if_true=0.9, p_if_false=0.2)]
     text = dumps(ArgumentTree(nodes), ())
     cols = typed_columns(text)
-    assert cols is not None
+    assert (cols is not None) == (length <= MAX_TEXT // 3)
+    cols = loads_columns(text)
     assert_same_columns(cols, general(text.encode()))
-    assert cols.tree.nodes["a"].text == "é" * (MAX_TEXT - 1)
+    assert cols.tree.nodes["a"].text == "é" * length
 
 
 def test_a_text_that_nfc_makes_too_long_is_refused_the_same_way():

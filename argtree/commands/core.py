@@ -46,6 +46,12 @@ def json_object(keys: list, values: list, order=None) -> bytes:
     object.  Exact: an encoded key or number holds no NUL byte (msgspec escapes control
     characters), and the quotes in the keys' list are only the keys' own unless a key holds a
     quote, and then the dict is built after all (as for keys too long for the matrix)."""
+    out = _json_object(keys, values, order)
+    return out if isinstance(out, bytes) else out.tobytes()
+
+
+def _json_object(keys, values, order=None):
+    """``json_object``'s bytes, or a uint8 array holding them (written out without a copy)."""
     import msgspec
     import numpy as np
 
@@ -72,33 +78,45 @@ def json_object(keys: list, values: list, order=None) -> bytes:
     if n * (wk + wv + 2) > 64 << 20:  # one key far longer than the rest: the matrix would be too big
         pairs = zip(keys, values) if order is None else zip((keys[i] for i in order.tolist()), values)
         return encode(dict(pairs))
-    rows = np.zeros((n, wk + wv + 2), dtype=np.uint8)
+    # Row i: [the '{' in row 0, else NUL] key i (NUL-padded to wk) ':' value i (NUL-padded to wv) ','
+    rows = np.empty((n, wk + wv + 3), dtype=np.uint8)
+    rows[:, 0] = 0
+    rows[0, 0] = 123  # '{'
     pad = np.zeros(max(wk, wv), dtype=np.uint8)
-    names = np.lib.stride_tricks.sliding_window_view(np.concatenate((kb, pad)), wk)[kstart]
-    names[np.arange(wk) >= klen[:, None]] = 0
-    rows[:, :wk] = names
-    rows[:, wk] = 58  # ':'
-    numbers = np.lib.stride_tricks.sliding_window_view(np.concatenate((vb, pad)), wv)[vstart]
-    numbers[np.arange(wv) >= vlen[:, None]] = 0
-    rows[:, wk + 1:wk + 1 + wv] = numbers
+    window = np.lib.stride_tricks.sliding_window_view  # row i of window(b, w) is b[i:i + w], no copy
+    # A fancy index copies only the rows taken (np.take would copy the whole window first).
+    np.multiply(window(np.concatenate((kb, pad)), wk)[kstart], np.arange(wk) < klen[:, None],
+                out=rows[:, 1:wk + 1])
+    rows[:, wk + 1] = 58  # ':'
+    np.multiply(window(np.concatenate((vb, pad)), wv)[vstart], np.arange(wv) < vlen[:, None],
+                out=rows[:, wk + 2:wk + 2 + wv])
     rows[:, -1] = 44  # ','
-    body = rows[rows != 0]
-    body[-1] = 125  # the last ',' becomes '}'
-    return b"{" + body.tobytes()
+    flat = rows.reshape(-1)
+    out = flat[flat != 0]  # a boolean mask copies directly (np.compress would make an index array)
+    out[-1] = 125  # the last ',' becomes '}'
+    return out
 
 
-def _write_json(data) -> None:
-    """One JSON document on stdout (msgspec: a million floats in milliseconds, each read back exactly);
-    ``data`` is a dict or bytes already encoded."""
+def _write_json(*chunks) -> None:
+    """One JSON document on stdout (msgspec: a million floats in milliseconds, each read back exactly),
+    given as a dict, or as pieces already encoded (bytes, or uint8 arrays from ``_json_object``)
+    that are written one after the other without joining them."""
     import msgspec
+    import numpy as np
 
-    out = data if isinstance(data, bytes) else msgspec.json.encode(data)
-    if not out.isascii() or b"\x7f" in out:  # terminal-unsafe characters as \uXXXX, losslessly
+    if len(chunks) == 1 and isinstance(chunks[0], dict):
+        chunks = (msgspec.json.encode(chunks[0]),)
+    unsafe = any(int(c.max(initial=0)) >= 0x7F if isinstance(c, np.ndarray) else (not c.isascii() or b"\x7f" in c)
+                 for c in chunks)
+    if unsafe:  # terminal-unsafe characters as \uXXXX, losslessly
         from ..io import escape_json
 
-        out = escape_json(out.decode("utf-8")).encode("utf-8")
+        whole = b"".join(c.tobytes() if isinstance(c, np.ndarray) else c for c in chunks)
+        chunks = (escape_json(whole.decode("utf-8")).encode("utf-8"),)
     sys.stdout.flush()
-    sys.stdout.buffer.write(out + b"\n")
+    for c in chunks:
+        sys.stdout.buffer.write(c)
+    sys.stdout.buffer.write(b"\n")
     sys.stdout.buffer.flush()
 
 
@@ -122,7 +140,7 @@ def rank_order(ids, values) -> np.ndarray:
     near_half = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-3
     if near_half.any():
         key[near_half] = [round(v, 12) for v in values[near_half].tolist()]
-    order = np.argsort(-key, kind="stable")
+    order = np.argsort(-key)  # ties are put in id order below, so the sort need not be stable
     sk = key[order]
     cut = np.flatnonzero(sk[1:] != sk[:-1]) + 1
     starts = np.concatenate(([0], cut))
@@ -151,14 +169,15 @@ def _id_argsort(ids, at) -> np.ndarray:
     id_list = ids[at].tolist() if isinstance(ids, np.ndarray) else [ids[i] for i in at.tolist()]
     if not id_list:
         return np.zeros(0, dtype=np.int64)
-    width = int(np.fromiter(map(len, id_list), np.int64, len(id_list)).max())
-    if len(id_list) * width > 32_000_000:  # over 128 MB of UCS-4: Python's sort
-        return np.array(sorted(range(len(id_list)), key=id_list.__getitem__), dtype=np.int64)
     # numpy compares fixed-width strings by code point as Python does (ids hold no NUL, the one
-    # character numpy's padding would confuse); bytes when all are ASCII (a quarter of the memory).
+    # character numpy's padding would confuse): bytes when all are ASCII (at most 200 bytes an
+    # id), else UCS-4 unless that takes over 128 MB, and then Python's sort.
     try:
-        arr = np.array(id_list, dtype=f"S{width}")
+        arr = np.array(id_list, dtype="S")
     except UnicodeEncodeError:
+        width = int(np.fromiter(map(len, id_list), np.int64, len(id_list)).max())
+        if len(id_list) * width > 32_000_000:
+            return np.array(sorted(range(len(id_list)), key=id_list.__getitem__), dtype=np.int64)
         arr = np.array(id_list, dtype=f"U{width}")
     return np.argsort(arr, kind="stable")
 
@@ -177,7 +196,7 @@ def infer(file: str, as_json: bool) -> None:
     ct = cols.ct
     bel_arr = ct.to_caller(cols.prop.down())
     if as_json:
-        _write_json(b'{"beliefs":' + json_object(list(ct.ids), bel_arr.tolist()) + b"}")
+        _write_json(b'{"beliefs":', _json_object(ct.ids, bel_arr.tolist()), b"}")
         return
     from rich.tree import Tree
 
@@ -253,11 +272,9 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
     if as_json:
         import msgspec
 
-        out = b'{"metric":' + msgspec.json.encode(metric) + b',"voi":' + \
-            json_object(ids, kept[order].tolist(), keep[order])
-        if picks is not None:
-            out += b',"batch":' + msgspec.json.encode(picks)
-        _write_json(out + b"}")
+        head = b'{"metric":' + msgspec.json.encode(metric) + b',"voi":'
+        tail = (b',"batch":' + msgspec.json.encode(picks) if picks is not None else b"") + b"}"
+        _write_json(head, _json_object(ids, kept[order].tolist(), keep[order]), tail)
         return
     from rich.table import Table
 

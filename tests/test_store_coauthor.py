@@ -15,7 +15,7 @@ import argtree.store  # noqa: E402,F401
 from sqlalchemy import func, select  # noqa: E402
 
 from argtree.store import (Label, NotFound, Proposition, StoreError, add_annotator, load_tree,  # noqa: E402
-                           root_history, save_tree, session_scope, submit_label, tree_nodes)
+                           next_question, root_history, save_tree, session_scope, submit_label, tree_nodes)
 from argtree.store.coauthor import (add_premise, delete_node, edit_text, move_node, node_ref,  # noqa: E402
                                     tree_edits)
 from argtree.store.models import Node as NodeRow, Tree, TreeEdit  # noqa: E402
@@ -271,4 +271,27 @@ def test_the_web_apps_calls_check_the_session_and_role(url):
         assert web_assignments(s, t_boss) == {tid: ["ann"]}
         web_delete_node(s, t_boss, ids["c"])
         assert [e["action"] for e in web_tree_edits(s, t_ann, tid)] == ["delete", "add"]
+    check_consistency(url)
+
+
+def test_undoing_an_ill_posed_rewrite_puts_the_old_text_back(url):
+    from argtree.store import undo_last_label
+
+    tid, ann, boss, ids = setup(url)
+    with session_scope(url) as s:
+        node = s.get(NodeRow, ids["c"])
+        node.model_credence, node.rationale = 0.6, "Spring is busy."
+        pid = node.proposition_id
+    with session_scope(url) as s:
+        submit_label(s, ann, pid, ill_posed=True, rewrite="The contractor has signed for April.", request_id="u1")
+        assert s.get(NodeRow, ids["c"]).proposition_id != pid
+    with session_scope(url) as s:
+        undone = undo_last_label(s, ann)
+        assert undone.ill_posed
+    with session_scope(url) as s:
+        node = s.get(NodeRow, ids["c"])
+        assert (node.proposition_id, node.model_credence, node.rationale) == (pid, 0.6, "Spring is busy.")
+        edits = [e for e in tree_edits(s, tid)]
+        assert [e["action"] for e in edits] == ["rewrite", "rewrite"] and edits[0]["detail"]["reverts"] == edits[1]["id"]
+        assert next_question(s, ann).proposition_id == pid       # the question is handed back, as undo says
     check_consistency(url)

@@ -37,9 +37,9 @@ from .models import Annotator, Label, Node, Proposition, Tree, TreeEdit, utcnow
 from .text import check_text
 from .trees import stance as stance_of, upsert_propositions
 
-__all__ = ["EditResult", "add_premise", "edit_text", "delete_node", "move_node", "apply_rewrite", "tree_edits",
-           "node_ref", "web_add_premise", "web_edit_text", "web_delete_node", "web_move_node", "web_tree_edits",
-           "STANCES"]
+__all__ = ["EditResult", "add_premise", "edit_text", "delete_node", "move_node", "apply_rewrite", "rewrite_trees",
+           "revert_rewrite", "tree_edits", "node_ref", "web_add_premise", "web_edit_text", "web_delete_node",
+           "web_move_node", "web_tree_edits", "STANCES"]
 
 STANCES = ("for", "against")
 
@@ -406,6 +406,54 @@ def apply_rewrite(session: Session, label: Label) -> list[EditResult]:
                        {"old_proposition_id": old_pid, "old_text": first["old_text"], "new_proposition_id": new_pid,
                         "new_text": label.rewrite, "nodes": changed[tid]}, None, befores[tid], label_id=label.id)
         out.append(EditResult(edit.id, "rewrite", tid, first["node_id"], befores[tid], tree.root_belief, new_pid))
+    return out
+
+
+def rewrite_trees(session: Session, label_id: int) -> set[int]:
+    """Trees whose nodes a label's rewrite replaced (``apply_rewrite``), not reverted since."""
+    return set(session.scalars(select(TreeEdit.tree_id).where(TreeEdit.label_id == label_id,
+                                                              TreeEdit.action == "rewrite")))
+
+
+def revert_rewrite(session: Session, label: Label) -> list[EditResult]:
+    """Undoing an ill-posed answer puts the old text back where its rewrite replaced it (nodes that still
+    hold the rewrite; what the model said about the old text comes back too): one 'rewrite' edit per
+    tree, ``detail["reverts"]`` naming the edit undone.  Called by ``undo_last_label``, trees locked."""
+    edits = session.scalars(select(TreeEdit).where(TreeEdit.label_id == label.id, TreeEdit.action == "rewrite")
+                            .order_by(TreeEdit.id)).all()
+    todo = [e for e in edits if not (e.detail or {}).get("reverts")]
+    undone = {(e.detail or {}).get("reverts") for e in edits}
+    todo = [e for e in todo if e.id not in undone]
+    if not todo:
+        return []
+    lock_trees(session, {e.tree_id for e in todo})   # taken already by undo_last_label: a no-op then
+    befores = {e.tree_id: session.get(Tree, e.tree_id).root_belief for e in todo}
+    back: dict[int, list[dict]] = {}
+    for e in todo:
+        d = e.detail
+        for entry in d.get("nodes", ()):
+            node = session.execute(select(Node).where(Node.id == entry["node_id"])
+                                   .execution_options(populate_existing=True)).scalar_one_or_none()
+            if node is None or node.proposition_id != d["new_proposition_id"]:
+                continue   # deleted or edited since: left as it is now
+            model = entry.get("model") or {}
+            node.proposition_id = d["old_proposition_id"]
+            node.model_credence, node.rationale = model.get("credence"), model.get("rationale")
+            node.model_output, node.model_evidence = model.get("model_output"), model.get("model_evidence")
+            back.setdefault(e.tree_id, []).append({"node_id": node.id})
+    session.flush()
+    pids = {todo[0].detail["old_proposition_id"], todo[0].detail["new_proposition_id"]}
+    _recompute(session, sorted({e.tree_id for e in todo}), pids)
+    out = []
+    for e in todo:
+        tree = session.get(Tree, e.tree_id)
+        edit = _record(session, tree, e.node_id, label.annotator_id, "rewrite",
+                       {"reverts": e.id, "old_proposition_id": e.detail["new_proposition_id"],
+                        "old_text": e.detail.get("new_text"), "new_proposition_id": e.detail["old_proposition_id"],
+                        "new_text": e.detail.get("old_text"), "nodes": back.get(e.tree_id, [])},
+                       None, befores[e.tree_id], label_id=label.id)
+        out.append(EditResult(edit.id, "rewrite", e.tree_id, e.node_id, befores[e.tree_id], tree.root_belief,
+                              e.detail["old_proposition_id"]))
     return out
 
 

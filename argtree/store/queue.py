@@ -420,6 +420,10 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
         return None
     tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == last.proposition_id)
                                    .distinct()))
+    if last.rewrite_proposition_id is not None:  # issue 13: its rewrite's trees get the old text back
+        from .coauthor import revert_rewrite, rewrite_trees
+
+        tree_ids |= rewrite_trees(session, last.id)
     share_reliability_lock(session)
     lock_trees(session, tree_ids)
     lock_proposition(session, last.proposition_id)
@@ -430,6 +434,8 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
     now = utcnow()
     last.retracted_at = now
     session.flush()
+    if last.rewrite_proposition_id is not None:
+        revert_rewrite(session, last)
     deltas = recompute_trees(session, tree_ids, cause="undo", label_id=last.id) if _informative(last) else {}
     refresh_propositions(session, {last.proposition_id})
     apply_forest_deltas(session, deltas, skip={last.proposition_id})

@@ -184,13 +184,11 @@ def _counting_order(key: np.ndarray, n: int) -> np.ndarray:
     O(len) pass; least significant digit first keeps the whole sort stable.  Two passes for
     up to 4.3 billion nodes.
     """
-    if n <= 1 << 16:
-        return np.argsort(key.astype(np.uint16), kind="stable")
-    perm = np.argsort((key & 0xFFFF).astype(np.uint16), kind="stable")
+    # astype(np.uint16) keeps the low 16 bits (a C cast), so no mask is needed.
+    perm = np.argsort(key.astype(np.uint16), kind="stable")
     shift = 16
     while (n - 1) >> shift:
-        digit = ((key[perm] >> shift) & 0xFFFF).astype(np.uint16)
-        perm = perm[np.argsort(digit, kind="stable")]
+        perm = perm[np.argsort((key[perm] >> shift).astype(np.uint16), kind="stable")]
         shift += 16
     return perm
 

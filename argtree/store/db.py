@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import os
 import sqlite3
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 __all__ = ["SchemaError", "SettingsError", "check_url", "database_url", "data_home", "make_engine", "get_engine", "open_session",
            "session_scope", "check_schema", "schema_status", "upgrade", "downgrade", "alembic_config",
-           "MIGRATIONS_DIR", "redact"]
+           "MIGRATIONS_DIR", "redact", "wait_for_checkpoints"]
 
 # Inside the package (argtree/migrations, a symlink to the top-level migrations/ in a checkout, real files in
 # a wheel), so a non-editable install finds them.
@@ -117,6 +118,109 @@ def redact(url: str) -> str:
 
 _held = threading.local()  # write-lock files this thread holds (path -> count)
 
+# Checkpoints off the commit path (issue 15).  In WAL mode SQLite copies the WAL back into the database
+# file (a checkpoint: random writes and, under FULL, an fsync of the database) inside the COMMIT that
+# pushes the WAL past ``wal_autocheckpoint`` pages, so that answer waits for it; at 1M nodes one answer
+# writes ~1,200 pages (its ~400 propositions' rows and queue-rank index entries), so nearly every answer
+# did.  Here a thread per database and process runs the checkpoint (PASSIVE: it never blocks readers or
+# writers) after each write transaction commits.  Durability is the same: COMMIT still writes and, under
+# FULL, fsyncs the WAL before it returns; a checkpoint only moves committed pages and is crash-safe.
+# Connections keep checkpointing themselves past FALLBACK_AUTOCHECKPOINT pages (a checkpointer that
+# cannot keep up, a process that forked mid-checkpoint).
+FALLBACK_AUTOCHECKPOINT = 4000   # pages (16 MiB at 4 KiB); SQLite's default is 1000
+CHECKPOINTER_IDLE_S = 30.0       # an idle checkpointer thread exits; the next commit starts another
+CLOSE_WAIT_S = 60.0              # a closing connection waits this long at most for a running checkpoint
+
+
+class _Checkpointer:
+    """Runs ``PRAGMA wal_checkpoint(PASSIVE)`` on its own connection after write commits (coalesced)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._reset()
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._wanted = self._done = 0
+        self._thread: threading.Thread | None = None
+        self.errors = 0
+
+    def kick(self) -> None:
+        """A write transaction committed: checkpoint soon (one run covers every kick before it starts)."""
+        with self._cond:
+            self._wanted += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="argtree-sqlite-checkpoint", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every commit kicked so far has been checkpointed (False on timeout); commits kicked
+        while it waits are not waited for."""
+        with self._cond:
+            target = self._wanted
+            return self._cond.wait_for(lambda: self._done >= target, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._cond.wait_for(lambda: self._wanted > self._done, CHECKPOINTER_IDLE_S):
+                    self._thread = None
+                    return
+                target = self._wanted
+            try:
+                con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                try:
+                    con.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")  # fsync the database file as before
+                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                finally:
+                    con.close()
+            except Exception:  # noqa: BLE001 - busy or gone: the next commit kicks again; the fallback still runs
+                self.errors += 1
+            with self._cond:
+                self._done = target
+                self._cond.notify_all()
+
+
+_checkpointers: dict[str, _Checkpointer] = {}
+_checkpointers_lock = threading.Lock()
+
+
+def _checkpointer_for(path: str) -> _Checkpointer:
+    with _checkpointers_lock:
+        cp = _checkpointers.get(path)
+        if cp is None:
+            cp = _checkpointers[path] = _Checkpointer(path)
+        return cp
+
+
+def _forget_checkpointers_in_child() -> None:  # a forked child has none of its parent's threads or locks
+    global _checkpointers_lock
+    _checkpointers_lock = threading.Lock()
+    for cp in _checkpointers.values():
+        cp._reset()
+
+
+os.register_at_fork(after_in_child=_forget_checkpointers_in_child)
+
+
+@atexit.register
+def _finish_checkpoints() -> None:
+    """At exit, let a running checkpoint finish (so the last connection's close can fold the WAL in and
+    remove it, as it does without a checkpointer); a process killed outright recovers like any crash."""
+    for cp in list(_checkpointers.values()):
+        cp.wait(10.0)
+
+
+def wait_for_checkpoints(url: str, timeout: float | None = None) -> bool:
+    """Block until this process's checkpointer for the SQLite ``url`` has checkpointed every write
+    committed so far (True at once for PostgreSQL and for databases without one)."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database:
+        return True
+    cp = _checkpointers.get(str(Path(u.database).expanduser().resolve()))
+    return True if cp is None else cp.wait(timeout)
+
 
 class _WriterQueue(sqlite3.Connection):
     """A sqlite3 connection that queues writers on an flock()ed file beside the database.
@@ -128,6 +232,7 @@ class _WriterQueue(sqlite3.Connection):
     """
 
     lock_path: str | None = None
+    checkpointer: _Checkpointer | None = None
     _fh = None
     _locked = False
 
@@ -152,10 +257,13 @@ class _WriterQueue(sqlite3.Connection):
             _held.paths[self.lock_path] -= 1
 
     def commit(self) -> None:
+        wrote = self._locked
         try:
             super().commit()
         finally:
             self._release()
+        if wrote and self.checkpointer is not None:
+            self.checkpointer.kick()
 
     def rollback(self) -> None:
         try:
@@ -164,6 +272,11 @@ class _WriterQueue(sqlite3.Connection):
             self._release()
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            # A running checkpoint finishes first, so that the last connection's close folds the WAL into
+            # the database file and removes it, as without a checkpointer (a closed engine's file is whole:
+            # it can be copied).
+            self.checkpointer.wait(CLOSE_WAIT_S)
         try:
             super().close()
         finally:
@@ -172,12 +285,15 @@ class _WriterQueue(sqlite3.Connection):
                 self._fh.close()
 
 
-def _sqlite_setup(engine: Engine, lock_path: str | None) -> None:
+def _sqlite_setup(engine: Engine, lock_path: str | None, path: str | None = None) -> None:
+    checkpointer = _checkpointer_for(path) if path is not None and lock_path is not None else None
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         if isinstance(dbapi_conn, _WriterQueue):
             dbapi_conn.lock_path = lock_path
+            dbapi_conn.checkpointer = checkpointer
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA journal_mode = WAL")
@@ -185,6 +301,8 @@ def _sqlite_setup(engine: Engine, lock_path: str | None) -> None:
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA cache_size = -65536")      # 64 MiB of pages per connection
         cur.execute("PRAGMA mmap_size = 1073741824")   # read through a memory map: no syscall per page
+        if checkpointer is not None and isinstance(dbapi_conn, _WriterQueue):
+            cur.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT}")  # the checkpointer does it
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -214,7 +332,7 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
     u = check_url(url)
     if u.get_backend_name() == "sqlite":
         db = u.database
-        lock_path = None
+        lock_path = path = None
         if db and db != ":memory:" and not db.startswith("file:"):
             path = Path(db).expanduser()
             if not path.parent.is_dir():
@@ -229,7 +347,7 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         args.setdefault("timeout", BUSY_TIMEOUT_MS / 1000)
         args.setdefault("factory", _WriterQueue)
         engine = create_engine(url, **kwargs)
-        _sqlite_setup(engine, lock_path)
+        _sqlite_setup(engine, lock_path, str(path.resolve()) if path is not None else None)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, **kwargs)

@@ -10,6 +10,7 @@ true and ``a (1-p) + (1-a) p`` for false.  Several labels multiply.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 import threading
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import and_, bindparam, case, func, or_, select, text, update
+from sqlalchemy import String, and_, bindparam, case, func, or_, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
 from ..inference import CompiledTree, Propagation
@@ -246,7 +247,9 @@ def _statements() -> dict:
         "trees": select(t.c.id, t.c.priority, t.c.status, t.c.direct_answer).where(t.c.id.in_(tids)),
         "nodes": select(n.c.tree_id, n.c.id, n.c.parent_id, n.c.proposition_id, n.c.prior, n.c.p_if_true,
                         n.c.p_if_false, n.c.belief, n.c.voi, n.c.root_if_true, n.c.root_if_false,
-                        n.c.model_evidence).where(n.c.tree_id.in_(tids)).order_by(n.c.tree_id, n.c.id),
+                        # as text: most nodes hold JSON null, not worth a json.loads each
+                        type_coerce(n.c.model_evidence, String)).where(n.c.tree_id.in_(tids))
+        .order_by(n.c.tree_id, n.c.id),
         # The weight of a label as in _label_rows: its own reliability, else the annotator's learned one,
         # else the one they were created with.
         "labels": select(lab.c.proposition_id, lab.c.value, lab.c.probability, lab.c.reliability,
@@ -299,7 +302,8 @@ def _state_of(rows: list, labels: list, model_evidence_of) -> tuple[TreeState, n
     where: dict[int, list[int]] = {}
     for r in rows:
         where.setdefault(r[3], []).append(r[1])
-    model_ev = [e for r in rows if r[11] for e in model_evidence_of(str(r[1]), r[11])]
+    model_ev = [e for r in rows if r[11] is not None and r[11] != "null"
+                for e in model_evidence_of(str(r[1]), json.loads(r[11]) if isinstance(r[11], str) else r[11])]
     evidence: list[Evidence] = []
     for pid, ev in labels:
         for node_id in where.get(pid, ()):

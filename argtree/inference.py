@@ -112,28 +112,33 @@ class CompiledTree:
 
     @cached_property
     def cpt(self) -> tuple[np.ndarray, np.ndarray]:
-        """(P, Q), each (n, 2): P[i, u] = P(node i true | parent = u) in BFS order, Q = 1 - P."""
-        P = np.empty((self.n, 2))
-        P[:, 0], P[:, 1] = self.p0, self.p1
+        """(P, Q), each (2, n): P[u, i] = P(node i true | parent = u) in BFS order, Q = 1 - P."""
+        P = np.empty((2, self.n))
+        P[0], P[1] = self.p0, self.p1
         return P, 1.0 - P
 
     @cached_property
     def scatter(self) -> np.ndarray:
-        """Where the upward pass adds each node's two log-messages: entries 2i and 2i + 1 (node i in
-        BFS order, messages for parent false and true) are 2j and 2j + 1, j being the parent's
-        offset within its own level, so one ``np.bincount`` per level sums a level's (k, 2)
-        messages into its parents' (width, 2) sums, in child order."""
+        """Where the upward pass adds each node's two log-messages (for parent false, parent true):
+        level d (positions a:b) owns entries 2a:2b, first each node's parent's offset j within
+        the parent level, then j + that level's width; one ``np.bincount`` per level then sums a
+        level's (2, k) messages into its parents' (2, width) sums, in child order."""
         lv, n = self.levels, self.n
-        within = np.arange(n)
-        within -= lv[:-1].repeat(lv[1:] - lv[:-1])  # each node's offset within its level
-        local = within[self.parent[1:]]
-        local *= 2
-        out = np.empty((n, 2), dtype=np.int64)
-        out[0] = 0
-        out[1:, 0] = local
-        local += 1
-        out[1:, 1] = local
-        return out.ravel()
+        out = np.zeros(2 * n, dtype=np.int64)
+        if n == 1:
+            return out
+        sizes = lv[1:] - lv[:-1]
+        start = lv[:-1].repeat(sizes)   # where each node's level starts
+        size = sizes.repeat(sizes)      # and how many nodes it has
+        par = self.parent[1:]
+        first = np.arange(n)
+        local = (first - start)[par]    # each node's parent's offset within the parent's level
+        first += start                  # node p of level a:b: entries p + a and p + b
+        out[first[1:]] = local
+        first += size
+        local += size[par]
+        out[first[1:]] = local
+        return out
 
     def expanded(self) -> np.ndarray:
         """Per BFS position: does the node have premises (children)?"""
@@ -245,8 +250,9 @@ class Propagation:
     ``down(root_state)`` returns P(node = true | evidence [, root = root_state])
     in BFS order; ``root_state`` None means the root is not clamped.
 
-    Layout: a node's two values (or its parent's) sit side by side in (n, 2) arrays, so a
-    level is about ten numpy calls on both at once upward and three downward, with the CPTs
+    Layout: a node's two values (or its parent's) are the two rows of (2, n) arrays, so a
+    level is about ten numpy calls on both at once upward (each over a row, none over the
+    short axis) and three downward, with the CPTs
     and the scatter indices prepared once per compiled tree (``CompiledTree.cpt``,
     ``CompiledTree.scatter``).  Errors (evidence of probability zero) are found after the
     upward pass from the stored maxima and messages: the deepest level that has one, as a
@@ -258,16 +264,17 @@ class Propagation:
         self.ct = ct
         self.le = loglik
         n = ct.n
-        self.lam = np.empty((n, 2))  # lam[i, v] = P(evidence at and below | node = v), max 1
-        T = np.empty((n, 2))         # first P(node true | parent = u) * lam(true), then T
-        m = np.empty((n, 2))         # m[i, u]: the message to the parent, P(evidence below | parent = u)
-        self.log_scale = self._up(T, m)
-        # T[i, u] = P(node | parent = u, evidence below) = t / m.  Where m is zero, so is t (m = t +
+        lam = np.empty((2, n))  # lam[v, i] = P(evidence at and below | node i = v), max 1
+        T = np.empty((2, n))    # first P(node true | parent = u) * lam(true), then T
+        m = np.empty((2, n))    # m[u, i]: the message to the parent, P(evidence below | parent = u)
+        self.log_scale = self._up(lam, T, m)
+        self.lam = lam.T        # (n, 2), as lam[node, value]
+        # T[u, i] = P(node | parent = u, evidence below) = t / m.  Where m is zero, so is t (m = t +
         # (1 - p) lam(false), both terms >= 0): a parent value of probability zero gets T = 0, moot.
-        T[0] = 0.0
+        T[:, 0] = 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
-            np.divide(T[1:], m[1:], out=T[1:], where=m[1:] > 0)
-        self.T0, self.T1 = T[:, 0], T[:, 1]  # P(node | parent false / true, evidence below)
+            np.divide(T[:, 1:], m[:, 1:], out=T[:, 1:], where=m[:, 1:] > 0)
+        self.T0, self.T1 = T[0], T[1]  # P(node | parent false / true, evidence below)
         self._slope = None
         prior = np.array([1.0 - ct.prior, ct.prior])
         z = float(prior @ self.lam[0])
@@ -278,8 +285,9 @@ class Propagation:
         self.log_evidence = self.log_scale + float(np.log(z))
         self.root_belief = float(prior[1] * self.lam[0, 1] / z)
 
-    def _up(self, t: np.ndarray, m: np.ndarray) -> float:
-        ct, lam, le = self.ct, self.lam, self.le
+    def _up(self, lam: np.ndarray, t: np.ndarray, m: np.ndarray) -> float:
+        ct = self.ct
+        le = self.le.T
         lv = ct.level_list
         P, Q = ct.cpt
         scatter = ct.scatter
@@ -289,23 +297,23 @@ class Propagation:
         with np.errstate(divide="ignore", invalid="ignore"):
             for d in range(len(lv) - 2, -1, -1):
                 a, b = lv[d], lv[d + 1]
-                L = lam[a:b]
-                np.add(le[a:b], S, out=L)
-                mx = np.maximum(L[:, 0], L[:, 1], out=mx_all[a:b])
+                L = lam[:, a:b]
+                np.add(le[:, a:b], S, out=L)
+                mx = np.maximum(L[0], L[1], out=mx_all[a:b])
                 scale += float(np.add.reduce(mx))  # = mx.sum(), without its Python wrapper
-                L -= mx[:, None]
+                L -= mx
                 np.exp(L, out=L)
                 if d == 0:
                     break
-                tt, mm = t[a:b], m[a:b]
-                np.multiply(P[a:b], L[:, 1:], out=tt)
-                np.multiply(Q[a:b], L[:, :1], out=mm)
+                tt, mm = t[:, a:b], m[:, a:b]
+                np.multiply(P[:, a:b], L[1], out=tt)
+                np.multiply(Q[:, a:b], L[0], out=mm)
                 mm += tt
                 width = a - lv[d - 1]
                 S = np.bincount(scatter[2 * a:2 * b], weights=np.log(mm).ravel(),
-                                minlength=2 * width).reshape(width, 2)
+                                minlength=2 * width).reshape(2, width)
         contradictory = mx_all == NEG_INF
-        impossible = np.maximum(m[1:, 0], m[1:, 1]) == 0.0
+        impossible = np.maximum(m[0, 1:], m[1, 1:]) == 0.0
         if contradictory.any() or impossible.any():
             self._raise(contradictory, impossible)
         return scale

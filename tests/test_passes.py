@@ -169,11 +169,14 @@ def test_bit_identical_on_big_trees(shape):
 
 
 def test_scatter_layout():
-    # Levels: [0], [1, 2], [3, 4, 5] with parents 0, 0 | 1, 1, 2: node i's two entries (2i, 2i + 1)
-    # are twice its parent's offset within the parent's level, and that plus one.
+    # Levels: [0], [1, 2], [3, 4, 5] with parents 0, 0 | 1, 1, 2.  Level d's block holds its nodes'
+    # parents' offsets within the parent level, then the same plus that level's width.
     ct = CompiledTree.from_arrays([-1, 0, 0, 1, 1, 2], [0.5] * 6, [0.5] * 6, 0.5)
-    np.testing.assert_array_equal(ct.scatter, [0, 0, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3])
+    np.testing.assert_array_equal(ct.scatter, [0, 0, 0, 0, 1, 1, 0, 0, 1, 2, 2, 3])
     P, Q = ct.cpt
-    np.testing.assert_array_equal(P, np.stack([ct.p0, ct.p1], axis=1))
+    np.testing.assert_array_equal(P, np.stack([ct.p0, ct.p1]))
     np.testing.assert_array_equal(Q, 1.0 - P)
     assert ct.level_list == [0, 1, 3, 6]
+    deep = CompiledTree.from_arrays([-1, 0, 1, 1, 2, 0], [0.5] * 6, [0.5] * 6, 0.5)  # levels [0], [1, 5], [2, 3], [4]
+    np.testing.assert_array_equal(deep.levels, [0, 1, 3, 5, 6])
+    np.testing.assert_array_equal(deep.scatter, [0, 0, 0, 0, 1, 1, 0, 0, 2, 2, 0, 2])

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from argtree import ArgumentTree, Evidence, Node, TreeError
-from argtree.commands.core import json_object, rank_order
+from argtree.cli import main
+from argtree.commands.core import EncodedKeys, _id_argsort, json_object, rank_order
 from argtree.io import MAX_TEXT, dumps, from_dict, loads_columns, parse, to_dict, typed_columns, validate
 from argtree.voi import rank
 from strategies import trees
@@ -209,3 +210,41 @@ def test_rank_order_breaks_ties_by_id_with_ascii_and_unicode_ids(alphabet):
         values = [rnd.choice([0.0, 0.5, 1e-13, rnd.random()]) for _ in ids]
         got = [(ids[i], values[i]) for i in rank_order(np.array(ids, dtype=object), np.array(values)).tolist()]
         assert got == rank(dict(zip(ids, values))), trial
+
+
+def test_encoded_keys_sort_like_python_strings():
+    rnd = random.Random(33)
+    for trial in range(100):
+        letters = rnd.choice(["ab", "aZ_09", "aé\u4e2d\U0001f600\x7f\u00ff"])
+        ids = list(dict.fromkeys("".join(rnd.choice(letters) for _ in range(rnd.randint(1, 7)))
+                                 for _ in range(rnd.randint(1, 300))))
+        enc = EncodedKeys.encode(ids)
+        assert enc is not None and enc.plain
+        at = np.array(rnd.sample(range(len(ids)), rnd.randint(0, len(ids))), dtype=np.int64)
+        got = at[enc.argsort(at)].tolist()
+        assert [ids[i] for i in got] == sorted(ids[i] for i in at.tolist()), trial
+        np.testing.assert_array_equal(enc.argsort(at), _id_argsort(ids, at))
+    assert EncodedKeys.encode(['a"b', "c"]) is None
+    assert not EncodedKeys.encode(["a\\b", "c"]).plain and not EncodedKeys.encode(["a\nb"]).plain
+
+
+@pytest.mark.parametrize("alphabet", ["ab", "aé\u4e2d\\", "xy\t"])
+def test_cli_voi_json_ranks_tied_ids_as_rank_does(tmp_path, alphabet):
+    """Many premises with equal VoI (ties broken by id), ids with and without escapes."""
+    from click.testing import CliRunner
+
+    from argtree.voi import voi
+
+    rnd = random.Random(len(alphabet))
+    names = list(dict.fromkeys("".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 5))) for _ in range(80)))
+    names = [x for x in names if x != "root"]
+    nodes = [Node("root", "root", prior=0.5)] + [
+        Node(x, f"premise {k}", "root", p_if_true=0.7 if k % 3 else 0.6, p_if_false=0.3) for k, x in enumerate(names)]
+    tree = ArgumentTree(nodes)
+    path = tmp_path / "t.json"
+    path.write_text(dumps(tree, ()), encoding="utf-8")
+    res = CliRunner().invoke(main, ["voi", str(path), "--json"])
+    assert res.exit_code == 0, res.output
+    got = list(json.loads(res.stdout)["voi"].items())
+    assert got == rank(voi(tree, ()))
+    assert len({v for _, v in got}) < len(got)  # there were ties to break

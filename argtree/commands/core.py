@@ -50,8 +50,49 @@ def json_object(keys: list, values: list, order=None) -> bytes:
     return out if isinstance(out, bytes) else out.tobytes()
 
 
-def _json_object(keys, values, order=None):
-    """``json_object``'s bytes, or a uint8 array holding them (written out without a copy)."""
+class EncodedKeys:
+    """A list of strings encoded once as a JSON array (msgspec), with where each one lies in it:
+    ``buf[start[i]:start[i] + length[i]]`` is string i, quotes included.  None from ``encode``
+    when a string holds a quote (its escaped quote would look like a boundary)."""
+
+    __slots__ = ("buf", "start", "length", "plain")
+
+    @classmethod
+    def encode(cls, keys) -> "EncodedKeys | None":
+        import msgspec
+        import numpy as np
+
+        raw = msgspec.json.encode(keys)
+        if raw.count(b'"') != 2 * len(keys):
+            return None
+        self = cls()
+        self.buf = np.frombuffer(raw, np.uint8)
+        quotes = np.flatnonzero(self.buf == 34)
+        self.start = quotes[0::2]
+        self.length = quotes[1::2] + 1 - self.start
+        # No escapes at all (no backslash): each string's bytes between its quotes are its UTF-8.
+        self.plain = b"\\" not in raw
+        return self
+
+    def argsort(self, at) -> np.ndarray:
+        """Stable argsort of strings ``at`` by code point (needs ``plain``): UTF-8 byte order is code
+        point order, and the NUL padding of numpy's bytes dtype sorts first as a shorter string
+        does in Python (the strings hold no NUL: ``plain`` rules out an escaped one)."""
+        import numpy as np
+
+        start, length = self.start[at] + 1, self.length[at] - 2
+        if not len(at):
+            return np.zeros(0, dtype=np.int64)
+        w = max(int(length.max()), 1)
+        pad = np.zeros(w, dtype=np.uint8)
+        rows = np.lib.stride_tricks.sliding_window_view(np.concatenate((self.buf, pad)), w)[start]
+        rows *= np.arange(w) < length[:, None]
+        return np.argsort(rows.view(f"S{w}").ravel(), kind="stable")
+
+
+def _json_object(keys, values, order=None, encoded: EncodedKeys | None = None):
+    """``json_object``'s bytes, or a uint8 array holding them (written out without a copy).
+    ``encoded``: ``EncodedKeys.encode(keys)`` if already made."""
     import msgspec
     import numpy as np
 
@@ -59,15 +100,12 @@ def _json_object(keys, values, order=None):
     n = len(values)
     if order is not None and n != len(keys):
         order = np.asarray(order, dtype=np.int64)
-    K = encode(keys)
-    if not n or K.count(b'"') != 2 * len(keys):
+    enc = encoded or (EncodedKeys.encode(keys) if n else None)
+    if enc is None:
         pairs = zip(keys, values) if order is None else zip((keys[i] for i in order.tolist()), values)
         return encode(dict(pairs))
     V = encode(values)
-    kb = np.frombuffer(K, np.uint8)
-    quotes = np.flatnonzero(kb == 34)
-    kstart = quotes[0::2]
-    klen = quotes[1::2] + 1 - kstart
+    kb, kstart, klen = enc.buf, enc.start, enc.length
     vb = np.frombuffer(V, np.uint8)
     commas = np.flatnonzero(vb == 44)
     vstart = np.concatenate(([1], commas + 1))
@@ -125,13 +163,14 @@ def _label(tree, nid: str, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def rank_order(ids, values) -> np.ndarray:
+def rank_order(ids, values, id_argsort=None) -> np.ndarray:
     """Indices (an array) of ``values`` in ``argtree.voi.rank`` order: value rounded to 12 decimals, highest
     first, ties by id; without a Python sort of every (value, id) pair.
 
     ``np.round(x, 12)`` equals Python's ``round(x, 12)`` except where ``x * 1e12`` lies within
     rounding error of a half (then Python's correctly rounded result is taken), so the order is
-    ``rank``'s exactly (tests/test_columnar.py)."""
+    ``rank``'s exactly (tests/test_columnar.py).  ``id_argsort(at)``: a stable argsort of
+    ``ids[at]`` by code point, if the caller has a faster one (``EncodedKeys.argsort``)."""
     import numpy as np
 
     values = np.asarray(values, dtype=float)
@@ -156,7 +195,7 @@ def rank_order(ids, values) -> np.ndarray:
     tied_at = np.sort(order[members])  # caller indices of the tied values, ascending
     run_of = np.empty(len(values), dtype=np.int64)
     run_of[order[members]] = run[members]
-    by_id = tied_at[_id_argsort(ids, tied_at)]
+    by_id = tied_at[id_argsort(tied_at) if id_argsort else _id_argsort(ids, tied_at)]
     grouped = by_id[np.argsort(run_of[by_id], kind="stable")]
     order[members] = grouped
     return order
@@ -266,7 +305,12 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
     ids = ct.ids
     ask_ids = cols.id_array()[keep]
     kept = values[keep]
-    order = rank_order(ask_ids, kept)
+    # For --json the ids are encoded once, for the output and, when no id needs an escape, for
+    # sorting tied ids by their bytes.
+    enc = EncodedKeys.encode(ids) if as_json and len(keep) else None
+    small = enc is not None and len(keep) * int(enc.length.max()) <= 64 << 20  # the byte matrix
+    by_bytes = (lambda at: enc.argsort(keep[at])) if small and enc.plain else None
+    order = rank_order(ask_ids, kept, by_bytes)
     if top is not None:
         order = order[:top]
     if as_json:
@@ -274,7 +318,7 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
 
         head = b'{"metric":' + msgspec.json.encode(metric) + b',"voi":'
         tail = (b',"batch":' + msgspec.json.encode(picks) if picks is not None else b"") + b"}"
-        _write_json(head, _json_object(ids, kept[order].tolist(), keep[order]), tail)
+        _write_json(head, _json_object(ids, kept[order].tolist(), keep[order], enc), tail)
         return
     from rich.table import Table
 

@@ -81,7 +81,7 @@ def breakdown(path: Path, repeat: int) -> tuple[dict[str, float], dict[str, floa
 
     gc.disable()
     from argtree import io
-    from argtree.commands.core import _json_object, rank_order
+    from argtree.commands.core import _json_object, ranked
     from argtree.voi import voi_arrays
 
     best: dict[str, float] = {}
@@ -106,10 +106,8 @@ def breakdown(path: Path, repeat: int) -> tuple[dict[str, float], dict[str, floa
         values, askable = voi_arrays(ct, cols.loglik, "shift", cols.prop)
         t = keep("VoI (two downward passes)", t)
         values, askable = ct.to_caller(values), ct.to_caller(askable)
-        keep_idx = np.flatnonzero(askable)
-        kept = values[keep_idx]
-        order = rank_order(cols.id_array()[keep_idx], kept)
-        out = _json_object(ct.ids, kept[order].tolist(), keep_idx[order])
+        keep_idx, kept, order, enc = ranked(ct.ids, cols.id_array(), values, askable, True)
+        out = _json_object(ct.ids, kept[order].tolist(), keep_idx[order], enc)
         t = keep("rank + JSON out", t)
         del out, cols, doc, raw, ct
         keep("free", t)

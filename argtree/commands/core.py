@@ -221,6 +221,21 @@ def _id_argsort(ids, at) -> np.ndarray:
     return np.argsort(arr, kind="stable")
 
 
+def ranked(ids, id_array, values, askable, encode: bool):
+    """(keep, kept, order, encoded) for ``argtree voi``: the askable nodes' indices (file order) and
+    VoI, their ``rank_order``, and, when ``encode`` (--json), the ids encoded once
+    (``EncodedKeys``), used for the output and, when no id needs an escape, for sorting tied ids
+    by their bytes."""
+    import numpy as np
+
+    keep = np.flatnonzero(askable)
+    kept = values[keep]
+    enc = EncodedKeys.encode(ids) if encode and len(keep) else None
+    small = enc is not None and len(keep) * int(enc.length.max()) <= 64 << 20  # the byte matrix
+    by_bytes = (lambda at: enc.argsort(keep[at])) if small and enc.plain else None
+    return keep, kept, rank_order(id_array[keep], kept, by_bytes), enc
+
+
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help='Print {"beliefs": {id: P(true)}} for every node.')
@@ -301,16 +316,9 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
     except TreeError as err:
         raise InputError(f"{file}: {err}") from None
     values, askable = ct.to_caller(values), ct.to_caller(askable)
-    keep = np.flatnonzero(askable)
     ids = ct.ids
+    keep, kept, order, enc = ranked(ids, cols.id_array(), values, askable, as_json)
     ask_ids = cols.id_array()[keep]
-    kept = values[keep]
-    # For --json the ids are encoded once, for the output and, when no id needs an escape, for
-    # sorting tied ids by their bytes.
-    enc = EncodedKeys.encode(ids) if as_json and len(keep) else None
-    small = enc is not None and len(keep) * int(enc.length.max()) <= 64 << 20  # the byte matrix
-    by_bytes = (lambda at: enc.argsort(keep[at])) if small and enc.plain else None
-    order = rank_order(ask_ids, kept, by_bytes)
     if top is not None:
         order = order[:top]
     if as_json:
@@ -329,8 +337,8 @@ def voi(file: str, metric: str, top: int | None, batch: int | None, old_batch: i
                     ("P(true)", {"justify": "right"}), ("VoI", {"justify": "right"}),
                     ("root if true", {"justify": "right"}), ("root if false", {"justify": "right"})):
         table.add_column(col, **kw)
-    ranked = list(zip(ask_ids[order[: top or 20]].tolist(), kept[order[: top or 20]].tolist()))
-    for i, (nid, value) in enumerate(ranked, 1):
+    shown = list(zip(ask_ids[order[: top or 20]].tolist(), kept[order[: top or 20]].tolist()))
+    for i, (nid, value) in enumerate(shown, 1):
         if_t, if_f = root_if(ct, evidence, nid) if 0 < bel[nid] < 1 else (float("nan"), float("nan"))
         table.add_row(str(i), markup(nid), markup(_label(tree, nid)), f"{bel[nid]:.3f}", f"{value:.4f}",
                       f"{if_t:.3f}", f"{if_f:.3f}")

@@ -121,7 +121,7 @@ _held = threading.local()  # write-lock files this thread holds (path -> count)
 # Checkpoints off the commit path (issue 15).  In WAL mode SQLite copies the WAL back into the database
 # file (a checkpoint: random writes and, under FULL, an fsync of the database) inside the COMMIT that
 # pushes the WAL past ``wal_autocheckpoint`` pages, so that answer waits for it; at 1M nodes one answer
-# writes ~1,200 pages (its ~400 propositions' rows and queue-rank index entries), so nearly every answer
+# writes ~1,000 pages (its ~400 propositions' rows and queue-rank index entries), so nearly every answer
 # did.  Here a thread per database and process runs the checkpoint (PASSIVE: it never blocks readers or
 # writers) after each write transaction commits.  Durability is the same: COMMIT still writes and, under
 # FULL, fsyncs the WAL before it returns; a checkpoint only moves committed pages and is crash-safe.

@@ -17,6 +17,7 @@ import atexit
 import fcntl
 import os
 import sqlite3
+import sys
 import threading
 from contextlib import contextmanager
 from functools import lru_cache
@@ -272,7 +273,7 @@ class _WriterQueue(sqlite3.Connection):
             self._release()
 
     def close(self) -> None:
-        if self.checkpointer is not None:
+        if self.checkpointer is not None and not sys.is_finalizing():
             # A running checkpoint finishes first, so that the last connection's close folds the WAL into
             # the database file and removes it, as without a checkpointer (a closed engine's file is whole:
             # it can be copied).

@@ -33,6 +33,12 @@ the baseline ``python -c "import json, numpy; json.load(open(FILE))"`` on the sa
 Everything goes to ``--out`` (JSON: the command, load averages before and after, versions, all
 tries of every method, CPU times of this process beside wall times: on a busy machine the CPU
 ratios are the fair ones) and is printed as a table.  Results are summarized in BENCHMARKS.md.
+
+BLAS runs single-threaded in this process for every method (``OPENBLAS_NUM_THREADS=1`` unless set
+otherwise, recorded as ``blas_threads``): OpenBLAS worker threads that pgmpy's calls wake keep the
+cores busy afterwards, and argtree's 1M-node run right after pgmpy measured 2-5x slower (wall and
+this process's CPU, which counts those threads).  No method here gains from BLAS threads: argtree
+makes no large BLAS call, pgmpy's factors are 2x2 and pyAgrum does not use OpenBLAS.
 """
 
 from __future__ import annotations
@@ -49,10 +55,12 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy loads OpenBLAS (see the module doc)
 
-from argtree.inference import CompiledTree, Propagation
-from argtree.voi import voi_arrays
+import numpy as np  # noqa: E402
+
+from argtree.inference import CompiledTree, Propagation  # noqa: E402
+from argtree.voi import voi_arrays  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -300,7 +308,8 @@ def main(argv=None) -> int:
     record = {"command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "load_average_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
-              "versions": versions(), "repeat": args.repeat, "sizes": []}
+              "versions": versions(), "repeat": args.repeat,
+              "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "sizes": []}
     have = record["versions"]
     sizes = [int(x) for x in args.sizes.split(",") if x]
     pgmpy_sizes = [int(x) for x in args.pgmpy_sizes.split(",") if x] if have["pgmpy"] else []

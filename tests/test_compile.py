@@ -186,6 +186,7 @@ def test_tree_compile_keeps_the_trees_ids():
 def test_voi_bench_runs_and_its_peers_agree_with_argtree(tmp_path):
     """bench/voi_bench.py at tiny sizes: every method best-of-N, the JSON record, pyAgrum and pgmpy = argtree."""
     import json
+    import os
     import subprocess
     import sys
 
@@ -200,6 +201,7 @@ def test_voi_bench_runs_and_its_peers_agree_with_argtree(tmp_path):
     assert r.returncode == 0, r.stderr
     rec = json.loads(out.read_text())
     assert rec["command"].endswith(f"--out {out}") and len(rec["load_average_before"]) == 3
+    assert rec["blas_threads"] == os.environ.get("OPENBLAS_NUM_THREADS", "1")  # single-threaded unless set
     rows = {row["nodes"]: row for row in rec["sizes"]}
     assert set(rows) == ({60, 200, 1000} if pgmpy else {200, 1000})
     for row in rows.values():

@@ -202,6 +202,7 @@ def test_voi_bench_runs_and_its_peers_agree_with_argtree(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["command"].endswith(f"--out {out}") and len(rec["load_average_before"]) == 3
     assert rec["blas_threads"] == os.environ.get("OPENBLAS_NUM_THREADS", "1")  # single-threaded unless set
+    assert rec["warmup_calls"] == 1  # one untimed call of every method before its timed tries
     rows = {row["nodes"]: row for row in rec["sizes"]}
     assert set(rows) == ({60, 200, 1000} if pgmpy else {200, 1000})
     for row in rows.values():

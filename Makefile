@@ -30,6 +30,8 @@ run: install
 services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@# Graphviz's dot renders the SVG export (its test skips, saying so, where apt cannot install it).
+	@command -v dot >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null) || true
 
 # The openai backend's happy-path test talks to a real OpenAI-compatible server, llama-cpp-python's.
 # PyPI ships it only as source, so this compiles llama.cpp once (CPU only: ~6 CPU-minutes, 3-4 min on

@@ -508,21 +508,10 @@ def reliability_if_due(session: Session, token: str | None) -> dict | None:
     The web app calls it after an answer has committed, in a transaction of its own (re-estimation may
     recompute many trees, which must not hold the answer's locks).  Any live session may trigger it; two
     at once both re-estimate (the same result), or one fails on the setting's key and the caller moves on."""
-    from .models import Setting
-    from .reliability import update_reliability
+    from .reliability import reestimate_if_due
 
     check_session(session, token, for_write=True)
-    every = _reliability_every(session)
-    if every <= 0 or _answers_since_estimate(session) < every:
-        return None
-    n = _label_mark(session)
-    last = session.get(Setting, "reliability.last_count")
-    if last is None:
-        session.add(Setting(key="reliability.last_count", value=n))
-    else:
-        last.value = n
-    session.flush()
-    return update_reliability(session)
+    return reestimate_if_due(session)
 
 
 def gold_answer(session: Session, token: str | None, proposition_id: int) -> bool | None:

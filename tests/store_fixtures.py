@@ -27,3 +27,16 @@ def url(request, tmp_path):
         u = request.getfixturevalue("pg_module")
         reset_postgres(u)  # one migrated schema for the module, emptied before each test
         yield u
+
+
+def run(home, *args):
+    """``argtree ARGS`` in process with ``ARGTREE_HOME=home`` (no database URL from the environment), as a
+    CompletedProcess: returncode, stdout, stderr.  Import it: ``from store_fixtures import run``."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from argtree.cli import main
+
+    r = CliRunner().invoke(main, list(args), env={"ARGTREE_DATABASE_URL": None, "ARGTREE_HOME": str(home)})
+    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -13,17 +12,9 @@ import argtree.store  # noqa: E402,F401
 from argtree.store import add_annotator, save_tree, session_scope, submit_label  # noqa: E402
 from argtree.store.testing import fast_password_hashing  # noqa: E402
 from argtree.tree import ArgumentTree, Node  # noqa: E402
+from store_fixtures import run  # noqa: E402
 
 fast_password_hashing()
-
-
-def run(home, *args):
-    from click.testing import CliRunner
-
-    from argtree.cli import main
-
-    r = CliRunner().invoke(main, list(args), env={"ARGTREE_DATABASE_URL": None, "ARGTREE_HOME": str(home)})
-    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
 
 @pytest.fixture

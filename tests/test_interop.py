@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -30,17 +29,9 @@ from argtree.interop import network_to_tree, read_network, to_bif, to_xmlbif, va
 from argtree.io import dump, load  # noqa: E402
 from argtree.voi import voi  # noqa: E402
 from strategies import trees  # noqa: E402
+from store_fixtures import run  # noqa: E402
 
 EXAMPLE = "argtree/examples/remote_work.json"
-
-
-def run(home, *args):
-    from click.testing import CliRunner
-
-    from argtree.cli import main
-
-    r = CliRunner().invoke(main, list(args), env={"ARGTREE_DATABASE_URL": None, "ARGTREE_HOME": str(home)})
-    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
 
 def random_case(seed: int, n: int = 40, dyadic: bool = False):

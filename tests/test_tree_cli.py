@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -15,17 +14,9 @@ from argtree.store import (add_annotator, next_question, release_lease, save_tre
                            submit_label)
 from argtree.store.testing import fast_password_hashing  # noqa: E402
 from argtree.tree import ArgumentTree, Node  # noqa: E402
+from store_fixtures import run  # noqa: E402
 
 fast_password_hashing()
-
-
-def run(home, *args):
-    from click.testing import CliRunner
-
-    from argtree.cli import main
-
-    r = CliRunner().invoke(main, list(args), env={"ARGTREE_DATABASE_URL": None, "ARGTREE_HOME": str(home)})
-    return subprocess.CompletedProcess(args, r.exit_code, r.stdout, r.stderr)
 
 
 @pytest.fixture

@@ -562,12 +562,13 @@ def _ask_down(oracle, ranked: Sequence[Any], k: int) -> tuple[list, list]:
         return list(ranked[:k]), (oracle.answer(list(ranked[:k])) if k and ranked else [])
     asked: list = []
     answers: list = []
-    i = 0
-    while i < len(ranked) and sum(a is not None for a in answers) < k:
-        batch = list(ranked[i:i + k - sum(a is not None for a in answers)])
-        i += len(batch)
+    need = k
+    while need > 0 and len(asked) < len(ranked):
+        batch = list(ranked[len(asked):len(asked) + need])
         asked.extend(batch)
-        answers.extend(oracle.answer(batch))
+        got = oracle.answer(batch)
+        answers.extend(got)
+        need -= sum(a is not None for a in got)
     return asked, answers
 
 

@@ -119,3 +119,40 @@ def test_bench_annotators_command_prints_json():
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["labels_per_annotator"] == 40 and set(out["e_brier"]) >= {"learned", "fixed", "majority"}
+
+
+def test_bench_reports_the_sampling_bound_per_annotator_and_for_the_run():
+    from argtree.annotators import bench_annotators, bench_worlds
+
+    assert bench_worlds(200, 3) == 400 and bench_worlds(600, 3) == 1200 and bench_worlds(50, 6) == 50
+    r = bench_annotators(seed=7, worlds=bench_worlds(200, 3))
+    for a in r["annotators"]:
+        assert math.isclose(a["realized_error"], a["realized"] - a["true"])
+        assert a["realized_within"] == (abs(a["realized"] - a["true"]) <= 0.05 + 1e-12)
+        assert a["within"] == (abs(a["learned"] - a["true"]) <= 0.05 + 1e-12)
+    assert r["realized_within_0.05"] == all(a["realized_within"] for a in r["annotators"])
+    assert r["within_0.05"] == all(a["within"] for a in r["annotators"])
+    # seed 7 at 200 labels: a30's 200 labels are right 37.5% of the time, 0.075 off its true 0.3
+    by = {a["annotator"]: a for a in r["annotators"]}
+    assert by["a30"]["realized"] == 0.375 and not by["a30"]["realized_within"] and not r["realized_within_0.05"]
+    assert math.isclose(r["max_abs_realized_error"], max(abs(a["realized_error"]) for a in r["annotators"]))
+
+
+def test_bench_annotators_command_sets_labels_per_annotator():
+    import json
+
+    from click.testing import CliRunner
+
+    from argtree.cli import main
+
+    r = CliRunner().invoke(main, ["bench", "annotators", "--labels", "30", "--overlap", "6", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["labels_per_annotator"] == 30 and out["worlds"] == 30
+    assert isinstance(out["realized_within_0.05"], bool) and "max_abs_realized_error" in out
+    r = CliRunner().invoke(main, ["bench", "annotators", "--labels", "30", "--overlap", "2"])
+    assert r.exit_code == 0, r.output
+    flat = " ".join(r.output.split())
+    assert "30 labels each, 90 worlds" in flat and "the sampling bound" in flat
+    r = CliRunner().invoke(main, ["bench", "annotators", "--labels", "30", "--worlds", "40"])
+    assert r.exit_code == 2 and "not both" in r.output

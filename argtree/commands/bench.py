@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from ..simulate import POLICIES, SHAPES
-from . import console, print_json
+from . import InputError, console, print_json
 
 HEADLINE_NOISE = 1.0
 REPORT_AT = (0, 1, 2, 4, 8, 16)
@@ -734,20 +734,29 @@ def world_plot(doc: Mapping, path: Path) -> None:
 
 @bench.command("annotators")
 @click.option("--seed", type=int, default=0, show_default=True, help="Worlds and answers are drawn from it.")
-@click.option("--worlds", type=click.IntRange(min=10), default=400, show_default=True,
-              help="Oracle-efficiency worlds (random shape, CPT noise 1, 25 nodes); one question each.")
+@click.option("--labels", type=click.IntRange(min=1), default=None,
+              help="Labels per annotator (default 200); the worlds follow: labels x 6 / overlap.")
+@click.option("--worlds", type=click.IntRange(min=10), default=None,
+              help="Oracle-efficiency worlds (random shape, CPT noise 1, 25 nodes); one question each. "
+                   "Instead of --labels.")
 @click.option("--overlap", type=click.Choice(["1", "2", "3", "6"]), default="3", show_default=True,
               help="Annotators per question (balanced: with 3, each answers one question of every two).")
 @click.option("--gold", type=click.IntRange(min=0), default=0, show_default=True,
               help="How many of the questions are gold (known answer, clamped in the estimation).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
-def annotators_bench(seed: int, worlds: int, overlap: str, gold: int, as_json: bool) -> None:
+def annotators_bench(seed: int, labels: int | None, worlds: int | None, overlap: str, gold: int,
+                     as_json: bool) -> None:
     """Six simulated annotators (accuracy 0.95, 0.9, 0.8, 0.7, 0.55 and an adversarial 0.3) answer the
     top-VoI premise of each world; their reliabilities are learned (Dawid-Skene, argtree.annotators) and
     the root's expected Brier is compared, paired per world, with learned weights, a fixed 0.9 for all,
-    and majority vote."""
-    from ..annotators import bench_annotators
+    and majority vote.  Also says whether each annotator's realized accuracy (the share of their labels
+    that are right: what an estimator knowing every truth would give) is within 0.05 of the true one."""
+    from ..annotators import bench_annotators, bench_worlds
 
+    if labels is not None and worlds is not None:
+        raise InputError("give --labels or --worlds, not both")
+    if worlds is None:
+        worlds = max(10, bench_worlds(200 if labels is None else labels, int(overlap)))
     res = bench_annotators(seed=seed, worlds=worlds, overlap=int(overlap), gold=gold)
     if as_json:
         print_json(res)
@@ -757,13 +766,20 @@ def annotators_bench(seed: int, worlds: int, overlap: str, gold: int, as_json: b
     c = console()
     t = Table(title=f"Annotators: {res['labels_per_annotator']} labels each, {res['worlds']} worlds, overlap "
                     f"{res['overlap']}, seed {seed}")
-    for col in ("annotator", "true", "realized", "learned", "90% interval", "learned − true"):
+    for col in ("annotator", "true", "realized", "realized − true", "learned", "90% interval", "learned − true"):
         t.add_column(col)
+
+    def mark(err: float, ok: bool) -> str:
+        return f"{err:+.3f}" + ("" if ok else " ✗")
+
     for a in res["annotators"]:
-        t.add_row(a["annotator"], f"{a['true']:.2f}", f"{a['realized']:.3f}", f"{a['learned']:.3f}",
-                  f"[{a['low']:.3f}, {a['high']:.3f}]", f"{a['error']:+.3f}")
+        t.add_row(a["annotator"], f"{a['true']:.2f}", f"{a['realized']:.3f}",
+                  mark(a["realized_error"], a["realized_within"]), f"{a['learned']:.3f}",
+                  f"[{a['low']:.3f}, {a['high']:.3f}]", mark(a["error"], a["within"]))
     c.print(t)
     c.print(f"max |learned − true| = {res['max_abs_error']:.3f} (goal ≤ 0.05: {'met' if res['within_0.05'] else 'not met'}); "
+            f"max |realized − true| = {res['max_abs_realized_error']:.3f} (the sampling bound: every realized "
+            f"accuracy within 0.05: {'yes' if res['realized_within_0.05'] else 'no'}); "
             f"max |learned − realized| = {res['max_abs_error_realized']:.3f}")
     for k, v in res["e_brier"].items():
         c.print(f"root E-Brier, {k}: {v:.4f}")

@@ -58,6 +58,23 @@ TABLE = [
     ("rooftop solar panels", "Are rooftop solar panels worth it?", "evaluative", False),
     ("coral reef bleaching", "Is coral reef bleaching a serious issue?", "evaluative", False),
     ("microplastics", "Are microplastics in the ocean a problem?", "evaluative", False),
+    # The meaning guards written from the first run's hand labels (vague, to-reader, no-content, repeats-word)
+    ("lab-grown meat", "Is lab-grown meat a sustainable alternative to animal agriculture?", "evaluative", False),
+    ("lab-grown meat", "Does lab-grown meat have a place in the future of farming?", "evaluative", False),
+    ("sourdough baking", "Does sourdough baking require a lot of flour?", "vague", False),
+    ("self-driving trucks", "Is there a way to make self-driving trucks cheaper?", "vague", False),
+    ("self-driving trucks", "Are self-driving trucks becoming more affordable?", "vague", False),
+    ("UNCTAD", "Would UNCTAD be able to end poverty in Chad?", "vague", False),
+    ("urban cycling", "Are you ready to explore urban cycling?", "to-reader", False),
+    ("urban cycling", "Can you please list urban cycling routes in Rome?", "to-reader", False),
+    ("Cape Town", "Is this answer to a question about Cape Town?", "no-content", False),
+    ("High Speed 1", "Is the answer about High Speed 1 a lie?", "no-content", False),
+    ("cultural hegemony", "Is the concept of cultural hegemony a topic of cultural hegemony?", "repeats-word", False),
+    ("Chevrolet Cruze", "Did Chevrolet Cruze have a 2019 Chevrolet Cruze?", "repeats-word", False),
+    # ... and what they let through: a fact, a comparison, a trivial but answerable question
+    ("Chevrolet Cruze", "Was the Chevrolet Cruze sold in Australia as a Holden?", None, False),
+    ("lab-grown meat", "Was lab-grown meat approved for sale in Singapore in 2020?", None, False),
+    ("urban cycling", "Can you rent a bike in Paris for urban cycling?", None, False),   # 'you' in general
     ("urban cycling", "Do bike lanes reduce traffic deaths in Lyon?", "off-topic", False),
     ("Internet", "Is interstellar travel possible by 2100?", "off-topic", False),   # inter-, not internet
     # On the topic to a reader, but no word of it: the guard is literal (the topic or a word of it).

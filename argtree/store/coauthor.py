@@ -35,7 +35,7 @@ from .compute import apply_forest_deltas, lock_trees, recompute_trees, refresh_p
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Node, Proposition, Tree, TreeEdit, utcnow
 from .text import check_text
-from .trees import stance as stance_of, upsert_propositions
+from .trees import refresh_content_hash, stance as stance_of, upsert_propositions
 
 __all__ = ["EditResult", "add_premise", "edit_text", "delete_node", "move_node", "apply_rewrite", "rewrite_trees",
            "revert_rewrite", "tree_edits", "node_ref", "web_add_premise", "web_edit_text", "web_delete_node",
@@ -153,6 +153,7 @@ def _recompute(session: Session, tree_ids: Iterable[int], whole: Iterable[int]) 
 def _record(session: Session, tree: Tree, node_id: int | None, me: int | None, action: str, detail: dict,
             request_id: str | None, root_before: float | None, label_id: int | None = None) -> TreeEdit:
     session.flush()
+    refresh_content_hash(session, tree.id)   # what a fresh save of the edited tree would store
     session.refresh(tree, ["root_belief"])
     detail = {**detail, "root_before": root_before, "root_after": tree.root_belief}
     edit = TreeEdit(tree_id=tree.id, node_id=node_id, annotator_id=me, label_id=label_id, action=action,

@@ -22,7 +22,7 @@ from .text import check_text, text_key
 
 __all__ = ["save_tree", "load_tree", "list_trees", "get_tree", "tree_nodes", "set_tree", "update_node",
            "upsert_propositions", "recompute_all", "TreeSummary", "NodeInfo", "MODEL_KEYS", "IMPORT_ANNOTATOR",
-           "model_evidence_rows", "model_evidence_of"]
+           "model_evidence_rows", "model_evidence_of", "refresh_content_hash"]
 
 # Node extra keys that hold what the model said; stored in their own columns, given back on load.
 MODEL_KEYS = {"credence": "model_credence", "rationale": "rationale", "model_output": "model_output"}
@@ -139,6 +139,18 @@ def content_hash(tree: ArgumentTree, evidence: Sequence[Evidence]) -> str:
 
     data = json.dumps(to_dict(tree, evidence), sort_keys=True, ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
+
+
+def refresh_content_hash(session: Session, tree_id: int) -> str:
+    """Set tree ``tree_id``'s ``content_hash`` to what a fresh save of it as it stands now would store:
+    the hash of ``load_tree`` (what ``argtree dump`` writes), so re-importing the dump of an edited tree
+    finds it (``lookups.tree_with_content``) instead of storing a copy.  Every structural edit calls it
+    (``coauthor``: add, edit, move, delete, a rewrite and its undo; ``update_node``)."""
+    session.flush()
+    chash = content_hash(*load_tree(session, tree_id))
+    get_tree(session, tree_id).content_hash = chash
+    session.flush()
+    return chash
 
 
 def save_tree(session: Session, tree: ArgumentTree, evidence: Iterable[Evidence] = (), *,
@@ -458,6 +470,7 @@ def update_node(session: Session, node_id: int, *, prior: float | None = None, p
     session.flush()
     lock_trees(session, [node.tree_id])
     apply_forest_deltas(session, recompute_trees(session, [node.tree_id], cause="edit"))
+    refresh_content_hash(session, node.tree_id)
     return node
 
 

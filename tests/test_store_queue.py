@@ -369,3 +369,39 @@ def test_calibration_pairs_come_from_the_queue_and_refit_after_enough_new_answer
         assert cal.premise(0.8) > cal.premise(0.2)              # monotone, and it learned the signal
         assert [c["kind"] for c in calibration_history(s, "m1")] == ["premise"]
     assert ls.calibration("m1").premise == cal.premise and not ls.calibration("unknown").premise.fitted
+
+
+def test_the_bucket_index_serves_exactly_the_forest_voi_order(url):
+    """Issue 15: the index is on a coarse bucket of the rank; the order served is still the exact one."""
+    from sqlalchemy import select, text
+
+    from argtree.store import Proposition
+    from argtree.store.compute import bucket_of
+
+    strengths = [(0.9, 0.1), (0.85, 0.2), (0.8, 0.3), (0.75, 0.35), (0.7, 0.4), (0.65, 0.45), (0.62, 0.5),
+                 (0.6, 0.52), (0.58, 0.55), (0.9, 0.05), (0.55, 0.5), (0.95, 0.3)]
+    nodes = [Node("r", "The root holds.", prior=0.4)]
+    nodes += [Node(f"n{i}", f"Premise {i} holds.", parent="r", p_if_true=a, p_if_false=b)
+              for i, (a, b) in enumerate(strengths)]
+    tree = ArgumentTree(nodes)
+    (alice,) = people(url, "alice")
+    with session_scope(url) as s:
+        save_tree(s, tree)
+        rows = s.execute(select(Proposition.queue_rank, Proposition.queue_bucket)
+                         .where(Proposition.queue_rank.is_not(None))).all()
+    assert all(b == bucket_of(r) for r, b in rows)
+    assert len({b for _, b in rows}) >= 2 and len({b for _, b in rows}) < len(rows)  # shared and distinct
+    want = [tree[k].text for k, _ in sorted(voi(tree).items(), key=lambda kv: (-kv[1], kv[0])) if _ > 0]
+    served = []
+    for _ in want:
+        with session_scope(url) as s:
+            q = next_question(s, alice)
+            served.append(q.text)
+            submit_label(s, alice, q.proposition_id, dont_know=True)  # changes no VoI
+    assert served == want
+    # The SQL bucket equals the Python one at the extremes and across a boundary.
+    with session_scope(url) as s:
+        dialect = s.get_bind().dialect.name
+        for x in (5e-324, 1e-300, 0.3, math.exp(0.5) * (1 - 1e-15), math.exp(0.5), 1.0, 1e300):
+            got = s.execute(text(f"SELECT {store.compute.bucket_sql(':x', dialect)}"), {"x": x}).scalar()
+            assert got == bucket_of(x), (x, got)

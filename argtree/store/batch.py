@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..inference import CompiledTree
 from ..voi import expected_voi
+from .compute import QUEUE_ORDER, ranked_open
 from .models import Lease, Node, Proposition, Tree
 
 __all__ = ["batch_order", "claim", "CANDIDATES", "PER_TREE"]
@@ -46,9 +47,9 @@ def batch_order(session: Session, me: int, now: datetime, overlap: int, metric: 
     given = set(_given(session, me, now))
     if not given:
         return []
-    q = (select(Proposition.id).where(Proposition.queue_rank.is_not(None), ~_live_label_by(me),
+    q = (select(Proposition.id).where(ranked_open(), ~_live_label_by(me),
                                       Proposition.n_answers + _held_by_others(me, now) < overlap)
-         .order_by(Proposition.queue_rank.desc(), Proposition.id.desc()).limit(CANDIDATES))
+         .order_by(*QUEUE_ORDER).limit(CANDIDATES))
     if allowed is not None:
         q = q.where(allowed)
     candidates = list(session.scalars(q))
@@ -95,7 +96,7 @@ def claim(session: Session, me: int, pid: int, now: datetime, expires: datetime,
     PostgreSQL, skipping it when another annotator holds that lock); the Question, or None."""
     from .queue import _held_by_others, _live_label_by, _pg, _question
 
-    q = select(Proposition.id).where(Proposition.id == pid, Proposition.queue_rank.is_not(None),
+    q = select(Proposition.id).where(Proposition.id == pid, ranked_open(),
                                      ~_live_label_by(me))
     if allowed is not None:
         q = q.where(allowed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import threading
 import time
@@ -19,8 +20,10 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import String, and_, bindparam, case, func, or_, select, text, type_coerce, update
+from sqlalchemy import Integer, String, and_, bindparam, case, func, or_, select, text, type_coerce, update
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from ..inference import CompiledTree, Propagation
 from ..tree import Evidence
@@ -28,7 +31,8 @@ from ..voi import voi_arrays
 from .models import Annotator, Label, Node, Proposition, RootBelief, Setting, Tree, utcnow
 
 __all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "refresh_propositions",
-           "apply_forest_deltas", "queue_rank", "queue_settings", "lock_trees", "lock_proposition",
+           "apply_forest_deltas", "queue_rank", "rank_bucket", "bucket_of", "set_rank", "ranked_open", "QUEUE_ORDER",
+           "queue_settings", "lock_trees", "lock_proposition",
            "DEFAULTS"]
 
 DEFAULTS = {"queue.overlap": 1, "queue.lease_seconds": 900, "queue.metric": "shift",
@@ -78,6 +82,58 @@ def queue_settings(session: Session, *, fresh: bool = False) -> dict:
 def queue_rank(forest_voi, n_answers, overlap: int):
     """The queue's sort key: the forest VoI while the proposition still wants answers, else NULL."""
     return case((and_(forest_voi > 0, n_answers < overlap), forest_voi), else_=None)
+
+
+# The indexed coarse key (issue 15): two buckets per e-fold of the rank (each ~1.65x wide), so the ~400
+# forest VoIs an answer moves rarely change bucket and their index entries stay put.  Monotone in the
+# rank, so ordering by QUEUE_ORDER is ordering by rank; NULL exactly when the rank is NULL.
+# bucket = floor(2 ln rank), written as floor(2 ln rank + OFFSET) - OFFSET so that SQLite can floor by
+# CAST (its argument stays positive): SQLAlchemy registers a floor() there that fails on NULL.
+BUCKETS_PER_E = 2
+_OFFSET = 1500  # > -2 ln(smallest positive double) = 1489
+
+
+def bucket_sql(x: str, dialect: str) -> str:
+    """The bucket of SQL expression ``x`` in this dialect's SQL."""
+    if dialect == "sqlite":
+        return f"(CAST(ln({x}) * {BUCKETS_PER_E} + {_OFFSET} AS INTEGER) - {_OFFSET})"
+    return f"(floor(ln({x}) * {BUCKETS_PER_E} + {_OFFSET}) - {_OFFSET})"
+
+
+def bucket_of(rank: float | None) -> int | None:
+    """The bucket of a rank, in Python (the same arithmetic as ``bucket_sql``)."""
+    return None if rank is None else math.floor(math.log(rank) * BUCKETS_PER_E + _OFFSET) - _OFFSET
+
+
+class rank_bucket(FunctionElement):
+    """queue_bucket as SQL from a rank expression (``bucket_sql``)."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(rank_bucket)
+def _bucket_default(element, compiler, **kw):
+    return bucket_sql(compiler.process(element.clauses, **kw), "postgresql")
+
+
+@compiles(rank_bucket, "sqlite")
+def _bucket_sqlite(element, compiler, **kw):
+    return bucket_sql(compiler.process(element.clauses, **kw), "sqlite")
+
+
+def ranked_open():
+    """The WHERE clause of open propositions (those with a rank) that uses the bucket index."""
+    return Proposition.queue_bucket.is_not(None)
+
+
+QUEUE_ORDER = (Proposition.queue_bucket.desc(), Proposition.queue_rank.desc(), Proposition.id.desc())
+
+
+def set_rank(forest_voi, n_answers, overlap) -> dict:
+    """UPDATE ... SET values for a proposition's rank and bucket from its forest VoI and answers."""
+    rank = queue_rank(forest_voi, n_answers, overlap)
+    return {"queue_rank": rank, "queue_bucket": rank_bucket(rank)}
 
 
 def lock_proposition(session: Session, proposition_id: int) -> None:
@@ -277,6 +333,9 @@ def _stmt(name: str):
 _SQLITE_NODES = "UPDATE nodes SET belief = ?, voi = ?, root_if_true = ?, root_if_false = ? WHERE id = ?"
 _SQLITE_DELTAS = ("UPDATE propositions SET forest_voi = forest_voi + ?, queue_rank = CASE WHEN forest_voi + ? > 0 "
                   "AND n_answers < ? THEN forest_voi + ? END WHERE id = ?")
+# Then only the rows whose bucket changed: SQLite rewrites an index entry whenever its column is SET.
+_SQLITE_BUCKETS = ("UPDATE propositions SET queue_bucket = {b} WHERE id = ? AND queue_bucket IS NOT {b}"
+                   .format(b=bucket_sql("queue_rank", "sqlite")))
 # PostgreSQL: one statement per table for the whole answer, its rows passed as arrays (a join on the
 # primary key), instead of one UPDATE per row.
 _PG_NODES = text(
@@ -287,7 +346,10 @@ _PG_LOCK_PROPOSITIONS = text(
     "SELECT id FROM propositions WHERE id = ANY(CAST(:ids AS integer[])) ORDER BY id FOR NO KEY UPDATE")
 _PG_DELTAS = text(
     "UPDATE propositions AS p SET forest_voi = p.forest_voi + v.d, "
-    "queue_rank = CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END "
+    "queue_rank = CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END, "
+    # an unchanged bucket leaves the row's index entries alone (HOT, given the page's free space)
+    "queue_bucket = " + bucket_sql(
+        "CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END", "postgresql") + " "
     "FROM unnest(CAST(:ids AS integer[]), CAST(:d AS double precision[])) AS v(id, d) WHERE p.id = v.id")
 
 
@@ -414,7 +476,9 @@ def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int
             session.execute(_PG_LOCK_PROPOSITIONS, {"ids": pids})
             session.execute(_PG_DELTAS, {"ids": pids, "d": [d for _, d in part], "overlap": overlap})
         return
-    session.connection().exec_driver_sql(_SQLITE_DELTAS, [(d, d, overlap, d, pid) for pid, d in items])
+    conn = session.connection()
+    conn.exec_driver_sql(_SQLITE_DELTAS, [(d, d, overlap, d, pid) for pid, d in items])
+    conn.exec_driver_sql(_SQLITE_BUCKETS, [(pid,) for pid, _ in items])
 
 
 def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), *,
@@ -467,7 +531,6 @@ def _refresh_statements() -> dict:
                 else p.c.id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(values))))
         out[key] = (select(p.c.id).where(cond).order_by(p.c.id).with_for_update(key_share=True),
                     update(p).where(cond).values(forest_voi=fv, n_answers=answers),
-                    update(p).where(cond).values(queue_rank=queue_rank(p.c.forest_voi, p.c.n_answers,
-                                                                        bindparam("overlap"))))
+                    update(p).where(cond).values(**set_rank(p.c.forest_voi, p.c.n_answers, bindparam("overlap"))))
     _refresh = out
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import math
 import os
 import sqlite3
 import sys
@@ -286,6 +287,11 @@ class _WriterQueue(sqlite3.Connection):
                 self._fh.close()
 
 
+def _ln(x):
+    """SQLite's ln() where it was built without math functions (NULL for NULL and x <= 0, as there)."""
+    return math.log(x) if x is not None and x > 0 else None
+
+
 def _sqlite_setup(engine: Engine, lock_path: str | None, path: str | None = None) -> None:
     checkpointer = _checkpointer_for(path) if path is not None and lock_path is not None else None
 
@@ -302,6 +308,10 @@ def _sqlite_setup(engine: Engine, lock_path: str | None, path: str | None = None
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA cache_size = -65536")      # 64 MiB of pages per connection
         cur.execute("PRAGMA mmap_size = 1073741824")   # read through a memory map: no syscall per page
+        try:  # the queue's bucket (compute.bucket_sql) needs ln(): built into SQLite with math functions
+            cur.execute("SELECT ln(1.0)")
+        except sqlite3.OperationalError:
+            dbapi_conn.create_function("ln", 1, _ln, deterministic=True)
         if checkpointer is not None and isinstance(dbapi_conn, _WriterQueue):
             cur.execute(f"PRAGMA wal_autocheckpoint = {FALLBACK_AUTOCHECKPOINT}")  # the checkpointer does it
         cur.close()

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from .compute import (apply_forest_deltas, lock_proposition, lock_trees, queue_rank, queue_settings, recompute_trees,
-                      refresh_propositions, share_reliability_lock)
+from .compute import (QUEUE_ORDER, apply_forest_deltas, lock_proposition, lock_trees, queue_settings, ranked_open,
+                      recompute_trees, refresh_propositions, set_rank, share_reliability_lock)
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
 from .text import check_text
@@ -151,8 +151,7 @@ def set_queue_settings(session: Session, *, overlap: int | None = None, lease_se
         recompute_all(session)
     elif changes.get("queue.overlap", before["queue.overlap"]) != before["queue.overlap"]:
         p = Proposition.__table__
-        session.execute(update(p).values(queue_rank=queue_rank(p.c.forest_voi, p.c.n_answers,
-                                                                changes["queue.overlap"])))
+        session.execute(update(p).values(**set_rank(p.c.forest_voi, p.c.n_answers, changes["queue.overlap"])))
     return queue_settings(session, fresh=True)
 
 
@@ -214,9 +213,9 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
     skip: list[int] = []
     for _ in range(50):
         q = (select(Proposition.id)
-             .where(Proposition.queue_rank.is_not(None), ~_live_label_by(me),
+             .where(ranked_open(), ~_live_label_by(me),
                     Proposition.n_answers + _held_by_others(me, now) < overlap)
-             .order_by(Proposition.queue_rank.desc(), Proposition.id.desc()).limit(1))
+             .order_by(*QUEUE_ORDER).limit(1))
         if allowed is not None:
             q = q.where(allowed)
         if skip:
@@ -371,8 +370,16 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     if not tree_ids and session.get(Proposition, pid) is None:
         raise NotFound(f"no proposition with id {pid}", "proposition_id")
     # Lock order everywhere: the reliability lock (shared), trees (by id), then propositions (by id).
-    share_reliability_lock(session)
-    lock_trees(session, tree_ids)
+    if rewrite:
+        # issue 13: a rewrite also recounts its new proposition, so the trees already holding that are
+        # locked with the others, up front (coauthor.lock_scope; never a tree after a proposition).
+        from .coauthor import lock_scope, text_proposition, trees_holding
+
+        lock_scope(session, lambda: trees_holding(session, [pid, text_proposition(session, rewrite)]))
+        tree_ids = trees_holding(session, [pid])   # as committed now, under the locks
+    else:
+        share_reliability_lock(session)
+        lock_trees(session, tree_ids)
     lock_proposition(session, pid)
     # This request's label if it was stored already, and this person's live answer to the proposition.
     mine = session.scalars(select(Label).where(
@@ -403,11 +410,13 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     if _informative(label) or _informative(previous):
         deltas = recompute_trees(session, tree_ids, cause="label", label_id=label.id, metric=settings["queue.metric"])
     refresh_propositions(session, {pid}, overlap=overlap)  # its answer count changed: recount it whole
-    apply_forest_deltas(session, deltas, overlap, skip={pid})
+    skip = {pid}
     if rewrite_pid is not None and rewrite_pid != pid:  # issue 13: the rewrite replaces the node in its trees
         from .coauthor import apply_rewrite
 
-        apply_rewrite(session, label)
+        apply_rewrite(session, label, deltas=deltas)  # its VoI changes join this answer's: one round of locks
+        skip.add(rewrite_pid)
+    apply_forest_deltas(session, deltas, overlap, skip=skip)
     return label
 
 
@@ -421,11 +430,15 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
     tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == last.proposition_id)
                                    .distinct()))
     if last.rewrite_proposition_id is not None:  # issue 13: its rewrite's trees get the old text back
-        from .coauthor import revert_rewrite, rewrite_trees
+        from .coauthor import lock_scope, revert_rewrite, rewrite_trees, trees_holding
 
+        # Every tree holding the old or the new text is locked up front (both are recounted whole).
         tree_ids |= rewrite_trees(session, last.id)
-    share_reliability_lock(session)
-    lock_trees(session, tree_ids)
+        lock_scope(session, lambda: tree_ids | rewrite_trees(session, last.id)
+                   | trees_holding(session, [last.proposition_id, last.rewrite_proposition_id]))
+    else:
+        share_reliability_lock(session)
+        lock_trees(session, tree_ids)
     lock_proposition(session, last.proposition_id)
     if _pg(session):
         session.refresh(last)
@@ -434,11 +447,16 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
     now = utcnow()
     last.retracted_at = now
     session.flush()
+    deltas: dict[int, float] = {}
+    skip = {last.proposition_id}
     if last.rewrite_proposition_id is not None:
-        revert_rewrite(session, last)
-    deltas = recompute_trees(session, tree_ids, cause="undo", label_id=last.id) if _informative(last) else {}
+        revert_rewrite(session, last, deltas=deltas)   # its VoI changes join the undo's: one round of locks
+        skip.add(last.rewrite_proposition_id)
+    if _informative(last):
+        for p, d in recompute_trees(session, tree_ids, cause="undo", label_id=last.id).items():
+            deltas[p] = deltas.get(p, 0.0) + d
     refresh_propositions(session, {last.proposition_id})
-    apply_forest_deltas(session, deltas, skip={last.proposition_id})
+    apply_forest_deltas(session, deltas, skip=skip)
     seconds = float(queue_settings(session)["queue.lease_seconds"])
     session.execute(delete(Lease).where(Lease.annotator_id == me))
     session.add(Lease(proposition_id=last.proposition_id, annotator_id=me, created_at=now,
@@ -491,7 +509,7 @@ def annotator_stats(session: Session, annotator_id: int, *, since: datetime | No
     today, secs = session.execute(select(func.count(), func.coalesce(func.sum(Label.seconds), 0.0))
                                   .where(*live, Label.created_at >= since)).one()
     total = session.scalar(select(func.count()).where(*live))
-    open_ = (select(Proposition.id).where(Proposition.queue_rank.is_not(None), ~_live_label_by(me))
+    open_ = (select(Proposition.id).where(ranked_open(), ~_live_label_by(me))
              .limit(remaining_limit).subquery())
     remaining = int(session.scalar(select(func.count()).select_from(open_)))
     return AnnotatorStats(int(today), int(total), remaining, float(secs), remaining >= remaining_limit)

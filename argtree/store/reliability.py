@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..annotators import PRIOR_STRENGTH, Vote, estimate
-from .compute import apply_forest_deltas, lock_trees, recompute_trees
+from .compute import QUEUE_ORDER, apply_forest_deltas, lock_trees, ranked_open, recompute_trees
 from .errors import NotFound, StoreError
 from .models import Annotator, AnnotatorEstimate, GoldAnswer, Label, Node, Proposition, utcnow
 from .text import check_text
@@ -170,8 +170,8 @@ def queue_ranking(session: Session, top: int = 20) -> list[dict]:
              .correlate(Proposition).scalar_subquery())
     rows = session.execute(
         select(Proposition.id, Proposition.forest_voi, Proposition.n_answers, Proposition.text, trees)
-        .where(Proposition.queue_rank.is_not(None))
-        .order_by(Proposition.queue_rank.desc(), Proposition.id.desc()).limit(top))
+        .where(ranked_open())
+        .order_by(*QUEUE_ORDER).limit(top))
     return [{"rank": i + 1, "proposition_id": pid, "forest_voi": fv, "answers": n, "trees": t, "text": text}
             for i, (pid, fv, n, text, t) in enumerate(rows)]
 

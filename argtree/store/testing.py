@@ -156,7 +156,7 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
 
     from ..inference import beliefs
     from ..voi import voi
-    from .compute import queue_settings
+    from .compute import bucket_of, queue_settings
     from .db import session_scope
     from .models import Label, Node, Proposition, Tree
     from .trees import load_tree
@@ -186,4 +186,7 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
             assert p.n_answers == n, f"proposition {p.id}: n_answers {p.n_answers}, labels say {n}"
             open_ = p.forest_voi > 0 and n < overlap
             assert (p.queue_rank is not None) == open_, f"proposition {p.id}: queue_rank {p.queue_rank}"
+            # the indexed bucket agrees with the rank it was computed from (issue 15)
+            want = bucket_of(p.queue_rank)
+            assert p.queue_bucket == want, f"proposition {p.id}: queue_bucket {p.queue_bucket}, rank says {want}"
     return worst

@@ -467,6 +467,29 @@ def export(trees: Sequence[LabeledTree], kind: str, fmt: str, out: str, split: f
     return card
 
 
+def export_records(records: Sequence[Mapping[str, Any]], kind: str, fmt: str, out: str,
+                   card_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write ready-made records (e.g. ``argtree.propose.loop_proposal_records``) and a card beside them, as
+    ``export`` does for tree examples; return the card."""
+    from . import __version__
+
+    if not records:
+        raise DatasetError(f"no {kind} records to write")
+    paths = output_paths(out, ["all"])
+    write_jsonl(records, paths["all"])
+    card = {"kind": kind, "format": fmt, "split": None, "examples": len(records), "records": {"all": len(records)},
+            "skipped_for_format": 0, "dropped_for_leakage": 0, **dict(card_extra or {}),
+            "files": {"all": {"path": os.path.basename(paths["all"]), "records": len(records),
+                              "sha256": sha256_file(paths["all"])}},
+            "argtree_version": __version__, "schema": "argtree-dataset-card/1"}
+    tmp = paths["card"] + f".tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(card, fh, indent=1, ensure_ascii=False)
+    os.replace(tmp, paths["card"])
+    card["card_path"] = paths["card"]
+    return card
+
+
 def from_files(paths: Sequence[str]) -> list[LabeledTree]:
     """argtree/1 files -> LabeledTrees; TreeError (naming the file) on a bad one."""
     from .io import load

@@ -9,7 +9,8 @@ DESIGN.md, "Rounds of self-improvement".  One round, as steps (tasks in the stor
             human: the web app's queue, waited for; model: AI feedback, stored under its own name);
 ``data``    this round's training records (``argtree.datasets``: expansions, DPO pairs, facts (oracle
             labels; the question file's gold facts), distillation toward the tree's belief and toward gold
-            answers, proposals (topic -> the round's questions)), each with its provenance;
+            answers, proposals (topic -> the round's questions, and the loop's own proposals whose trees
+            people or oracles could work with: ``loop_round_proposals``)), each with its provenance;
             added to the run's replay buffer (deduplicated by content);
 ``sft``     SFT on the buffer's SFT records, continuing the current default (``Trainer.sft``);
 ``dpo``     DPO on the buffer's pairs, continuing the SFT result (``Trainer.dpo``); the result is the
@@ -683,8 +684,11 @@ def _data_step(deps, cfg, run_id, r, parent, questions, emit) -> None:
                                    distill=cfg.distill, per_side=cfg.per_side, question_facts=cfg.question_facts)
     if cfg.proposals:
         props = round_proposals(questions, run_id=run_id, round_no=r)
-        records.extend(props)
-        stats["proposal"] = len(props)
+        with deps.scope() as s:
+            looped = loop_round_proposals(s, run_id=run_id, round_no=r)
+        records.extend(props + looped)
+        stats["proposal"] = len(props) + len(looped)
+        stats["proposal_from_loop"] = len(looped)
     earlier = buffer_records(deps, run_id, before=r)
     merged, added = add_to_buffer(earlier, records)
     new = merged[len(earlier):]  # what this round adds: records no earlier round (nor this one) had
@@ -837,6 +841,19 @@ def round_proposals(questions: Sequence[Any], *, run_id: int, round_no: int) -> 
                                                              "source": "question file"}}
         out.append(rec)
     return out
+
+
+def loop_round_proposals(session, *, run_id: int, round_no: int) -> list[dict]:
+    """Proposer records from the loop's own proposals in the store whose trees people or oracles could work
+    with (``argtree.propose.loop_proposal_records``), their provenance tagged with this round; the replay
+    buffer's content key keeps a later round from adding the same record twice."""
+    from .propose import loop_proposal_records
+    from .store.proposals import loop_proposal_items
+
+    recs, _ = loop_proposal_records(loop_proposal_items(session))
+    for rec in recs:
+        rec["argtree"]["provenance"].update({"run": run_id, "round": round_no})
+    return recs
 
 
 def _question_fact_records(it: Mapping[str, Any], base_prov: Mapping[str, Any], per_side: int,

@@ -396,7 +396,9 @@ def _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result) -> s
     # The one that took the task over saves the tree, not both of us (None).
     out = store.save_grown(run_id, task_id, worker_name(), tree, question=question,
                            model_version=cfg.model if cfg.model else None,
-                           meta=dict(tree.meta, loop_run=run_id, loop_task=task_id),
+                           meta=dict(tree.meta, loop_run=run_id, loop_task=task_id,
+                                     # the topic it was proposed for: proposer training data once answered
+                                     **({"topic": payload["topic"]} if payload.get("topic") else {})),
                            archive=payload["tree_id"] if kind == "reexpand" else None, decide=decide,
                            evidence=model_ev)
     if out is None:

@@ -52,6 +52,11 @@ in exactly the prompt and JSON shape ``propose_questions`` uses, train split
 only (``argtree.questions.split_heldout``, the split every part of argtree
 holds out).
 
+``loop_proposal_records`` turns the loop's own proposals into training data:
+a proposed question whose tree people or oracles could work with (an
+informative answer somewhere, no ill-posed answer on the question itself),
+grouped by topic, with provenance (runs, trees, label sources, annotators).
+
 Pure apart from ``propose``, which calls the backend it is handed.
 """
 
@@ -69,7 +74,8 @@ from .expand import content_words, similarity
 
 __all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "VAGUE", "TO_READER", "NO_CONTENT", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
            "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
-           "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms"]
+           "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms",
+           "LOOP_SOURCES", "label_source", "workable", "loop_proposal_records"]
 
 YES_NO_START = frozenset("is are was were does do did can could would will has have had should shall must may "
                          "might".split())
@@ -99,9 +105,13 @@ _TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")
 
 
 def proposal_prompt(topic: str, n: int) -> str:
-    """The user prompt ``propose_questions`` sends (and the proposer is trained on)."""
-    return (f"Topic: {topic}\nWrite {n} different yes/no questions about this topic whose answer is uncertain "
-            "and could be checked. Each question is one sentence ending with a question mark.")
+    """The user prompt ``propose_questions`` sends (and the proposer is trained on).
+
+    It asks for checkable facts a well-informed person could answer, not opinions: the first prompt
+    ("whose answer is uncertain and could be checked") drew evaluative questions ("Is X a good idea?")."""
+    return (f"Topic: {topic}\nWrite {n} different yes/no questions about this topic. Each asks about a checkable "
+            "fact, not an opinion, that a well-informed person could answer yes or no, in one sentence ending "
+            "with a question mark.")
 
 
 def _tokens(text: str) -> list[str]:
@@ -351,7 +361,8 @@ def heldout_terms(questions) -> list[tuple[str, str]]:
     return out
 
 
-def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True) -> tuple[list[dict], dict]:
+def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True,
+                     bare: bool = False) -> tuple[list[dict], dict]:
     """(conversational records, counts) teaching the proposer on the train split of StrategyQA ``questions``
     (``argtree.questions.Question`` objects with ``term``/``description`` in ``extra``).
 
@@ -360,7 +371,9 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     one-line JSON the constrained decoder writes, valid under ``question_schema(k)``.  Questions that
     break the schema's pattern are left out, and with ``guarded`` also those the guards reject (with the
     term's topic; e.g. two negations): the proposer learns what the loop accepts.  Held-out questions
-    (``split_heldout``) never appear, not even as a train question with the same text under another id.  Deterministic: terms sorted, questions in file order."""
+    (``split_heldout``) never appear, not even as a train question with the same text under another id.
+    With ``bare`` every record is written a second time with the term alone as the topic (topics people
+    type, "urban cycling", carry no description).  Deterministic: terms sorted, questions in file order."""
     from .loop import QUESTION_PATTERN
     from .questions import split_heldout
 
@@ -397,6 +410,101 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                 {"role": "user", "content": proposal_prompt(topic, len(chunk))},
                 {"role": "assistant", "content": json.dumps({"questions": chunk})},
             ], "term": term})
+            counts["used"] += len(chunk)
+            if bare and topic != term:  # only the questions the guards pass with the term alone as the topic
+                alone = ProposalGuard(term)
+                mine = [q for q in chunk if not guarded or alone.check(q).ok]
+                if mine:
+                    records.append({"messages": [
+                        {"role": "user", "content": proposal_prompt(term, len(mine))},
+                        {"role": "assistant", "content": json.dumps({"questions": mine})},
+                    ], "term": term})
+                    counts["bare"] = counts.get("bare", 0) + 1
+    counts["records"] = len(records)
+    return records, counts
+
+
+# -- training data from the loop's own proposals ----------------------------------------------
+
+LOOP_SOURCES = ("human", "dataset")  # whose answers make a proposal one people or oracles could work with
+
+
+def label_source(annotator_name: str, role: str) -> str | None:
+    """'human', 'dataset' or 'model' for a label's annotator (None: neither, e.g. imported evidence).
+    People are annotators and admins; the oracles are system annotators named after their kind."""
+    if role in ("annotator", "admin"):
+        return "human"
+    if annotator_name.startswith("oracle-model"):
+        return "model"
+    if annotator_name.startswith(("oracle-dataset", "oracle-facts", "oracle-strategyqa", "oracle-world")):
+        return "dataset"
+    return None
+
+
+def workable(item: dict, sources: Sequence[str] = LOOP_SOURCES) -> str | None:
+    """Why a loop tree's question does NOT teach the proposer (None: it does).  ``item["labels"]``: the live
+    labels on the tree's nodes ({"node", "root": bool, "kind", "source"}); only ``sources`` count.
+
+    A proposal people or oracles could work with: its tree got at least one informative answer (true,
+    false or a probability other than 0.5) and nobody of ``sources`` called the question itself
+    ill-posed (an ill-posed root answer counts against it whatever else was answered)."""
+    labels = [lb for lb in item.get("labels", ()) if lb.get("source") in sources]
+    if any(lb.get("root") and lb.get("kind") == "ill_posed" for lb in labels):
+        return "ill-posed"
+    if not any(lb.get("kind") in ("true", "false") or
+               (lb.get("kind") == "probability" and lb.get("probability") not in (None, 0.5)) for lb in labels):
+        return "no-answer"
+    return None
+
+
+def loop_proposal_records(items: Iterable[dict], *, sources: Sequence[str] = LOOP_SOURCES,
+                          max_per_prompt: int = 5) -> tuple[list[dict], dict]:
+    """(conversational records, counts) teaching the proposer from the loop's own proposals.
+
+    ``items``: one per loop tree ({"topic", "question", "tree_id", "run", "labels"}; see
+    ``argtree.store.proposals.loop_proposal_items``).  Kept: the questions ``workable`` passes that today's
+    guards accept for their topic (the first tree of a question only; near-duplicates of a kept one are
+    dropped).  One record per topic (``max_per_prompt`` questions each, more records where it has more),
+    in ``proposal_prompt``'s prompt and the one-line JSON the decoder writes, with provenance under
+    ``"argtree"``: ``{"kind": "proposal", "provenance": {"source": "loop", "topic", "runs", "trees",
+    "label_sources", "annotators"}}``.  Deterministic: topics sorted, questions by tree id."""
+    counts: dict[str, int] = {"trees": 0, "no-topic": 0, "ill-posed": 0, "no-answer": 0, "guards": 0,
+                              "records": 0, "used": 0}
+    by_topic: dict[str, list[dict]] = defaultdict(list)
+    for it in sorted(items, key=lambda i: (str(i.get("topic") or ""), int(i.get("tree_id") or 0))):
+        counts["trees"] += 1
+        topic = " ".join(str(it.get("topic") or "").split())
+        if not topic:
+            counts["no-topic"] += 1
+            continue
+        why = workable(it, sources)
+        if why:
+            counts[why] += 1
+            continue
+        by_topic[topic].append(it)
+    records = []
+    for topic in sorted(by_topic):
+        guard = ProposalGuard(topic)
+        keep: list[tuple[str, dict]] = []
+        for it in by_topic[topic]:
+            v = guard.check(str(it.get("question") or ""))
+            if not v.ok:
+                counts["guards"] += 1
+                continue
+            guard.accept(v.text)
+            keep.append((v.text, it))
+        for i in range(0, len(keep), max_per_prompt):
+            chunk = keep[i:i + max_per_prompt]
+            used = [lb for _, it in chunk for lb in it.get("labels", ()) if lb.get("source") in sources]
+            records.append({"messages": [
+                {"role": "user", "content": proposal_prompt(topic, len(chunk))},
+                {"role": "assistant", "content": json.dumps({"questions": [q for q, _ in chunk]})},
+            ], "argtree": {"kind": "proposal", "provenance": {
+                "source": "loop", "topic": topic,
+                "runs": sorted({it.get("run") for _, it in chunk if it.get("run") is not None}),
+                "trees": [it.get("tree_id") for _, it in chunk],
+                "label_sources": sorted({lb["source"] for lb in used}),
+                "annotators": sorted({str(lb.get("annotator")) for lb in used if lb.get("annotator")})}}})
             counts["used"] += len(chunk)
     counts["records"] = len(records)
     return records, counts

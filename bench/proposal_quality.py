@@ -73,16 +73,32 @@ def cmd_export(args) -> None:
     from argtree.questions import load_questions
     from argtree.strategyqa import default_path
 
-    records, counts = proposal_records(load_questions(default_path()), max_per_prompt=args.max_per_prompt)
+    records, counts = proposal_records(load_questions(default_path()), max_per_prompt=args.max_per_prompt,
+                                       bare=args.bare)
     if args.limit:
         records = sorted(records, key=lambda r: _sha(f"{args.seed}:{r['term']}:{r['messages'][0]['content']}"))
         records = records[: args.limit]
     out = Path(args.out)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     card = {"source": default_path(), "counts": counts, "written": len(records), "limit": args.limit,
+            "bare": args.bare, "max_per_prompt": args.max_per_prompt,
             "seed": args.seed, "sha256": _sha(out.read_text(encoding="utf-8"))}
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card, indent=1))
+
+
+class _FirstAnswers:
+    """A backend that answers a greedy call whose prompt it has an answer for from that answer (the batched
+    run's), and passes every other call on."""
+
+    def __init__(self, backend, firsts):
+        self.backend, self.firsts = backend, firsts
+        self.model_version = backend.model_version
+
+    def generate_json(self, prompts, schema, **kw):
+        if not kw.get("temperature") and len(prompts) == 1 and prompts[0] in self.firsts:
+            return [self.firsts[prompts[0]]]
+        return self.backend.generate_json(prompts, schema, **kw)
 
 
 def cmd_run(args) -> None:
@@ -99,7 +115,7 @@ def cmd_run(args) -> None:
     be = open_backend(args.backend, args.model)
     load_s = time.perf_counter() - t0
     out = Path(args.out or RESULTS / f"{args.label}.jsonl")
-    rows, calls = [], []
+    rows, calls, firsts = [], [], {}
     jobs = [(name, term, topic) for name in ("heldout", "topics") for term, topic in sets[name]]
     t1 = time.perf_counter()
     for i in range(0, len(jobs), args.batch):
@@ -107,6 +123,7 @@ def cmd_run(args) -> None:
         gens = be.generate_json([proposal_prompt(topic, args.n) for _, _, topic in chunk], question_schema(args.n),
                                 max_new_tokens=question_bound(args.n), seed=args.seed)
         for (name, term, topic), g in zip(chunk, gens):
+            firsts[proposal_prompt(topic, args.n)] = g
             try:
                 items = json.loads(g.text)["questions"] if g.ok else None
             except (ValueError, KeyError, TypeError):
@@ -126,9 +143,31 @@ def cmd_run(args) -> None:
     gen_s = time.perf_counter() - t1
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    loop_s = None
+    if args.retries is not None:
+        # What the loop asks: argtree.propose.propose as `argtree loop` calls it (greedy, then sampled retries
+        # while fewer than n passed); its greedy call is the answer above (the same prompt), not made twice.
+        from argtree.propose import propose
+
+        t2 = time.perf_counter()
+        cached = _FirstAnswers(be, firsts)
+        accepted = []
+        for name, term, topic in jobs:
+            res = propose(cached, topic, args.n, args.seed, retries=args.retries)
+            for j, v in enumerate(res.accepted):
+                accepted.append({"model": args.label, "set": name, "term": term, "topic": topic, "i": j,
+                                 "question": v.text, "negation": v.negation, "attempts": res.attempts})
+            for v in res.rejected:
+                accepted.append({"model": args.label, "set": name, "term": term, "topic": topic,
+                                 "question": v.text, "rejected": v.reason, "attempts": res.attempts})
+        loop_s = time.perf_counter() - t2
+        out.with_suffix(".loop.jsonl").write_text("".join(json.dumps(r) + "\n" for r in accepted), encoding="utf-8")
+        print(f"loop proposals (retries {args.retries}) in {loop_s:.0f} s -> {out.with_suffix('.loop.jsonl')}",
+              file=sys.stderr)
     meta = {"label": args.label, "model": args.model, "model_version": be.model_version, "n": args.n,
             "terms": args.terms, "seed": args.seed, "batch": args.batch, "load_seconds": round(load_s, 1),
-            "generate_seconds": round(gen_s, 1), "calls": calls,
+            "generate_seconds": round(gen_s, 1), "calls": calls, "retries": args.retries,
+            "loop_seconds": None if loop_s is None else round(loop_s, 1), "prompt": proposal_prompt("TOPIC", args.n),
             "command": "python bench/proposal_quality.py " + " ".join(sys.argv[1:])}
     out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     print(f"{len(rows)} proposals for {len(jobs)} topics in {gen_s:.0f} s -> {out}", file=sys.stderr)
@@ -219,6 +258,7 @@ def main() -> None:
     e.add_argument("--limit", type=int, default=None, help="keep this many records (a seeded, deterministic choice)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--max-per-prompt", type=int, default=5)
+    e.add_argument("--bare", action="store_true", help="each record also with the term alone as the topic")
     r = sub.add_parser("run", help="propose for the held-out terms and the 20 topics with one model")
     r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
     r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")
@@ -228,6 +268,8 @@ def main() -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads (ARGTREE_THREADS)")
     r.add_argument("--backend", default="local", help="local; fake for a dry run")
+    r.add_argument("--retries", type=int, default=None, help="also run the loop's proposer (greedy + this many "
+                   "sampled retries per topic, as `argtree loop`) and write what it accepts to LABEL.loop.jsonl")
     r.add_argument("--out", default=None)
     p = sub.add_parser("report", help="shares with Wilson 95% intervals, hand labels included")
     p.add_argument("files", nargs="*")

@@ -8,7 +8,9 @@ from . import InputError, console, print_json
 
 KIND_HELP = ("facts: premise -> oracle truth; cruxes: question -> the premises that proved most valuable; "
              "posteriors: question -> the tree's final belief; uncertainty: question -> how much the labels "
-             "moved it (low/medium/high).")
+             "moved it (low/medium/high); proposals: topic -> the questions `argtree loop` proposed about it "
+             "whose trees people or oracles could work with (an informative answer, the question not called "
+             "ill-posed), to teach the question proposer (conversational or openai-chat; from the database).")
 FORMAT_HELP = ("TRL: text (language modeling), prompt-completion, conversational (messages), preference "
                "(chosen/rejected), unpaired-preference (boolean label), stepwise (facts/cruxes only); "
                "OpenAI: openai-chat, openai-dpo.")
@@ -57,7 +59,8 @@ def _from_store(database: str | None):
 
 
 @click.command()
-@click.option("--kind", type=click.Choice(["facts", "cruxes", "posteriors", "uncertainty"]), required=True,
+@click.option("--kind", type=click.Choice(["facts", "cruxes", "posteriors", "uncertainty", "proposals"]),
+              required=True,
               help=KIND_HELP)
 @click.option("--format", "fmt", type=click.Choice(["text", "prompt-completion", "conversational", "preference",
                                                     "unpaired-preference", "stepwise", "openai-chat",
@@ -84,6 +87,14 @@ def export(kind: str, fmt: str, out: str, split: float | None, files: tuple[str,
 
     if split is not None and not 0.0 < split < 1.0:
         raise InputError(f"--split must be strictly between 0 and 1, got {split}")
+    if kind == "proposals":
+        card = _export_proposals(fmt, out, split, files, database)
+        if as_json:
+            print_json(card)
+        else:
+            console().print(f"proposals as {fmt}: {card['examples']} records ({card['counts']['used']} questions) "
+                            f"from {card['counts']['trees']} loop trees -> {out}\ncard: {card['card_path']}")
+        return
     trees = load_labeled_trees(files, database)
     try:
         card = do_export(trees, kind, fmt, out, split)
@@ -111,3 +122,37 @@ def export(kind: str, fmt: str, out: str, split: float | None, files: tuple[str,
     for note in notes:
         out_console.print(f"[dim]{note}[/]")
     out_console.print(f"card: {card['card_path']}")
+
+
+def _export_proposals(fmt: str, out: str, split: float | None, files: tuple[str, ...], database: str | None) -> dict:
+    """``--kind proposals``: the loop's workable proposals (``argtree.propose.loop_proposal_records``)."""
+    from ..datasets import DatasetError, export_records
+    from ..propose import LOOP_SOURCES, loop_proposal_records
+
+    if files:
+        raise InputError("--kind proposals reads the loop's trees and their answers from the database, not files")
+    if fmt not in ("conversational", "openai-chat"):
+        raise InputError(f"--kind proposals is written as conversational or openai-chat records, not {fmt}")
+    if split is not None:
+        raise InputError("--kind proposals takes no --split (records are few; hold out topics by hand)")
+    from ..store import SchemaError, session_scope
+    from ..store.proposals import loop_proposal_items
+
+    try:
+        with session_scope(database, readonly=True) as s:
+            items = loop_proposal_items(s)
+    except SchemaError as err:
+        raise InputError(str(err)) from None
+    records, counts = loop_proposal_records(items)
+    sources = sorted({f"tree:{t}" for r in records for t in r["argtree"]["provenance"]["trees"]})[:1000]
+    if fmt == "openai-chat":  # the same messages; provenance stays out of what OpenAI reads
+        records = [{"messages": r["messages"]} for r in records]
+    try:
+        return export_records(records, "proposals", fmt, out, {
+            "counts": counts, "label_sources": list(LOOP_SOURCES), "trees": counts["trees"], "sources": sources})
+    except DatasetError as err:
+        raise InputError(f"{err}: no loop proposal has a tree with an informative answer yet "
+                         f"({counts['trees']} loop trees: {counts['no-answer']} unanswered, "
+                         f"{counts['ill-posed']} ill-posed, {counts['guards']} rejected by today's guards)") from None
+    except OSError as err:
+        raise InputError(f"cannot write {out!r}: {err.strerror}") from None

@@ -250,13 +250,15 @@ TAKEN_OVER = "taken over by another worker (this one's claim had gone stale): dr
 
 def run_worker(store: LoopStorage, run_id: int, backend, oracle: Oracle, *,
                deadline: float | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
-               stop: Callable[[], bool] = lambda: False, idle_exit: bool = False) -> str:
+               stop: Callable[[], bool] = lambda: False, idle_exit: bool = False, proposer=None) -> str:
     """Claim and run tasks until none are left (or the deadline / ``stop()``); returns why it stopped.
 
     A worker with nothing to claim while others still hold tasks waits for them (their tasks may add
     more: an ``ask`` after a ``question``, a ``reexpand`` after an ``ask``), unless ``idle_exit``; the
     run is finished ("all done") only when no task is pending and none is running anywhere.  Tasks held
-    by dead processes of this host go back to pending on the way."""
+    by dead processes of this host go back to pending on the way.  ``proposer``: the backend that proposes
+    questions about topics (default ``backend``; ``argtree loop`` hands it the shipped proposer adapter
+    when the model is the bundled one, ``argtree.llm.local.default_proposer``)."""
     cfg = LoopConfig.from_json(store.run(run_id).config.get("loop", {}))
     me = worker_name()
     while True:
@@ -275,7 +277,8 @@ def run_worker(store: LoopStorage, run_id: int, backend, oracle: Oracle, *,
             time.sleep(min(cfg.poll_seconds, IDLE_POLL))
             continue
         try:
-            outcome = _run_task(store, run_id, cfg, backend, oracle, task.id, task.kind, task.payload, task.result)
+            outcome = _run_task(store, run_id, cfg, backend, oracle, task.id, task.kind, task.payload, task.result,
+                                proposer)
         except KeyboardInterrupt:
             store.set_task(task.id, "pending")
             raise
@@ -292,9 +295,9 @@ def _checkpoint(store: LoopStorage, task_id: int, result: dict[str, Any]) -> boo
     return store.checkpoint(task_id, worker_name(), result)
 
 
-def _run_task(store, run_id, cfg, backend, oracle, task_id, kind, payload, result) -> str:
+def _run_task(store, run_id, cfg, backend, oracle, task_id, kind, payload, result, proposer=None) -> str:
     if kind == "propose":
-        return _propose(store, run_id, cfg, backend, task_id, payload)
+        return _propose(store, run_id, cfg, proposer or backend, task_id, payload)
     if kind in ("question", "reexpand"):
         return _grow_task(store, run_id, cfg, backend, task_id, kind, payload, result)
     if kind == "ask":

@@ -190,3 +190,61 @@ def test_export_kind_proposals_writes_the_records_and_a_card(tmp_path):
               "--database", url)
     assert bad.returncode == 2 and "conversational or openai-chat" in bad.stderr
     dispose(url)
+
+
+# -- which model proposes ---------------------------------------------------------------------------------
+
+def test_the_loop_proposes_with_the_shipped_proposer_when_the_model_is_the_bundled_one(tmp_path, monkeypatch):
+    from argtree.commands.loop import _proposer_name
+    from argtree.llm import local
+
+    shipped = tmp_path / "proposer-lora"
+    shipped.mkdir()
+    (shipped / "adapter_config.json").write_text("{}")
+    monkeypatch.setattr(local, "shipped_proposer", lambda: str(shipped))
+    monkeypatch.setattr(local, "default_model", lambda: local.ADAPTER)
+    for model in (None, "default", "adapter", "bundled", "base"):
+        assert _proposer_name("local", model, None) == "proposer", model
+    assert local.resolve_model("proposer") == ("adapter", str(shipped))
+    assert _proposer_name("local", str(tmp_path), None) is None            # a model of its own proposes itself
+    assert _proposer_name("fake", None, None) is None
+    assert _proposer_name("openai", "http://x", None) is None
+    assert _proposer_name("local", None, "same") is None                     # asked for: the model itself
+    assert _proposer_name("fake", None, "other") == "other"
+    # A version argtree improve's gate made the default learned proposals itself: it proposes.
+    monkeypatch.setattr(local, "default_model", lambda: "improve3-r2")
+    assert _proposer_name("local", None, None) is None
+    assert _proposer_name("local", "adapter", None) == "proposer"
+    # Without the shipped proposer the model proposes.
+    monkeypatch.setattr(local, "shipped_proposer", lambda: None)
+    assert _proposer_name("local", "adapter", None) is None
+
+
+def test_run_worker_proposes_with_the_proposer_and_grows_with_the_model(tmp_path):
+    from argtree.llm.fake import FakeBackend
+    from argtree.loop import LoopConfig, run_worker, start_or_resume
+    from argtree.oracle import DatasetOracle
+    from argtree.store.loops import LoopStore
+    from argtree.store.testing import dispose, sqlite_db
+
+    class Counting(FakeBackend):
+        def generate_json(self, prompts, schema, **kw):
+            self.seen = getattr(self, "seen", []) + list(prompts)
+            return super().generate_json(prompts, schema, **kw)
+
+    url = sqlite_db(tmp_path)
+    scope = LoopStore(url)
+    cfg = LoopConfig(topics=("urban cycling",), per_topic=2, max_questions=2, budget=1, max_rounds=0)
+    run_id, _, cfg = start_or_resume(scope, cfg, "oracle-dataset")
+    proposer = Counting([json.dumps({"questions": ["Is urban cycling common in Utrecht?",
+                                                   "Was urban cycling banned in Shanghai in 1990?"]})])
+    model = Counting()
+    assert run_worker(scope, run_id, model, DatasetOracle({}), proposer=proposer) == "all done"
+    assert proposer.seen == [proposal_prompt("urban cycling", 2)]
+    assert model.seen and not any(p.startswith("Topic: ") for p in model.seen)   # it grew the trees
+    from argtree.store import list_trees, session_scope
+
+    with session_scope(url) as s:
+        assert sorted(t.question for t in list_trees(s, status="active")) == [
+            "Is urban cycling common in Utrecht?", "Was urban cycling banned in Shanghai in 1990?"]
+    dispose(url)

@@ -217,6 +217,7 @@ def test_propose_only_prints_proposals_and_touches_no_store(tmp_path):
     assert ren["accepted"][0]["question"] == "Is renewable energy cheaper than coal?"
     assert ren["rejected"][0]["reason"] == "not-a-question" and len(ren["accepted"]) == 2
     assert out["summary"] == {"accepted": 4, "rejected": 2, "negation": 0}
+    assert out["proposer"] == "fake"  # who proposed (the fake backend proposes itself: no proposer adapter)
     # Nothing stored, no database created, not even the default one under ARGTREE_HOME.
     assert not db.exists() and not list(tmp_path.glob("**/*.db"))
 
@@ -227,6 +228,7 @@ def test_propose_only_prints_proposals_and_touches_no_store(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "Is urban cycling safe in winter?" in res.stdout
     assert "What is urban cycling?" in res.stdout and "not-yes-no" in res.stdout
+    assert "proposed by fake" in res.stdout
     assert not list(tmp_path.glob("**/*.db"))
 
 

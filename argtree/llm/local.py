@@ -10,6 +10,10 @@ the fine-tuning code imports it to get the base model.  Names it accepts:
   ``model_cache_dir()``; later loads take 2-3 s.
 * ``"adapter"``: the bundled model + the LoRA adapter shipped in this package
   (``argtree/adapters/strategyqa-lora``, trained on StrategyQA: BENCHMARKS.md).
+* ``"proposer"``: the bundled model + the question-proposer LoRA shipped in this
+  package (``argtree/adapters/proposer-lora``, trained on StrategyQA's terms and
+  questions: BENCHMARKS.md, "Question proposals"); ``argtree loop`` proposes with it
+  when its model is the bundled one or the default adapter (``default_proposer``).
 * ``None`` or ``"default"``: what ``argtree ask`` and ``loop`` use when no
   model is named: ``DEFAULT_MODEL`` (the adapter when it is shipped and peft is
   installed, else the bundled base).
@@ -38,7 +42,8 @@ from typing import Any, Sequence
 
 from .base import Generation
 
-__all__ = ["BUNDLED", "ADAPTER", "DEFAULT_MODEL", "default_model", "shipped_adapter", "bundled_gguf",
+__all__ = ["BUNDLED", "ADAPTER", "PROPOSER", "DEFAULT_MODEL", "default_model", "shipped_adapter",
+           "shipped_proposer", "default_proposer", "bundled_gguf",
            "model_cache_dir", "resolve_model", "load_local_model", "LocalBackend"]
 
 BUNDLED = "bundled"
@@ -46,6 +51,8 @@ BUNDLED_ALIASES = {"bundled", "smollm2", "base"}
 DEFAULT_ALIASES = {None, "", "default"}
 ADAPTER = "adapter"
 SHIPPED_ADAPTER = "strategyqa-lora"
+PROPOSER = "proposer"
+SHIPPED_PROPOSER = "proposer-lora"
 # The model used when none is named.  The adapter: on held-out StrategyQA questions it stopped the
 # base model's copying of the question (54% -> 5% of premises) and calibrated its yes/no credences
 # (Brier 0.37 -> 0.22); BENCHMARKS.md, "Fine-tuning on StrategyQA".
@@ -68,6 +75,27 @@ def shipped_adapter() -> str | None:
     """Directory of the adapter shipped in this package, or None when this install has none."""
     path = Path(__file__).resolve().parents[1] / "adapters" / SHIPPED_ADAPTER
     return str(path) if (path / "adapter_config.json").is_file() else None
+
+
+def shipped_proposer() -> str | None:
+    """Directory of the question-proposer adapter shipped in this package, or None when this install has none."""
+    path = Path(__file__).resolve().parents[1] / "adapters" / SHIPPED_PROPOSER
+    return str(path) if (path / "adapter_config.json").is_file() else None
+
+
+def default_proposer(model: str | None) -> str | None:
+    """The model ``argtree loop`` proposes questions with when its model is ``model`` (local backend): the
+    shipped proposer when ``model`` is the bundled base or the shipped StrategyQA adapter (named, or the
+    default), the proposer is shipped and peft is installed; None (``model`` proposes itself) otherwise,
+    e.g. for a gated ``argtree improve`` version, whose rounds train proposals into the model itself."""
+    import importlib.util
+
+    name = default_model() if model in DEFAULT_ALIASES else model
+    if name not in BUNDLED_ALIASES and name != ADAPTER:
+        return None
+    if shipped_proposer() is None or importlib.util.find_spec("peft") is None:
+        return None
+    return PROPOSER
 
 
 def default_model() -> str:
@@ -172,6 +200,11 @@ def resolve_model(name: str | None) -> tuple[str, str | None]:
         name = default_model()
     if name in BUNDLED_ALIASES:
         return "bundled", None
+    if name == PROPOSER:
+        path = shipped_proposer()
+        if path is None:
+            raise ValueError(f"this install ships no proposer (argtree/adapters/{SHIPPED_PROPOSER} is missing)")
+        return "adapter", path
     if name == ADAPTER:
         path = shipped_adapter()
         if path is None:
@@ -256,9 +289,10 @@ def load_local_model(name_or_path: str | None = None, *, device: str | None = No
         tok.pad_token = tok.eos_token
     model.to(device)
     model.eval()
-    shipped = adapter is not None and adapter == shipped_adapter()
+    shipped = {shipped_adapter(): SHIPPED_ADAPTER, shipped_proposer(): SHIPPED_PROPOSER}.get(adapter) \
+        if adapter is not None else None
     model.argtree_source = {"name": name_or_path or default_model(), "base": base_dir, "adapter": adapter,
-                            "version": f"{BUNDLED}+{SHIPPED_ADAPTER}" if shipped else adapter or name_or_path or BUNDLED}
+                            "version": f"{BUNDLED}+{shipped}" if shipped else adapter or name_or_path or BUNDLED}
     return model, tok
 
 

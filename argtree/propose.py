@@ -25,7 +25,8 @@ tree for.  A proposal is rejected, with the reason, when it
 * ``to-reader``: asks the reader about themselves or for something ("Are you a
   cyclist?", "Can you please ...": ``TO_READER``);
 * ``no-content``: is about a question or an answer, not the world ("Is the
-  answer to this question a lie?": ``NO_CONTENT``);
+  answer to this question a lie?"), or echoes the prompt ("Is there a
+  well-informed person who could answer this question?": ``NO_CONTENT``);
 * ``repeats-word``: says a content word (4+ letters) twice, the mark of the
   garbled and tautological proposals ("Is the concept of cultural hegemony a
   topic of cultural hegemony?", "Did Chevrolet Cruze have a 2019 Chevrolet
@@ -98,7 +99,12 @@ EVALUATIVE = re.compile(r"\b(viable|worthwhile|worth it|worth the|good (idea|thi
 VAGUE = re.compile(r"\b(a lot|lots of|a large number of|be able to|more (affordable|sustainable|efficient|effective|"
                    r"accessible|popular))\b|^is there a way\b", re.I)
 TO_READER = re.compile(r"^(are|were) you\b|\bplease\b|\byou('re| are)? (sure|ready)\b", re.I)
-NO_CONTENT = re.compile(r"\bthis (question|answer|topic|text)\b|\bthe answer\b|\ba question\b", re.I)
+# The prompt's own words echoed back ("Is there a well-informed person who could answer this question?",
+# "Is there a checkable fact about X?"): the base model's commonest answer to proposal_prompt.  Added after
+# the base model's fresh run and before the shipped proposer's (BENCHMARKS.md).
+NO_CONTENT = re.compile(r"\bthis (question|answer|topic|text)\b|\bthe answer\b|\ba question\b|\bthe question\b|"
+                        r"\bwell-informed\b|\bcheckable\b|\byes/no\b|\byes or no\b|"
+                        r"\bis there an? (\w+ )?fact\b", re.I)
 # Words a finished question does not end on ("Is X good for the?", "... and is not?").
 _DANGLING = frozenset("a an the and or but nor than if its their his her my our your very no not".split())
 _TOKEN = re.compile(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?")

@@ -69,6 +69,9 @@ TABLE = [
     ("urban cycling", "Can you please list urban cycling routes in Rome?", "to-reader", False),
     ("Cape Town", "Is this answer to a question about Cape Town?", "no-content", False),
     ("High Speed 1", "Is the answer about High Speed 1 a lie?", "no-content", False),
+    ("Cape Town", "Is there a well-informed person who could answer this about Cape Town?", "no-content", False),
+    ("microplastics", "Is there a scientific fact about microplastics?", "no-content", False),
+    ("binary number", "Is there a checkable claim about the binary number?", "no-content", False),
     ("cultural hegemony", "Is the concept of cultural hegemony a topic of cultural hegemony?", "repeats-word", False),
     ("Chevrolet Cruze", "Did Chevrolet Cruze have a 2019 Chevrolet Cruze?", "repeats-word", False),
     # ... and what they let through: a fact, a comparison, a trivial but answerable question

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -34,11 +34,11 @@ from sqlalchemy.orm import Session
 from .compute import apply_forest_deltas, lock_trees, recompute_trees, refresh_propositions, share_reliability_lock
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Node, Proposition, Tree, TreeEdit, utcnow
-from .text import check_text
+from .text import check_text, text_key
 from .trees import refresh_content_hash, stance as stance_of, upsert_propositions
 
 __all__ = ["EditResult", "add_premise", "edit_text", "delete_node", "move_node", "apply_rewrite", "rewrite_trees",
-           "revert_rewrite", "tree_edits", "node_ref", "web_add_premise", "web_edit_text", "web_delete_node",
+           "revert_rewrite", "tree_edits", "node_ref", "web_add_premise", "web_node_claim", "web_edit_text", "web_delete_node",
            "web_move_node", "web_tree_edits", "STANCES"]
 
 STANCES = ("for", "against")
@@ -122,9 +122,50 @@ def _live_tree(session: Session, tree_id: int) -> Tree:
     return tree
 
 
-def _begin(session: Session, tree_ids: Iterable[int]) -> None:
+def trees_holding(session: Session, pids: Iterable[int | None]) -> set[int]:
+    """Trees with a node on any of ``pids`` (read as committed now)."""
+    ids = sorted({p for p in pids if p is not None})
+    if not ids:
+        return set()
+    return set(session.scalars(select(Node.tree_id).where(Node.proposition_id.in_(ids)).distinct()))
+
+
+def text_proposition(session: Session, text: str | None) -> int | None:
+    """The id of the proposition with this (normalized) text, if it is stored; inserts nothing."""
+    if not text:
+        return None
+    return session.scalar(select(Proposition.id).where(Proposition.key == text_key(text)))
+
+
+def lock_scope(session: Session, scope: Callable[[], set[int]]) -> set[int]:
+    """Take the locks of a change in the store's one order: the reliability lock (shared), then every tree
+    ``scope()`` names, by id, in one go.  ``scope`` reads what the change touches as committed now: its own
+    trees and every tree holding a proposition whose row it locks outside the sorted round of
+    ``apply_forest_deltas`` (the propositions it recounts whole: a premise's new or old text, a rewrite's).
+    Holding all of those trees first is what keeps the proposition locks deadlock-free: nobody else locks
+    such a row without holding one of its trees.
+
+    On PostgreSQL the scope is read again under the locks: when a concurrent change put one of its
+    propositions into another tree meanwhile, the locks are given back (rolled back to a savepoint) and the
+    larger set is taken again, in id order, instead of locking the new tree after the others."""
     share_reliability_lock(session)
-    lock_trees(session, tree_ids)
+    want = set(scope())
+    if session.get_bind().dialect.name != "postgresql":   # SQLite: one writer at a time
+        return want
+    while True:
+        sp = session.begin_nested()
+        lock_trees(session, want)
+        now = set(scope())
+        if now <= want:
+            sp.commit()
+            return want
+        sp.rollback()   # gives back the row locks taken since the savepoint
+        want |= now
+
+
+def _begin(session: Session, tree_ids: Iterable[int], pids: Callable[[], Iterable[int | None]] = lambda: ()) -> None:
+    tree_ids = set(tree_ids)
+    lock_scope(session, lambda: tree_ids | trees_holding(session, pids()))
 
 
 def _repeated(session: Session, me: int, request_id: str | None) -> TreeEdit | None:
@@ -141,13 +182,21 @@ def _again(edit: TreeEdit) -> EditResult:
                       d.get("proposition_id", d.get("new_proposition_id")), len(d.get("removed", ())), True)
 
 
-def _recompute(session: Session, tree_ids: Iterable[int], whole: Iterable[int]) -> None:
+def _recompute(session: Session, tree_ids: Iterable[int], whole: Iterable[int],
+               into: dict[int, float] | None = None) -> None:
     """Beliefs, VoI and root of ``tree_ids``; propositions in ``whole`` (that gained or lost nodes) are
-    recounted from scratch, the others move by their VoI change."""
+    recounted from scratch (their trees are all locked), the others move by their VoI change: now, in
+    one sorted round of proposition locks, or, with ``into``, added to the caller's changes for its own
+    single round (``submit_label`` / ``undo_last_label``: a second round after the first could take a
+    lower id after a higher one)."""
     whole = set(whole)
     deltas = recompute_trees(session, tree_ids, cause="edit")
     refresh_propositions(session, whole)
-    apply_forest_deltas(session, deltas, skip=whole)
+    if into is None:
+        apply_forest_deltas(session, deltas, skip=whole)
+        return
+    for pid, d in deltas.items():
+        into[pid] = into.get(pid, 0.0) + d
 
 
 def _record(session: Session, tree: Tree, node_id: int | None, me: int | None, action: str, detail: dict,
@@ -199,7 +248,7 @@ def add_premise(session: Session, annotator_id: int, parent_node_id: int, text: 
     if done is not None:
         return _again(done)
     tid = _tree_id_of(session, parent_node_id)
-    _begin(session, [tid])
+    _begin(session, [tid], lambda: [text_proposition(session, text)])   # the trees already stating it too
     tree = _live_tree(session, tid)
     parent = _locked_node(session, parent_node_id)
     pid = upsert_propositions(session, [text])[text]
@@ -267,7 +316,8 @@ def edit_text(session: Session, annotator_id: int, node_id: int, text: str, *,
     if done is not None:
         return _again(done)
     tid = _tree_id_of(session, node_id)
-    _begin(session, [tid])
+    _begin(session, [tid], lambda: [session.scalar(select(Node.proposition_id).where(Node.id == node_id)),
+                                    text_proposition(session, text)])   # the old and new text's trees too
     tree = _live_tree(session, tid)
     node = _locked_node(session, node_id)
     if node.parent_id is None:
@@ -301,6 +351,23 @@ def _subtree(session: Session, node: Node) -> list[Node]:
     return out
 
 
+def _subtree_pids(session: Session, tree_id: int, node_id: int) -> set[int]:
+    """Propositions of node ``node_id`` and the nodes below it, as committed now (no ORM objects)."""
+    rows = session.execute(select(Node.id, Node.parent_id, Node.proposition_id).where(Node.tree_id == tree_id)).all()
+    children: dict[int, list[int]] = {}
+    pid = {}
+    for i, par, p in rows:
+        pid[i] = p
+        if par is not None:
+            children.setdefault(par, []).append(i)
+    out, todo = set(), [node_id] if node_id in pid else []
+    while todo:
+        i = todo.pop()
+        out.add(pid[i])
+        todo += children.get(i, ())
+    return out
+
+
 def delete_node(session: Session, annotator_id: int, node_id: int, *, request_id: str | None = None) -> EditResult:
     """An admin deletes node ``node_id`` and everything below it (never the root)."""
     me = _actor(session, annotator_id, admin=True)
@@ -308,7 +375,7 @@ def delete_node(session: Session, annotator_id: int, node_id: int, *, request_id
     if done is not None:
         return _again(done)
     tid = _tree_id_of(session, node_id)
-    _begin(session, [tid])
+    _begin(session, [tid], lambda: _subtree_pids(session, tid, node_id))   # every tree sharing what goes
     tree = _live_tree(session, tid)
     node = _locked_node(session, node_id)
     if node.parent_id is None:
@@ -374,10 +441,12 @@ def move_node(session: Session, annotator_id: int, node_id: int, new_parent_id: 
     return EditResult(edit.id, "move", tid, node.id, root_before, tree.root_belief, node.proposition_id)
 
 
-def apply_rewrite(session: Session, label: Label) -> list[EditResult]:
+def apply_rewrite(session: Session, label: Label, deltas: dict[int, float] | None = None) -> list[EditResult]:
     """An ill-posed answer's rewrite replaces its proposition in every live tree that holds it (premises;
-    a root stays the tree's question).  Called by ``submit_label`` with the trees already locked; one
-    edit per tree, recorded as the answering annotator's, with the label."""
+    a root stays the tree's question).  Called by ``submit_label`` with the trees already locked (those
+    holding the old text and those holding the new one: both are recounted whole); one edit per tree,
+    recorded as the answering annotator's, with the label.  ``deltas``: the caller's forest-VoI changes,
+    to which this adds its own instead of applying them (see ``_recompute``)."""
     new_pid, old_pid = label.rewrite_proposition_id, label.proposition_id
     if new_pid is None or new_pid == old_pid:
         return []
@@ -398,7 +467,7 @@ def apply_rewrite(session: Session, label: Label) -> list[EditResult]:
     for tid, ns in by_tree.items():
         changed[tid] = [{"node_id": n.id, **_replace_proposition(session, n, new_pid)} for n in ns]
     session.flush()
-    _recompute(session, sorted(by_tree), {old_pid, new_pid})
+    _recompute(session, sorted(by_tree), {old_pid, new_pid}, deltas)
     out = []
     for tid in sorted(by_tree):
         tree = session.get(Tree, tid)
@@ -416,10 +485,11 @@ def rewrite_trees(session: Session, label_id: int) -> set[int]:
                                                               TreeEdit.action == "rewrite")))
 
 
-def revert_rewrite(session: Session, label: Label) -> list[EditResult]:
+def revert_rewrite(session: Session, label: Label, deltas: dict[int, float] | None = None) -> list[EditResult]:
     """Undoing an ill-posed answer puts the old text back where its rewrite replaced it (nodes that still
     hold the rewrite; what the model said about the old text comes back too): one 'rewrite' edit per
-    tree, ``detail["reverts"]`` naming the edit undone.  Called by ``undo_last_label``, trees locked."""
+    tree, ``detail["reverts"]`` naming the edit undone.  Called by ``undo_last_label``, trees locked;
+    ``deltas`` as in ``apply_rewrite``."""
     edits = session.scalars(select(TreeEdit).where(TreeEdit.label_id == label.id, TreeEdit.action == "rewrite")
                             .order_by(TreeEdit.id)).all()
     todo = [e for e in edits if not (e.detail or {}).get("reverts")]
@@ -444,7 +514,7 @@ def revert_rewrite(session: Session, label: Label) -> list[EditResult]:
             back.setdefault(e.tree_id, []).append({"node_id": node.id})
     session.flush()
     pids = {todo[0].detail["old_proposition_id"], todo[0].detail["new_proposition_id"]}
-    _recompute(session, sorted({e.tree_id for e in todo}), pids)
+    _recompute(session, sorted({e.tree_id for e in todo}), pids, deltas)
     out = []
     for e in todo:
         tree = session.get(Tree, e.tree_id)
@@ -508,6 +578,19 @@ def web_add_premise(session: Session, token: str | None, parent_node_id: int, te
     submit_label(session, me.id, res.proposition_id, answer == "true",
                  request_id=f"premise:{res.edit_id}")
     return replace(res, root_after=session.scalar(select(Tree.root_belief).where(Tree.id == res.tree_id)))
+
+
+def web_node_claim(session: Session, token: str | None, node_id: int) -> str:
+    """The text of node ``node_id`` (the claim a new premise under it bears on), for a model to elicit the
+    premise's numbers outside any transaction (``oracle_ui.data.add_premise``); checks the session."""
+    from .sessions import check_session
+
+    check_session(session, token)
+    text = session.scalar(select(Proposition.text).join(Node, Node.proposition_id == Proposition.id)
+                          .where(Node.id == _int(node_id, "node_id")))
+    if text is None:
+        raise NotFound(f"no node with id {node_id}", "node_id")
+    return text
 
 
 def web_edit_text(session: Session, token: str | None, node_id: int, text: str, **kw: Any) -> EditResult:

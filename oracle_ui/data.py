@@ -277,14 +277,58 @@ def runs(token: str | None, limit: int = 50) -> list[dict]:
 
 # -- co-authoring and assignment (issue 13) --------------------------------
 
-def add_premise(token: str | None, parent_node_id: int, text: str, *, p_if_true: float, p_if_false: float,
-                stance: str | None = None, answer: str | None = None, request_id: str | None = None):
+def add_premise(token: str | None, parent_node_id: int, text: str, *, p_if_true: float | None = None,
+                p_if_false: float | None = None, stance: str | None = None, answer: str | None = None,
+                request_id: str | None = None, elicit: bool = False, backend: Any = None):
     """Add a premise under a node (any annotator); ``answer`` 'true'/'false' also labels it, in the same
-    transaction.  The ``coauthor.EditResult`` (root before and after)."""
+    transaction.  The ``coauthor.EditResult`` (root before and after).
+
+    ``elicit``: the model elicits the numbers instead (``argtree.coauthor.elicit_premise``, as
+    ``argtree tree add-premise --backend`` does), with ``backend`` or the app's (``model_backend``); the
+    node records them as the model's (its credence, what it said, which model) and the edit as the
+    annotator's.  The model runs between two transactions (reading the claim, then the write), never
+    inside one."""
     from argtree.store import coauthor
 
-    return call(coauthor.web_add_premise, token, parent_node_id, text, p_if_true=p_if_true, p_if_false=p_if_false,
-                stance=stance, answer=answer, request_id=request_id or uuid.uuid4().hex)
+    rid = request_id or uuid.uuid4().hex
+    if not elicit:
+        return call(coauthor.web_add_premise, token, parent_node_id, text, p_if_true=p_if_true,
+                    p_if_false=p_if_false, stance=stance, answer=answer, request_id=rid)
+    from argtree.coauthor import elicit_premise
+    from argtree.store.text import check_text
+
+    text = check_text(text, "text")   # refused before the model runs
+    claim = call(coauthor.web_node_claim, token, parent_node_id, readonly=True)
+    numbers = elicit_premise(backend if backend is not None else model_backend(), claim, text)
+    return call(coauthor.web_add_premise, token, parent_node_id, text, stance=stance, answer=answer, request_id=rid,
+                **numbers)
+
+
+class ModelUnavailable(RuntimeError):
+    """The app's model cannot be loaded (missing extra, bad name, no weights); the message says which."""
+
+
+_backends: dict = {}
+
+
+def model_backend():
+    """The model the app lets elicit a premise's numbers: ``argtree ui --backend/--model`` (environment
+    ARGTREE_UI_BACKEND / ARGTREE_UI_MODEL), by default the CLI's default, the bundled local model.  Loaded
+    once per server process, on first use."""
+    import os
+
+    kind = os.environ.get("ARGTREE_UI_BACKEND") or "local"
+    model = os.environ.get("ARGTREE_UI_MODEL") or None
+    key = (kind, model)
+    if key not in _backends:
+        from argtree.llm import open_backend
+
+        try:
+            _backends[key] = open_backend(kind, model)
+        except (ValueError, RuntimeError, OSError, ImportError) as err:
+            raise ModelUnavailable(f"the model ({kind}{', ' + model if model else ''}) cannot be loaded: "
+                                   f"{_first_line(err)}") from None
+    return _backends[key]
 
 
 def edit_text(token: str | None, node_id: int, text: str):

@@ -44,7 +44,11 @@ def streamlit_command(port: int, host: str, app: Path = APP) -> list[str]:
 @click.option("--host", "-H", default="127.0.0.1", show_default=True,
               help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).")
 @click.option("--database", default=None, help="Database URL (default ARGTREE_DATABASE_URL or the local file).")
-def ui(port: int, host: str, database: str | None) -> None:
+@click.option("--backend", type=click.Choice(["local", "openai", "fake"]), default=None,
+              help="The model that elicits a premise's numbers when an annotator asks it to on the Trees page "
+                   "(default ARGTREE_UI_BACKEND, else local: the bundled model; loaded on first use).")
+@click.option("--model", default=None, help="With --backend: the model (default ARGTREE_UI_MODEL).")
+def ui(port: int, host: str, database: str | None, backend: str | None, model: str | None) -> None:
     """Start the oracle's web app: log in, answer the highest-VoI questions, browse trees.
 
     Accounts come from `argtree users add NAME [--admin]`.  The database must be
@@ -60,6 +64,10 @@ def ui(port: int, host: str, database: str | None) -> None:
     env = dict(os.environ)
     if database:
         env["ARGTREE_DATABASE_URL"] = database
+    if backend:
+        env["ARGTREE_UI_BACKEND"] = backend
+    if model:
+        env["ARGTREE_UI_MODEL"] = model
     from ..store.db import SchemaError, check_schema, make_engine, redact
 
     url = env.get("ARGTREE_DATABASE_URL")

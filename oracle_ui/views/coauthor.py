@@ -21,14 +21,23 @@ def _run(action, ok: str, *args, **kwargs) -> None:
         ss["session_ended"] = err
     except data.Unavailable as err:
         ss["trees_flash"] = (f"Not changed: the database is not available ({err}).", True)
+    except data.ModelUnavailable as err:
+        ss["trees_flash"] = (f"Not changed: {err}.", True)
     except ValueError as err:   # StoreError / NotFound: says which field and why
         ss["trees_flash"] = (f"Not changed: {err}", True)
 
 
+MINE, MODEL = "my numbers", "let the model elicit them"
+
+
 def _add(node_id: int, key: str) -> None:
     ss = st.session_state
-    stance = "for" if ss.get(f"{key}_add_stance", "for").startswith("for") else "against"
     answer = {"True": "true", "False": "false"}.get(ss.get(f"{key}_add_answer", "—"))
+    if ss.get(f"{key}_add_numbers", MINE) == MODEL:   # the model's numbers decide for or against
+        _run(data.add_premise, "Premise added with the model's numbers; beliefs, VoI and the root are recomputed.",
+             node_id, ss.get(f"{key}_add_text", ""), answer=answer, elicit=True)
+        return
+    stance = "for" if ss.get(f"{key}_add_stance", "for").startswith("for") else "against"
     _run(data.add_premise, "Premise added; beliefs, VoI and the root are recomputed.", node_id,
          ss.get(f"{key}_add_text", ""), p_if_true=ss.get(f"{key}_add_p1"), p_if_false=ss.get(f"{key}_add_p0"),
          stance=stance, answer=answer)
@@ -57,12 +66,20 @@ def node_actions(acct, n, nodes: dict) -> None:
         st.caption("A premise bears on this node: for it (its truth raises the node) or against it. Your numbers "
                    "say how strongly; your answer to it, if you know it, counts as a label at once.")
         st.text_input("Premise (one sentence)", key=f"{key}_add_text", max_chars=2000)
+        mine = st.radio("Its numbers", [MINE, MODEL], key=f"{key}_add_numbers", horizontal=True,
+                        help="The model gives its credence in the premise and P(this node | premise) and "
+                             "P(this node | not premise); those become the premise's numbers (recorded as the "
+                             "model's, with its name).") == MINE
         c = st.columns(2)
-        c[0].radio("It speaks", ["for this node", "against this node"], key=f"{key}_add_stance", horizontal=True)
+        if mine:
+            c[0].radio("It speaks", ["for this node", "against this node"], key=f"{key}_add_stance", horizontal=True)
         c[1].radio("Your answer to it", ["—", "True", "False"], key=f"{key}_add_answer", horizontal=True)
-        c = st.columns(2)
-        c[0].number_input("P(premise true | this node true)", 0.01, 0.99, 0.8, 0.05, key=f"{key}_add_p1")
-        c[1].number_input("P(premise true | this node false)", 0.01, 0.99, 0.3, 0.05, key=f"{key}_add_p0")
+        if mine:
+            c = st.columns(2)
+            c[0].number_input("P(premise true | this node true)", 0.01, 0.99, 0.8, 0.05, key=f"{key}_add_p1")
+            c[1].number_input("P(premise true | this node false)", 0.01, 0.99, 0.3, 0.05, key=f"{key}_add_p0")
+        else:
+            st.caption("The model's numbers also say whether it speaks for or against this node.")
         st.button("Add premise", key=f"{key}_add", on_click=_add, args=(n.id, key))
     if n.parent_id is not None:
         with st.expander("Edit this premise's text"):

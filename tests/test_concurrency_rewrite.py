@@ -140,3 +140,57 @@ def test_rewrites_undos_and_edits_with_answers_on_shared_propositions(url):
         reverted = {(e.detail or {})["reverts"] for e in rewrites if (e.detail or {}).get("reverts")}
         assert {i for i, e in done.items() if e.label_id in set(undone)} == reverted
     check_consistency(url)
+
+
+@pytest.mark.postgres
+def test_an_answer_counts_in_a_tree_its_proposition_joined_while_it_waited(pg_module):
+    """An answer reads its proposition's trees, then waits for one of their locks; meanwhile an author puts
+    the proposition into another tree and commits.  The answer must count there too (PostgreSQL: SQLite's
+    writer holds the database from its first read).  Waits on what the server says (a lock not granted),
+    never on time."""
+    import time
+
+    from sqlalchemy import text
+
+    from argtree.store.compute import lock_trees
+    from argtree.store.models import Proposition
+    from argtree.store.testing import reset_postgres
+
+    fast_password_hashing()
+    url = pg_module
+    reset_postgres(url)
+    with session_scope(url) as s:
+        a = save_tree(s, ArgumentTree([TNode("r", "Question A?", prior=0.5),
+                                       TNode("x", POOL[0], parent="r", p_if_true=0.8, p_if_false=0.3)]))
+        b = save_tree(s, ArgumentTree([TNode("r", "Question B?", prior=0.5),
+                                       TNode("y", POOL[1], parent="r", p_if_true=0.6, p_if_false=0.4)]))
+        ann = add_annotator(s, "ann", "password123").id
+        author = add_annotator(s, "author", "password123").id
+        pid = s.scalar(select(Proposition.id).where(Proposition.text == POOL[0]))
+        root_b = s.scalar(select(Node.id).where(Node.tree_id == b, Node.parent_id.is_(None)))
+    errors: list[BaseException] = []
+
+    def answer() -> None:
+        try:
+            with session_scope(url) as s:
+                submit_label(s, ann, pid, True, request_id="late")
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    def waiting() -> int:
+        with session_scope(url, readonly=True) as s:
+            return s.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted"))
+
+    with session_scope(url) as s1:
+        lock_trees(s1, [a])                      # tree A is busy
+        t = threading.Thread(target=answer)
+        t.start()
+        deadline = time.monotonic() + 60
+        while waiting() == 0:                    # until the answer waits for tree A's lock
+            assert t.is_alive() and time.monotonic() < deadline
+        add_premise(s1, author, root_b, POOL[0], p_if_true=0.9, p_if_false=0.2, request_id="join")
+    t.join()
+    assert errors == []
+    with session_scope(url, readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(Node).where(Node.proposition_id == pid)) == 2
+    check_consistency(url)                       # tree B's beliefs count the answer

@@ -349,6 +349,19 @@ def _informative(label: Label | None) -> bool:
     return label is not None and (label.value is not None or label.probability is not None)
 
 
+def _joined(session: Session, pid: int, tree_ids: set[int]) -> set[int]:
+    """The proposition's trees once ``tree_ids`` are locked (PostgreSQL): a co-authoring change may have put
+    it into another tree while this waited, and that tree must count the answer too.  Such a tree is
+    locked now, after the others but before any proposition (rare: a change that adds a node on this
+    proposition commits while this answer waits for its locks)."""
+    if not _pg(session):   # SQLite: this transaction held the database before it read tree_ids
+        return tree_ids
+    now = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == pid).distinct()))
+    if not now <= tree_ids:
+        lock_trees(session, now - tree_ids)
+    return tree_ids | now
+
+
 def submit_label(session: Session, annotator_id: int, proposition_id: int, value: bool | None = None, *,
                  probability: float | None = None, dont_know: bool = False, ill_posed: bool = False,
                  rewrite: str | None = None, comment: str | None = None, seconds: float | None = None,
@@ -380,6 +393,7 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     else:
         share_reliability_lock(session)
         lock_trees(session, tree_ids)
+        tree_ids = _joined(session, pid, tree_ids)
     lock_proposition(session, pid)
     # This request's label if it was stored already, and this person's live answer to the proposition.
     mine = session.scalars(select(Label).where(
@@ -439,6 +453,7 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
     else:
         share_reliability_lock(session)
         lock_trees(session, tree_ids)
+        tree_ids = _joined(session, last.proposition_id, tree_ids)
     lock_proposition(session, last.proposition_id)
     if _pg(session):
         session.refresh(last)

@@ -76,7 +76,8 @@ from .expand import content_words, similarity
 __all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "VAGUE", "TO_READER", "NO_CONTENT", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
            "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
            "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms",
-           "LOOP_SOURCES", "label_source", "workable", "loop_proposal_records"]
+           "LOOP_SOURCES", "label_source", "workable", "loop_proposal_records", "fact_question",
+           "lowercase_words"]
 
 YES_NO_START = frozenset("is are was were does do did can could would will has have had should shall must may "
                          "might".split())
@@ -367,8 +368,59 @@ def heldout_terms(questions) -> list[tuple[str, str]]:
     return out
 
 
+_FACT_AUX = ("is are was were can could will would should may might must has have had".split())
+_ARTICLE = frozenset("the a an".split())
+
+
+_LEADING = frozenset("in on at by for from during if when after before since although though while according "
+                     "as because unlike like with without".split())
+
+
+def lowercase_words(texts: Iterable[str]) -> frozenset[str]:
+    """Words written in lower case more often than capitalized where they are not first in a sentence (so
+    "Perjury", "Dandelions" or "There" may start a question in lower case, "Memphis" or "Bitcoin" not)."""
+    low: dict[str, int] = defaultdict(int)
+    cap: dict[str, int] = defaultdict(int)
+    for t in texts:
+        for w in str(t).split()[1:]:
+            w = w.strip(".,;:?!()\"'")
+            if w.isalpha():
+                (low if w.islower() else cap)[w.lower()] += 1
+    return frozenset(w for w, k in low.items() if k > cap.get(w, 0))
+
+
+def fact_question(fact: str, lower: frozenset[str] = frozenset()) -> str | None:
+    """A StrategyQA fact as the yes/no question it answers "yes" to, by moving its first auxiliary verb to the
+    front ("Rede Globo is a Brazilian television network." -> "Is Rede Globo a Brazilian television
+    network?"); None when there is no auxiliary after a short subject (no comma, at most 8 words), the fact
+    holds a negation, or has/have/had is the main verb ("Leipzig has a zoo."; do-support would need a
+    lemmatizer).  Facts are checkable by construction, so these questions are answerable ones."""
+    text = " ".join(str(fact).split()).rstrip(".").strip()
+    if not text or negations(text) or any(c in text for c in '?"\\;:'):
+        return None
+    words = text.split(" ")
+    if words[0].lower() in _LEADING:   # "In South Asia the plant is ...": no subject first
+        return None
+    for i, w in enumerate(words[:9]):
+        low = w.lower()
+        if i == 0 or low not in _FACT_AUX:
+            if "," in w:
+                return None
+            continue
+        rest = words[i + 1:]
+        if not rest:
+            return None
+        if low in ("has", "have", "had") and not (rest[0] == "been" or rest[0].endswith(("ed", "en"))):
+            return None
+        subject = words[:i]
+        if subject[0].lower() in _ARTICLE or subject[0].lower() in lower or subject[0] == "There":
+            subject = [subject[0].lower()] + subject[1:]
+        return f"{w[:1].upper()}{low[1:]} {' '.join(subject + rest)}?"
+    return None
+
+
 def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True,
-                     bare: bool = False) -> tuple[list[dict], dict]:
+                     bare: bool = False, facts: bool = False) -> tuple[list[dict], dict]:
     """(conversational records, counts) teaching the proposer on the train split of StrategyQA ``questions``
     (``argtree.questions.Question`` objects with ``term``/``description`` in ``extra``).
 
@@ -379,7 +431,9 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     term's topic; e.g. two negations): the proposer learns what the loop accepts.  Held-out questions
     (``split_heldout``) never appear, not even as a train question with the same text under another id.
     With ``bare`` every record is written a second time with the term alone as the topic (topics people
-    type, "urban cycling", carry no description).  Deterministic: terms sorted, questions in file order."""
+    type, "urban cycling", carry no description).  With ``facts`` a term's questions are preceded by its
+    train questions' facts turned into questions (``fact_question``; counted in ``from_facts``), guarded
+    the same way: simple checkable questions about the term, several per term.  Deterministic: terms sorted, questions in file order."""
     from .loop import QUESTION_PATTERN
     from .questions import split_heldout
 
@@ -390,13 +444,18 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     counts["no_term"] = sum(not isinstance(q.extra.get("term"), str) or not q.extra["term"].strip() for q in train)
     # StrategyQA holds some questions twice under two ids: a train copy of a held-out question is left out.
     held_texts = {normalize_key(q.question) for q in held}
+    lower = lowercase_words(t for q in train for t in (q.question, *(getattr(q, "facts", ()) or ()))) \
+        if facts else frozenset()
     records = []
     for term, qs in sorted(_by_term(train).items()):
         topic = proposal_topic(term, qs[0].extra.get("description"))
         guard = ProposalGuard(topic)
         keep = []
-        for q in qs:
-            text = " ".join(q.question.split())
+        cands = [(" ".join(q.question.split()), False) for q in qs]
+        if facts:
+            made = [fact_question(f, lower) for q in qs for f in (getattr(q, "facts", ()) or ())]
+            cands = [(m, True) for m in made if m] + cands
+        for text, from_fact in cands:
             if normalize_key(text) in held_texts:
                 counts["same_as_heldout"] += 1
                 continue
@@ -410,6 +469,7 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                     continue
                 guard.accept(text)
             keep.append(text)
+            counts["from_facts"] = counts.get("from_facts", 0) + from_fact
         for i in range(0, len(keep), max_per_prompt):
             chunk = keep[i:i + max_per_prompt]
             records.append({"messages": [

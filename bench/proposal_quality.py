@@ -74,14 +74,14 @@ def cmd_export(args) -> None:
     from argtree.strategyqa import default_path
 
     records, counts = proposal_records(load_questions(default_path()), max_per_prompt=args.max_per_prompt,
-                                       bare=args.bare)
+                                       bare=args.bare, facts=args.facts)
     if args.limit:
         records = sorted(records, key=lambda r: _sha(f"{args.seed}:{r['term']}:{r['messages'][0]['content']}"))
         records = records[: args.limit]
     out = Path(args.out)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     card = {"source": default_path(), "counts": counts, "written": len(records), "limit": args.limit,
-            "bare": args.bare, "max_per_prompt": args.max_per_prompt,
+            "bare": args.bare, "facts": args.facts, "max_per_prompt": args.max_per_prompt,
             "seed": args.seed, "sha256": _sha(out.read_text(encoding="utf-8"))}
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card, indent=1))
@@ -216,7 +216,8 @@ def rejudge(rows: list[dict]) -> list[dict]:
 
 
 def cmd_report(args) -> None:
-    files = [Path(f) for f in args.files] or sorted(p for p in RESULTS.glob("*.jsonl") if p.name != "labels.jsonl")
+    files = [Path(f) for f in args.files] or sorted(p for p in RESULTS.glob("*.jsonl")
+                                                    if not p.name.startswith("labels") and not p.name.endswith(".loop.jsonl"))
     rows = [json.loads(line) for f in files for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not args.as_run:
         rows = rejudge(rows)
@@ -227,8 +228,7 @@ def cmd_report(args) -> None:
             m = json.loads(meta.read_text(encoding="utf-8"))
             calls[m["label"]] = m["calls"]
     labels = {}
-    lab_path = Path(args.labels)
-    if lab_path.exists():
+    for lab_path in map(Path, args.labels or [str(RESULTS / "labels.jsonl")]):
         for line in lab_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 rec = json.loads(line)
@@ -246,8 +246,58 @@ def cmd_report(args) -> None:
     for s in summary:
         if s["set"] != "both":
             print(f"- {s['model']} / {s['set']}: rejections {s['reasons']}")
+    loops = loop_summary(files, labels)
+    if loops:
+        print()
+        print("What the loop asks (greedy answer, then sampled retries while fewer than n passed; today's guards as "
+              "run):")
+        print()
+        print("| model | set | topics with a question | questions accepted | with a negation | answerable (by hand) "
+              "| unlabeled |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for s in loops:
+            print(f"| {s['model']} | {s['set']} | {_share(s['topics_with'], s['topics'])} | {s['accepted']} "
+                  f"| {_share(s['negation'], s['accepted'])} | {_share(s['answerable'], s['labeled'])} "
+                  f"| {s['accepted'] - s['labeled']} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        Path(args.json).write_text(json.dumps({"first_answer": summary, "loop": loops} if loops else summary,
+                                              indent=1) + "\n", encoding="utf-8")
+
+
+def loop_summary(files: list[Path], labels: dict) -> list[dict]:
+    """Per model (with a LABEL.loop.jsonl beside its file) and set: what ``propose`` accepted after retries."""
+    out = []
+    for f in files:
+        lp = f.with_suffix(".loop.jsonl")
+        if not lp.exists():
+            continue
+        rows = [json.loads(line) for line in lp.read_text(encoding="utf-8").splitlines() if line.strip()]
+        # Accepted as run, judged again with today's guards in their order per topic (a guard added after the
+        # run rejects some; the loop would have retried for those, which this cannot replay: counted as missing).
+        from argtree.propose import ProposalGuard
+
+        guards: dict = {}
+        for r in rows:
+            if "rejected" not in r:
+                g = guards.setdefault(r["topic"], ProposalGuard(r["topic"]))
+                v = g.check(r["question"])
+                if v.ok:
+                    g.accept(v.text)
+                else:
+                    r["rejected"], r["rejected_today"] = v.reason, True
+        model = rows[0]["model"] if rows else f.stem
+        meta = json.loads(f.with_suffix(".meta.json").read_text(encoding="utf-8"))
+        for name in ("heldout", "topics", "both"):
+            rs = [r for r in rows if name == "both" or r["set"] == name]
+            acc = [r for r in rs if "rejected" not in r]
+            lab = [labels[(model, r["topic"], r["question"])] for r in acc if (model, r["topic"], r["question"]) in labels]
+            n_topics = sum(name == "both" or c["set"] == name for c in meta["calls"])
+            out.append({"model": model, "set": name, "topics": n_topics,
+                        "topics_with": len({r["topic"] for r in acc}), "accepted": len(acc),
+                        "negation": sum(r["negation"] for r in acc), "labeled": len(lab), "answerable": sum(lab),
+                        "rejected_by_later_guards": sum(bool(r.get("rejected_today")) for r in rs),
+                        "attempts": sum({r["topic"]: r["attempts"] for r in rs}.values())})
+    return out
 
 
 def main() -> None:
@@ -259,6 +309,7 @@ def main() -> None:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--max-per-prompt", type=int, default=5)
     e.add_argument("--bare", action="store_true", help="each record also with the term alone as the topic")
+    e.add_argument("--facts", action="store_true", help="a term's facts turned into questions too (fact_question)")
     r = sub.add_parser("run", help="propose for the held-out terms and the 20 topics with one model")
     r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
     r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")
@@ -273,7 +324,8 @@ def main() -> None:
     r.add_argument("--out", default=None)
     p = sub.add_parser("report", help="shares with Wilson 95% intervals, hand labels included")
     p.add_argument("files", nargs="*")
-    p.add_argument("--labels", default=str(RESULTS / "labels.jsonl"))
+    p.add_argument("--labels", action="append", default=None,
+                   help="hand labels (repeatable; default bench/results/proposals/labels.jsonl)")
     p.add_argument("--json", default=None)
     p.add_argument("--as-run", action="store_true", help="the guards' verdicts as stored by the run (default: "
                    "judge the stored proposals again with the current guards)")

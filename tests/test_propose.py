@@ -421,3 +421,47 @@ def test_loop_n_sets_the_questions_proposed_per_topic_and_records_rejections(tmp
         assert prop.result["negation"] == []
         assert sorted(t.payload["question"] for t in tasks if t.kind == "question") == sorted(prop.result["questions"])
     dispose(url)
+
+
+@pytest.mark.model
+@pytest.mark.slow
+def test_the_shipped_proposer_proposes_guarded_questions():
+    """The shipped proposer adapter (what `argtree loop` proposes with by default): every accepted proposal
+    passes the guards, none repeats another, and each topic gets at least one question."""
+    from argtree.llm.local import LocalBackend, shipped_proposer
+
+    if shipped_proposer() is None:
+        pytest.fail("argtree/adapters/proposer-lora is not shipped")
+    be = LocalBackend("proposer")
+    assert be.model_version == "bundled+proposer-lora"
+    for topic in ("renewable energy", "Leipzig (Place in Saxony, Germany)"):
+        out = propose(be, topic, 3, seed=0, retries=2)
+        assert out.accepted, (topic, out.to_json())
+        guard = ProposalGuard(topic)
+        for v in out.accepted:
+            assert guard.check(v.text).ok, (topic, v)
+            guard.accept(v.text)
+        assert all(v.reason in REASONS for v in out.rejected)
+        print(f"\n{topic}: accepted {out.questions}\nrejected {[(v.text, v.reason) for v in out.rejected]}")
+
+
+def test_fact_questions_move_the_auxiliary_to_the_front():
+    from argtree.propose import fact_question, lowercase_words
+
+    lower = lowercase_words(["Most people ride a dandelion.", "Many dandelions grow; there are some.",
+                             "We saw Memphis and Memphis again."])
+    assert fact_question("Rede Globo is a Brazilian television network.") == \
+        "Is Rede Globo a Brazilian television network?"
+    assert fact_question("The official language of Brazil is Portuguese.") == "Is the official language of Brazil Portuguese?"
+    assert fact_question("Shrimp have been found to contain microplastics.") == \
+        "Have Shrimp been found to contain microplastics?"   # not known as a lower-case word: kept as written
+    assert fact_question("Dandelions are plants.", lower) == "Are dandelions plants?"      # lower case by use
+    assert fact_question("Memphis is a city in Tennessee.", lower) == "Is Memphis a city in Tennessee?"
+    assert fact_question("There are 168 hours in a week.") == "Are there 168 hours in a week?"
+    assert fact_question("Sean Connery was born in Scotland.") == "Was Sean Connery born in Scotland?"
+    # None: no auxiliary, a negation, has as the main verb, a fronted phrase, a long subject with a comma
+    assert fact_question("Grey seals hear better underwater.") is None
+    assert fact_question("The Police were not law enforcement officers.") is None
+    assert fact_question("Leipzig has a zoo.") is None
+    assert fact_question("In South Asia the plant is called brinjal.") is None
+    assert fact_question("Paris, the capital, is big.") is None

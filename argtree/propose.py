@@ -40,7 +40,11 @@ tree for.  A proposal is rejected, with the reason, when it
   5+ letters making 70% of the shorter one: hippos / hippopotamus; see ``_same_word``);
 * ``near-duplicate``: its content words overlap an earlier question of the
   run (the ones given, and the ones accepted before it) with a Jaccard
-  similarity of at least ``DUP_THRESHOLD`` (``argtree.expand.similarity``).
+  similarity of at least ``DUP_THRESHOLD`` (``argtree.expand.similarity``);
+* ``hypothetical``: a "Would ..." question or one about "a person"
+  (``HYPOTHETICAL``): what the trained proposer writes this way is rarely
+  answerable; checked last, and not held against StrategyQA's own questions
+  when they become training data (``PROPOSER_ONLY``).
 
 ``propose`` calls the backend greedily first, then (while fewer than n
 questions were accepted) up to ``retries`` more times with sampling
@@ -73,7 +77,8 @@ from typing import Any, Iterable, Sequence
 from .datasets import normalize as normalize_key
 from .expand import content_words, similarity
 
-__all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "VAGUE", "TO_READER", "NO_CONTENT", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
+__all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "VAGUE", "TO_READER", "NO_CONTENT", "HYPOTHETICAL",
+           "PROPOSER_ONLY", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
            "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
            "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms",
            "LOOP_SOURCES", "label_source", "workable", "loop_proposal_records", "fact_question",
@@ -87,7 +92,10 @@ MIN_WORDS = 4
 RETRY_TEMPERATURE = 0.8
 REASONS = ("not-a-question", "not-yes-no", "too-short", "unfinished", "degenerate", "stacked-negation",
            "evaluative", "vague", "to-reader", "no-content", "repeats-word", "copies-topic", "off-topic",
-           "near-duplicate")
+           "near-duplicate", "hypothetical")
+# Reasons that judge what a small proposer writes, not what a person asks: StrategyQA's own questions are
+# not rejected for them when they become training data (proposal_records).
+PROPOSER_ONLY = frozenset({"hypothetical"})
 # Asks for a judgment no fact settles ("Is high-speed rail a good idea?"): measured as the main kind of
 # unanswerable proposal of the trained proposer (BENCHMARKS.md, "Question proposals").
 # The meaning guards below them (vague, to-reader, no-content, repeats-word) and the second half of
@@ -103,6 +111,11 @@ TO_READER = re.compile(r"^(are|were) you\b|\bplease\b|\byou('re| are)? (sure|rea
 # The prompt's own words echoed back ("Is there a well-informed person who could answer this question?",
 # "Is there a checkable fact about X?"): the base model's commonest answer to proposal_prompt.  Added after
 # the base model's fresh run and before the shipped proposer's (BENCHMARKS.md).
+# "Would a coral reef be extinct if the world had 1000 people?", "Can a person work in a 20-bedroom office?":
+# of the trained proposer's fresh proposals (proposer-v2, BENCHMARKS.md) 1 of 13 "Would" questions and 1 of 5
+# about "a person" were answerable.  Checked last, and not applied to StrategyQA's questions as training data
+# (16% of them start with "Would", and are answerable): PROPOSER_ONLY.
+HYPOTHETICAL = re.compile(r"^would\b|^(can|could|does|do|is|will|should|did) a person\b", re.I)
 NO_CONTENT = re.compile(r"\bthis (question|answer|topic|text)\b|\bthe answer\b|\ba question\b|\bthe question\b|"
                         r"\bwell-informed\b|\bcheckable\b|\byes/no\b|\byes or no\b|"
                         r"\bis there an? (\w+ )?fact\b", re.I)
@@ -263,6 +276,8 @@ class ProposalGuard:
             return "off-topic"
         if any(similarity(text, e) >= self.dup_threshold for e in self.earlier):
             return "near-duplicate"
+        if HYPOTHETICAL.search(text):
+            return "hypothetical"
         return None
 
     def check(self, text: str) -> Verdict:
@@ -464,7 +479,7 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                 continue
             if guarded:
                 v = guard.check(text)
-                if not v.ok:
+                if not v.ok and v.reason not in PROPOSER_ONLY:
                     counts[v.reason] += 1
                     continue
                 guard.accept(text)
@@ -479,7 +494,7 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
             counts["used"] += len(chunk)
             if bare and topic != term:  # only the questions the guards pass with the term alone as the topic
                 alone = ProposalGuard(term)
-                mine = [q for q in chunk if not guarded or alone.check(q).ok]
+                mine = [q for q in chunk if not guarded or alone.check(q).reason in (None, *PROPOSER_ONLY)]
                 if mine:
                     records.append({"messages": [
                         {"role": "user", "content": proposal_prompt(term, len(mine))},

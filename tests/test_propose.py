@@ -30,6 +30,7 @@ TABLE = [
     ("the Panthéon", "Is the Pantheon older than the Eiffel Tower?", None, False),        # accents dropped
     ("urban cycling", "Should cyclists never ride on city pavements?", None, True),      # one negation: flagged
     ("urban cycling", "Could urban cycling cut traffic in Paris by half?", None, False),
+    ("urban cycling", "Can a personal injury claim follow an urban cycling crash?", None, False),  # "personal"
     ("urban cycling", "Was urban cycling common in Amsterdam in 1950?", None, False),    # ends on a number
     ("urban cycling", "Do most urban cycling trips end within 5 km of home?", None, False),
     ("urban cycling", "Do cities know what urban cycling is?", None, False),             # may end on 'is'
@@ -74,6 +75,8 @@ TABLE = [
     ("binary number", "Is there a checkable claim about the binary number?", "no-content", False),
     ("cultural hegemony", "Is the concept of cultural hegemony a topic of cultural hegemony?", "repeats-word", False),
     ("Chevrolet Cruze", "Did Chevrolet Cruze have a 2019 Chevrolet Cruze?", "repeats-word", False),
+    ("coral reef bleaching", "Would a coral reef be extinct if the world had 1000 people?", "hypothetical", False),
+    ("open-plan offices", "Can a person work in a 20-bedroom open-plan office?", "hypothetical", False),
     # ... and what they let through: a fact, a comparison, a trivial but answerable question
     ("Chevrolet Cruze", "Was the Chevrolet Cruze sold in Australia as a Holden?", None, False),
     ("lab-grown meat", "Was lab-grown meat approved for sale in Singapore in 2020?", None, False),

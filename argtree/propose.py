@@ -89,7 +89,9 @@ YES_NO_START = frozenset("is are was were does do did can could would will has h
 NEGATION_WORDS = frozenset("not no never none nor neither nobody nothing nowhere cannot".split())
 DUP_THRESHOLD = 0.7
 MIN_WORDS = 4
-RETRY_TEMPERATURE = 0.8
+# Sampled retries at 0.8 made a trained proposer's accepted questions 16% answerable (11 of 70) against 42%
+# (11 of 26) for its greedy answers (proposer-v2, BENCHMARKS.md): retries sample close to greedy.
+RETRY_TEMPERATURE = 0.4
 REASONS = ("not-a-question", "not-yes-no", "too-short", "unfinished", "degenerate", "stacked-negation",
            "evaluative", "vague", "to-reader", "no-content", "repeats-word", "copies-topic", "off-topic",
            "near-duplicate", "hypothetical")

@@ -221,8 +221,10 @@ def test_propose_only_prints_proposals_and_touches_no_store(tmp_path):
     assert cyc["attempts"] == 2
     # The script ran out for the second topic's retry: the fake answered it like a model would.
     assert ren["accepted"][0]["question"] == "Is renewable energy cheaper than coal?"
-    assert ren["rejected"][0]["reason"] == "not-a-question" and len(ren["accepted"]) == 2
-    assert out["summary"] == {"accepted": 4, "rejected": 2, "negation": 0}
+    assert ren["rejected"][0]["reason"] == "not-a-question" and ren["attempts"] == 2
+    # (its sampled answer, "Will hidden trade-offs decide the future of renewable energy?", is evaluative)
+    assert [r["reason"] for r in ren["rejected"][1:]] == ["evaluative"] and len(ren["accepted"]) == 1
+    assert out["summary"] == {"accepted": 3, "rejected": 3, "negation": 0}
     assert out["proposer"] == "fake"  # who proposed (the fake backend proposes itself: no proposer adapter)
     # Nothing stored, no database created, not even the default one under ARGTREE_HOME.
     assert not db.exists() and not list(tmp_path.glob("**/*.db"))

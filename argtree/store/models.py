@@ -47,7 +47,7 @@ class Proposition(Base):
     ``forest_voi`` = sum over the trees holding it of tree priority x node VoI.
     ``queue_rank`` is ``forest_voi`` while the proposition still needs answers
     (``n_answers`` < the overlap setting and VoI > 0), else NULL.  ``queue_bucket`` is
-    ``floor(2 ln queue_rank)`` (``compute.rank_bucket``), and only it is indexed: the queue scans the
+    ``floor(8 ln queue_rank)`` (``compute.rank_bucket``), and only it is indexed: the queue scans the
     index from the top bucket down and orders each bucket by ``queue_rank``, which gives exactly the
     order by ``queue_rank``, while an answer that moves ~400 forest VoIs rewrites index entries only for
     the few that change bucket (issue 15: the index entries were two thirds of an answer's writes).
@@ -157,9 +157,10 @@ class Node(Base):
         CheckConstraint("prior IS NULL OR (prior >= 0 AND prior <= 1)", name="prior_range"),
         CheckConstraint("p_if_true IS NULL OR (p_if_true >= 0 AND p_if_true <= 1)", name="p_if_true_range"),
         CheckConstraint("p_if_false IS NULL OR (p_if_false >= 0 AND p_if_false <= 1)", name="p_if_false_range"),
-        # PostgreSQL: an answer rewrites beliefs and VoI (no index covers them) of ~400 nodes; with room
-        # on the page those updates stay on it (HOT) instead of inserting into all four node indexes.
-        {"postgresql_with": {"fillfactor": 80}},
+        # PostgreSQL: an answer rewrites beliefs and VoI (no index covers them) of every node of the ~4
+        # trees holding its proposition, a tree's rows side by side; with half of each page free, those
+        # updates stay on it (HOT) instead of inserting into all four node indexes (at 80: 38% HOT).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
 

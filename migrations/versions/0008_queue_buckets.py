@@ -1,9 +1,9 @@
 """The queue ranks by a coarse bucket of the forest VoI (issue 15).
 
-``propositions.queue_bucket`` = floor(2 ln queue_rank) is indexed instead of ``queue_rank``: the
+``propositions.queue_bucket`` = floor(8 ln queue_rank) is indexed instead of ``queue_rank``: the
 queue reads the top bucket and orders it by ``queue_rank`` (the same order as before), and an answer
 rewrites index entries only for the propositions that change bucket.  On PostgreSQL the propositions
-and nodes tables get a fillfactor (70 and 80) so the answer's row updates can stay on their page
+and nodes tables get a fillfactor (70 and 50) so the answer's row updates can stay on their page
 (HOT); it applies to pages written from now on (``VACUUM FULL propositions, nodes`` applies it to all).
 
 Revision ID: 0008
@@ -28,14 +28,14 @@ def upgrade() -> None:
         batch_op.create_index('ix_propositions_queue_bucket', ['queue_bucket'], unique=False)
     # compute.bucket_sql's formula as it is today (a migration must not follow later code changes)
     if op.get_bind().dialect.name == "sqlite":
-        op.execute("UPDATE propositions SET queue_bucket = CAST(ln(queue_rank) * 2 + 1500 AS INTEGER) - 1500 "
+        op.execute("UPDATE propositions SET queue_bucket = CAST(ln(queue_rank) * 8 + 6000 AS INTEGER) - 6000 "
                    "WHERE queue_rank IS NOT NULL")
     else:
-        op.execute("UPDATE propositions SET queue_bucket = floor(ln(queue_rank) * 2 + 1500) - 1500 "
+        op.execute("UPDATE propositions SET queue_bucket = floor(ln(queue_rank) * 8 + 6000) - 6000 "
                    "WHERE queue_rank IS NOT NULL")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("ALTER TABLE propositions SET (fillfactor = 70)")
-        op.execute("ALTER TABLE nodes SET (fillfactor = 80)")
+        op.execute("ALTER TABLE nodes SET (fillfactor = 50)")
 
 
 def downgrade() -> None:

@@ -55,14 +55,15 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def topic_sets(n_terms: int) -> dict[str, list[tuple[str, str]]]:
-    """{"heldout": [(term, topic)], "topics": [(topic, topic)]}."""
+def topic_sets(n_terms: int, offset: int = 0, topics: Path = TOPICS) -> dict[str, list[tuple[str, str]]]:
+    """{"heldout": [(term, topic)], "topics": [(topic, topic)]}: held-out terms ``offset`` .. ``offset + n_terms``
+    by sha256 of the term, and the topics of ``topics``."""
     from argtree.propose import heldout_terms
     from argtree.questions import load_questions
     from argtree.strategyqa import default_path
 
-    held = sorted(heldout_terms(load_questions(default_path())), key=lambda t: _sha(t[0]))[:n_terms]
-    mine = [line.strip() for line in TOPICS.read_text(encoding="utf-8").splitlines()
+    held = sorted(heldout_terms(load_questions(default_path())), key=lambda t: _sha(t[0]))[offset:offset + n_terms]
+    mine = [line.strip() for line in Path(topics).read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
     return {"heldout": held, "topics": [(t, t) for t in mine]}
 
@@ -106,7 +107,7 @@ def cmd_run(args) -> None:
     from argtree.loop import question_bound, question_schema
     from argtree.propose import ProposalGuard, is_yes_no, negations, proposal_prompt
 
-    sets = topic_sets(args.terms)
+    sets = topic_sets(args.terms, args.terms_offset, Path(args.topics))
     if args.threads:
         import os
 
@@ -165,7 +166,7 @@ def cmd_run(args) -> None:
         print(f"loop proposals (retries {args.retries}) in {loop_s:.0f} s -> {out.with_suffix('.loop.jsonl')}",
               file=sys.stderr)
     meta = {"label": args.label, "model": args.model, "model_version": be.model_version, "n": args.n,
-            "terms": args.terms, "seed": args.seed, "batch": args.batch, "load_seconds": round(load_s, 1),
+            "terms": args.terms, "terms_offset": args.terms_offset, "topics": args.topics, "seed": args.seed, "batch": args.batch, "load_seconds": round(load_s, 1),
             "generate_seconds": round(gen_s, 1), "calls": calls, "retries": args.retries,
             "loop_seconds": None if loop_s is None else round(loop_s, 1), "prompt": proposal_prompt("TOPIC", args.n),
             "command": "python bench/proposal_quality.py " + " ".join(sys.argv[1:])}
@@ -314,6 +315,9 @@ def main() -> None:
     r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
     r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")
     r.add_argument("--terms", type=int, default=20, help="held-out StrategyQA terms")
+    r.add_argument("--terms-offset", type=int, default=0, help="skip this many held-out terms (a second set: 20)")
+    r.add_argument("--topics", default=str(TOPICS), help="file of topics (default bench/data/proposal_topics.txt; "
+                   "a second set: bench/data/proposal_topics2.txt)")
     r.add_argument("--n", type=int, default=3, help="questions asked for per topic")
     r.add_argument("--batch", type=int, default=8)
     r.add_argument("--seed", type=int, default=0)

@@ -365,7 +365,10 @@ def _pg_array(values) -> str:
     """``values`` as a PostgreSQL array literal ('{1,0.25,NULL}'), for a CAST(:x AS T[]) parameter: psycopg
     dumps a list element by element in Python (~4 ms for an answer's ~2,000 numbers at 1M nodes), this
     is one join (repr keeps every float exact)."""
-    return "{" + ",".join("NULL" if x is None else repr(x) for x in values) + "}"
+    values = list(values)
+    if None in values:
+        return "{" + ",".join("NULL" if x is None else repr(x) for x in values) + "}"
+    return "{" + ",".join(map(repr, values)) + "}"
 
 
 def _state_of(rows: list, labels: list, model_evidence_of) -> tuple[TreeState, np.ndarray, np.ndarray]:

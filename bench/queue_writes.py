@@ -165,9 +165,9 @@ def main() -> None:
     out["code"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=Path(__file__).resolve().parents[1]).stdout.strip() or None
     out["command"] = " ".join([sys.executable] + sys.argv)
-    print(json.dumps(out, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -247,11 +247,11 @@ def cmd_report(args) -> None:
     for s in summary:
         if s["set"] != "both":
             print(f"- {s['model']} / {s['set']}: rejections {s['reasons']}")
-    loops = loop_summary(files, labels)
+    loops = loop_summary(files, labels, rejudge=not args.as_run)
     if loops:
         print()
-        print("What the loop asks (greedy answer, then sampled retries while fewer than n passed; today's guards as "
-              "run):")
+        print("What the loop asks (greedy answer, then sampled retries while fewer than n passed; "
+              + ("the guards as run" if args.as_run else "judged again with today's guards") + "):")
         print()
         print("| model | set | topics with a question | questions accepted | with a negation | answerable (by hand) "
               "| unlabeled |")
@@ -265,7 +265,7 @@ def cmd_report(args) -> None:
                                               indent=1) + "\n", encoding="utf-8")
 
 
-def loop_summary(files: list[Path], labels: dict) -> list[dict]:
+def loop_summary(files: list[Path], labels: dict, rejudge: bool = True) -> list[dict]:
     """Per model (with a LABEL.loop.jsonl beside its file) and set: what ``propose`` accepted after retries."""
     out = []
     for f in files:
@@ -278,7 +278,7 @@ def loop_summary(files: list[Path], labels: dict) -> list[dict]:
         from argtree.propose import ProposalGuard
 
         guards: dict = {}
-        for r in rows:
+        for r in rows if rejudge else ():
             if "rejected" not in r:
                 g = guards.setdefault(r["topic"], ProposalGuard(r["topic"]))
                 v = g.check(r["question"])

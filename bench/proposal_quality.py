@@ -21,6 +21,11 @@ yes or no?") from ``labels.jsonl`` and prints shares with Wilson 95% intervals.
     .venv/bin/argtree finetune --data /tmp/proposals.jsonl --name proposer-300 ...
     .venv/bin/python bench/proposal_quality.py run --model proposer-300 --label proposer
     .venv/bin/python bench/proposal_quality.py report
+
+Run 2 (BENCHMARKS.md): ``export --bare --facts`` builds the shipped proposer's records; ``run --retries 2``
+also runs the loop's proposer (greedy, then sampled retries) and writes what it accepted to
+LABEL.loop.jsonl; ``run --terms-offset 20 --topics bench/data/proposal_topics2.txt`` is the second fresh
+set; ``report FILES --labels bench/results/proposals/labels2.jsonl [--as-run]`` adds the loop's table.
 """
 
 from __future__ import annotations

@@ -319,12 +319,15 @@ def model_backend():
 
     kind = os.environ.get("ARGTREE_UI_BACKEND") or "local"
     model = os.environ.get("ARGTREE_UI_MODEL") or None
-    key = (kind, model)
+    timeout = os.environ.get("ARGTREE_UI_TIMEOUT")        # argtree ui --timeout/--concurrency (openai)
+    concurrency = os.environ.get("ARGTREE_UI_CONCURRENCY")
+    key = (kind, model, timeout, concurrency)
     if key not in _backends:
         from argtree.llm import open_backend
 
         try:
-            _backends[key] = open_backend(kind, model)
+            _backends[key] = open_backend(kind, model, timeout=float(timeout) if timeout else None,
+                                          concurrency=int(concurrency) if concurrency else None)
         except (ValueError, RuntimeError, OSError, ImportError) as err:
             raise ModelUnavailable(f"the model ({kind}{', ' + model if model else ''}) cannot be loaded: "
                                    f"{_first_line(err)}") from None

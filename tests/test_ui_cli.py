@@ -31,3 +31,21 @@ def test_streamlit_command_line():
 def test_ui_rejects_a_bad_port():
     res = CliRunner().invoke(main, ["ui", "--port", "0"])
     assert res.exit_code == 2 and "port" in res.output.lower()
+
+
+def test_ui_timeout_needs_the_openai_backend_and_reaches_the_app(monkeypatch):
+    monkeypatch.delenv("ARGTREE_UI_BACKEND", raising=False)
+    res = CliRunner().invoke(main, ["ui", "--timeout", "5"])
+    assert res.exit_code != 0 and "--backend openai" in res.output
+    # The app builds its model from the variables the command sets: the openai options reach the backend.
+    import oracle_ui.data as data
+
+    monkeypatch.setenv("ARGTREE_UI_BACKEND", "fake")
+    monkeypatch.setenv("ARGTREE_UI_TIMEOUT", "5")
+    monkeypatch.setattr(data, "_backends", {})
+    try:
+        data.model_backend()
+    except data.ModelUnavailable as err:  # the fake backend takes no timeout: said, not ignored
+        assert "timeout" in str(err)
+    else:
+        raise AssertionError("a timeout for the fake backend was silently ignored")

@@ -48,7 +48,12 @@ def streamlit_command(port: int, host: str, app: Path = APP) -> list[str]:
               help="The model that elicits a premise's numbers when an annotator asks it to on the Trees page "
                    "(default ARGTREE_UI_BACKEND, else local: the bundled model; loaded on first use).")
 @click.option("--model", default=None, help="With --backend: the model (default ARGTREE_UI_MODEL).")
-def ui(port: int, host: str, database: str | None, backend: str | None, model: str | None) -> None:
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="openai backend: seconds per request before it is retried (default 120).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="openai backend: requests in flight at once (default 8).")
+def ui(port: int, host: str, database: str | None, backend: str | None, model: str | None,
+       timeout: float | None, concurrency: int | None) -> None:
     """Start the oracle's web app: log in, answer the highest-VoI questions, browse trees.
 
     Accounts come from `argtree users add NAME [--admin]`.  The database must be
@@ -68,6 +73,12 @@ def ui(port: int, host: str, database: str | None, backend: str | None, model: s
         env["ARGTREE_UI_BACKEND"] = backend
     if model:
         env["ARGTREE_UI_MODEL"] = model
+    if (timeout is not None or concurrency is not None) and (backend or env.get("ARGTREE_UI_BACKEND")) != "openai":
+        raise InputError("--timeout and --concurrency apply to the openai backend: add --backend openai")
+    if timeout is not None:
+        env["ARGTREE_UI_TIMEOUT"] = str(timeout)
+    if concurrency is not None:
+        env["ARGTREE_UI_CONCURRENCY"] = str(concurrency)
     from ..store.db import SchemaError, check_schema, make_engine, redact
 
     url = env.get("ARGTREE_DATABASE_URL")

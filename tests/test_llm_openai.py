@@ -324,12 +324,13 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def llama_server():
+def llama_server(tmp_path_factory):
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (make test installs it)")
     from argtree.llm.local import bundled_gguf
 
     port = _free_port()
-    log = open(os.devnull, "w")
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gguf()),
                              "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1",
                              "--model_alias", "smollm2", "--logits_all", "true"],
@@ -349,6 +350,9 @@ def llama_server():
             pytest.fail("llama_cpp.server did not come up in 120 s")
         yield url
     finally:
+        if proc.poll() is not None:  # it died under a test: say how (shown with the failing test's output)
+            print(f"llama_cpp.server exited with {proc.returncode}; its log ends:\n"
+                  + log_path.read_text(errors="replace")[-3000:])
         proc.terminate()
         try:
             proc.wait(10)

@@ -97,3 +97,26 @@ def test_a_clean_exit_folds_the_wal_in_and_removes_it(tmp_path):
         assert con.execute("SELECT count(*) FROM annotators WHERE name LIKE 'exit%'").fetchone()[0] == 10
     finally:
         con.close()
+
+
+def test_a_recorded_thread_that_never_ran_does_not_stall_the_checkpoints(tmp_path):
+    """A Ctrl-C inside Thread.start() once left a thread recorded that never ran: every later wait (each
+    connection's close) then sat out its whole timeout.  Now a dead thread is replaced."""
+    import threading
+
+    from argtree.store.db import _checkpointers
+
+    url = sqlite_db(tmp_path)
+    with session_scope(url) as s:
+        add_annotator(s, "alice", "password123")
+    assert wait_for_checkpoints(url, 60)
+    cp = _checkpointers[str((tmp_path / "argtree.db").resolve())]
+    with cp._cond:
+        cp._thread = threading.Thread(target=lambda: None)  # recorded, never started
+    with session_scope(url) as s:  # a write commit kicks the checkpointer
+        add_annotator(s, "bob", "password123")
+    assert cp._thread.is_alive() or cp._done == cp._wanted  # a real thread took the work over
+    assert wait_for_checkpoints(url, 60)
+    frames, copied = wal_index(tmp_path / "argtree.db")
+    assert copied == frames  # bob's commit is in the database file
+    dispose(url)

@@ -151,23 +151,33 @@ class _Checkpointer:
         """A write transaction committed: checkpoint soon (one run covers every kick before it starts)."""
         with self._cond:
             self._wanted += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="argtree-sqlite-checkpoint", daemon=True)
-                self._thread.start()
+            self._ensure_thread()
             self._cond.notify_all()
+
+    def _ensure_thread(self) -> None:
+        """A live thread to do the work (called holding the condition).  The thread is recorded only once
+        it runs: a Ctrl-C that lands in ``start()`` (which waits for the new thread) must not leave a
+        thread recorded that never ran, or every later close would wait CLOSE_WAIT_S for it."""
+        if self._thread is None or not self._thread.is_alive():
+            thread = threading.Thread(target=self._run, name="argtree-sqlite-checkpoint", daemon=True)
+            thread.start()
+            self._thread = thread
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every commit kicked so far has been checkpointed (False on timeout); commits kicked
         while it waits are not waited for."""
         with self._cond:
             target = self._wanted
+            if self._done < target:
+                self._ensure_thread()
             return self._cond.wait_for(lambda: self._done >= target, timeout)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 if not self._cond.wait_for(lambda: self._wanted > self._done, CHECKPOINTER_IDLE_S):
-                    self._thread = None
+                    if self._thread is threading.current_thread():
+                        self._thread = None
                     return
                 target = self._wanted
             try:

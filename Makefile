@@ -38,8 +38,11 @@ services:
 # 2 idle cores). If the build fails, that one test skips and says why; nothing else needs it.
 LLAMA_STAMP := $(VENV)/.llama-server
 $(LLAMA_STAMP): $(STAMP)
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
-	  $(BIN)/pip install --quiet 'llama-cpp-python[server]==0.3.36' \
+	@# GGML_NATIVE=OFF: a build for this CPU's own instruction set crashed (general protection fault in
+	@# libggml-cpu) on a machine of this kind that reports AVX-512; --no-cache-dir: pip would otherwise reuse
+	@# such a wheel from its cache whatever CMAKE_ARGS say.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+	  $(BIN)/pip install --quiet --no-cache-dir 'llama-cpp-python[server]==0.3.36' \
 	  || echo "llama-cpp-python did not build: tests/test_llm_openai.py's real-server test will skip"
 	touch $@
 

@@ -134,7 +134,6 @@ def ranked_open():
 QUEUE_ORDER = (Proposition.queue_bucket.desc(), Proposition.queue_rank.desc(), Proposition.id.desc())
 
 
-
 def set_rank(forest_voi, n_answers, overlap) -> dict:
     """UPDATE ... SET values for a proposition's rank and bucket from its forest VoI and answers."""
     rank = queue_rank(forest_voi, n_answers, overlap)
@@ -478,8 +477,8 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
 def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int | None = None,
                         skip: Iterable[int] = ()) -> None:
     """Add each proposition's forest-VoI change (from ``recompute_trees``) and re-rank it in the queue:
-    on SQLite one primary-key UPDATE per proposition (one prepared statement), on PostgreSQL one
-    UPDATE for all of them after locking them in id order (the lock order)."""
+    on SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
+    changed), on PostgreSQL one UPDATE for all of them that locks them in id order first (the lock order)."""
     skip = set(skip)
     items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip]
     if not items:

@@ -145,6 +145,7 @@ class _Checkpointer:
         self._cond = threading.Condition()
         self._wanted = self._done = 0
         self._thread: threading.Thread | None = None
+        self._one_at_a_time = threading.Lock()  # two threads (see _ensure_thread) never checkpoint at once
         self.errors = 0
 
     def kick(self) -> None:
@@ -181,12 +182,13 @@ class _Checkpointer:
                     return
                 target = self._wanted
             try:
-                con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-                try:
-                    con.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")  # fsync the database file as before
-                    con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                finally:
-                    con.close()
+                with self._one_at_a_time:
+                    con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                    try:
+                        con.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")  # fsync the database file as before
+                        con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    finally:
+                        con.close()
             except Exception:  # noqa: BLE001 - busy or gone: the next commit kicks again; the fallback still runs
                 self.errors += 1
             with self._cond:

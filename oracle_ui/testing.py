@@ -99,6 +99,16 @@ def premise(page, timeout: float = 30_000) -> str:
     return loc.inner_text()
 
 
+def press(page, key: str, timeout: float = 30_000) -> None:
+    """Press an answer's (or undo's) keyboard shortcut once its button is on the page: the premise renders
+    before the row of buttons, and a key pressed in between reaches no shortcut and is lost."""
+    from oracle_ui.views.answer import KEYS, UNDO_KEY
+
+    label = "Undo" if key == UNDO_KEY else next(lab for lab, k in KEYS.values() if k == key)
+    page.get_by_role("button", name=label).first.wait_for(timeout=timeout)
+    page.keyboard.press(key)
+
+
 def wait_premise_change(page, old: str, timeout: float = 30_000) -> str:
     """Wait until the premise shown is not ``old`` (the next question is on screen); return it."""
     page.wait_for_function(

@@ -84,12 +84,12 @@ def test_keyboard_answers_undo_reload_and_database(server, browser):
     seen = [testing.premise(page)]
     page.screenshot(path=str(ARTIFACTS / "answer_page.png"), full_page=True)
     for key in "TFD":
-        page.keyboard.press(key)
+        testing.press(page, key)
         seen.append(testing.wait_premise_change(page, seen[-1]))
         if key == "T" and os.environ.get("ARGTREE_DOCS_SCREENSHOT"):  # an ordinary question, one answer given
             page.get_by_text("Saved: True.").wait_for(timeout=30_000)
             page.screenshot(path=str(ROOT / "docs" / "answer_page.png"))
-    page.keyboard.press("U")  # undo the "don't know"
+    testing.press(page, "U")  # undo the "don't know"
     back = testing.wait_premise_change(page, seen[-1])
     assert back == seen[2]
     page.reload()
@@ -109,7 +109,7 @@ def test_keyboard_answers_undo_reload_and_database(server, browser):
     page.get_by_role("textbox", name="Comment (optional)").press_sequentially("tfdipu")
     page.get_by_role("textbox", name="Comment (optional)").press("Enter")
     page.locator('[data-testid="premise"]').click()
-    page.keyboard.press("T")
+    testing.press(page, "T")
     testing.wait_premise_change(page, seen[2])
     every = labels_of(server["url"], "bob", live=False)
     assert [(lab.kind, lab.retracted_at is not None) for lab in every][3:] == [("true", False)]
@@ -134,10 +134,10 @@ def test_two_annotators_never_see_the_same_question(server, browser):
     shown = {"carol": [a], "dave": [b]}
     for _ in range(4):
         assert a != b
-        p1.keyboard.press("T")
+        testing.press(p1, "T")
         a = testing.wait_premise_change(p1, a)
         assert a != b
-        p2.keyboard.press("F")
+        testing.press(p2, "F")
         b = testing.wait_premise_change(p2, b)
         shown["carol"].append(a)
         shown["dave"].append(b)
@@ -153,7 +153,7 @@ def test_every_page_renders_and_is_captured(server, browser):
     ctx, page = new_page(browser)
     testing.login(page, server["base"], "admin", "admin-pass-3")
     testing.premise(page)
-    page.keyboard.press("T")  # one label of the admin's, so the trees page has history to show
+    testing.press(page, "T")  # one label of the admin's, so the trees page has history to show
     page.get_by_text("Saved: True.").wait_for(timeout=30_000)
     for path, marker in (("trees", "Root belief over the labels received"), ("agreement", "Labels per annotator"),
                          ("export", "Fine-tuning dataset"), ("admin", "Loop runs")):

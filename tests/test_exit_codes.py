@@ -165,12 +165,25 @@ def _wait(what, check, timeout=60.0):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def _stopped(proc) -> tuple[str, str]:
+    """The interrupted loop's output once it exits.  The limit guards against a hang, it times nothing: in
+    two full CI runs a loop took over 60 s to stop after Ctrl-C (never when run alone); if it does not stop
+    in 180 s, SIGABRT makes faulthandler print where every thread is, and the failure shows it."""
+    try:
+        return proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=60)
+        raise AssertionError(f"the loop did not stop within 180 s of Ctrl-C; its threads:\n{err[-6000:]}") from None
+
+
 def test_loop_ctrl_c_exits_130_stops_the_run_and_the_same_command_resumes_it(tmp_path):
     url = sqlite_db(tmp_path)
     args = ("loop", "--backend", "fake", "--oracle", "human", "--question", "Should cities ban private cars?",
             "--budget", "1", "--poll-seconds", "0.1", "--database", url, "--json")
     e = {k: v for k, v in os.environ.items() if not k.startswith("ARGTREE_")}
     e["ARGTREE_HOME"] = str(tmp_path)
+    e["PYTHONFAULTHANDLER"] = "1"  # a loop that does not stop prints every thread's stack (see _stopped)
     proc = subprocess.Popen([sys.executable, "-m", "argtree.cli", *args], env=e, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -179,7 +192,7 @@ def test_loop_ctrl_c_exits_130_stops_the_run_and_the_same_command_resumes_it(tmp
                 return any(t.kind == "ask" and t.attempts >= 1 for t in s.query(LoopTask))
         _wait("the loop to wait for labels", waiting)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = _stopped(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -203,7 +216,7 @@ def test_loop_ctrl_c_exits_130_stops_the_run_and_the_same_command_resumes_it(tmp
                         and next(t.attempts for t in s.query(LoopTask) if t.kind == "ask") > looks)
         _wait("the run to be resumed", resumed)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = _stopped(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from .compute import (QUEUE_ORDER, apply_forest_deltas, lock_proposition, lock_trees, queue_settings, ranked_open,
-                      recompute_trees, refresh_propositions, set_rank, share_reliability_lock)
+from .compute import (QUEUE_ORDER, apply_forest_deltas, lock_proposition, queue_settings, ranked_open, recompute_trees,
+                      refresh_propositions, set_rank)
 from .errors import NotFound, StoreError
 from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
 from .text import check_text
@@ -349,19 +349,6 @@ def _informative(label: Label | None) -> bool:
     return label is not None and (label.value is not None or label.probability is not None)
 
 
-def _joined(session: Session, pid: int, tree_ids: set[int]) -> set[int]:
-    """The proposition's trees once ``tree_ids`` are locked (PostgreSQL): a co-authoring change may have put
-    it into another tree while this waited, and that tree must count the answer too.  Such a tree is
-    locked now, after the others but before any proposition (rare: a change that adds a node on this
-    proposition commits while this answer waits for its locks)."""
-    if not _pg(session):   # SQLite: this transaction held the database before it read tree_ids
-        return tree_ids
-    now = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == pid).distinct()))
-    if not now <= tree_ids:
-        lock_trees(session, now - tree_ids)
-    return tree_ids | now
-
-
 def submit_label(session: Session, annotator_id: int, proposition_id: int, value: bool | None = None, *,
                  probability: float | None = None, dont_know: bool = False, ill_posed: bool = False,
                  rewrite: str | None = None, comment: str | None = None, seconds: float | None = None,
@@ -391,9 +378,11 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
         lock_scope(session, lambda: trees_holding(session, [pid, text_proposition(session, rewrite)]))
         tree_ids = trees_holding(session, [pid])   # as committed now, under the locks
     else:
-        share_reliability_lock(session)
-        lock_trees(session, tree_ids)
-        tree_ids = _joined(session, pid, tree_ids)
+        # Its trees by id; on PostgreSQL, read again under the locks: a tree the proposition joined while
+        # this waited is taken with the others, in order, never after them (coauthor.lock_scope).
+        from .coauthor import lock_scope, trees_holding
+
+        tree_ids = lock_scope(session, lambda: tree_ids | trees_holding(session, [pid]))
     lock_proposition(session, pid)
     # This request's label if it was stored already, and this person's live answer to the proposition.
     mine = session.scalars(select(Label).where(
@@ -451,9 +440,9 @@ def undo_last_label(session: Session, annotator_id: int) -> Label | None:
         lock_scope(session, lambda: tree_ids | rewrite_trees(session, last.id)
                    | trees_holding(session, [last.proposition_id, last.rewrite_proposition_id]))
     else:
-        share_reliability_lock(session)
-        lock_trees(session, tree_ids)
-        tree_ids = _joined(session, last.proposition_id, tree_ids)
+        from .coauthor import lock_scope, trees_holding
+
+        tree_ids = lock_scope(session, lambda: tree_ids | trees_holding(session, [last.proposition_id]))
     lock_proposition(session, last.proposition_id)
     if _pg(session):
         session.refresh(last)

@@ -459,11 +459,16 @@ def export(trees: Sequence[LabeledTree], kind: str, fmt: str, out: str, split: f
                                "sha256": sha256_file(paths[name])}
     card["argtree_version"] = __version__
     card["schema"] = "argtree-dataset-card/1"
-    tmp = paths["card"] + f".tmp{os.getpid()}"
+    return _write_card(card, paths["card"])
+
+
+def _write_card(card: dict[str, Any], path: str) -> dict[str, Any]:
+    """Write the dataset card atomically (a reader never sees half a card); return it with its path."""
+    tmp = path + f".tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(card, fh, indent=1, ensure_ascii=False)
-    os.replace(tmp, paths["card"])
-    card["card_path"] = paths["card"]
+    os.replace(tmp, path)
+    card["card_path"] = path
     return card
 
 
@@ -482,12 +487,7 @@ def export_records(records: Sequence[Mapping[str, Any]], kind: str, fmt: str, ou
             "files": {"all": {"path": os.path.basename(paths["all"]), "records": len(records),
                               "sha256": sha256_file(paths["all"])}},
             "argtree_version": __version__, "schema": "argtree-dataset-card/1"}
-    tmp = paths["card"] + f".tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(card, fh, indent=1, ensure_ascii=False)
-    os.replace(tmp, paths["card"])
-    card["card_path"] = paths["card"]
-    return card
+    return _write_card(card, paths["card"])
 
 
 def from_files(paths: Sequence[str]) -> list[LabeledTree]:

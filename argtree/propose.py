@@ -45,6 +45,8 @@ tree for.  A proposal is rejected, with the reason, when it
   (``HYPOTHETICAL``): what the trained proposer writes this way is rarely
   answerable; checked last, and not held against StrategyQA's own questions
   when they become training data (``PROPOSER_ONLY``);
+* ``low-score``: (over-generating backends only) the proposer itself finds the
+  question unlikely: ``question_logprob`` under ``SCORE_FLOOR``;
 * ``loose``: hangs on a word no fact pins down ("popular", "the best",
   "significant", "many"), asks two questions in one, or says "they"/"you" with
   no referent (``LOOSE``; also ``PROPOSER_ONLY``).
@@ -52,7 +54,11 @@ tree for.  A proposal is rejected, with the reason, when it
 ``propose`` calls the backend greedily first, then (while fewer than n
 questions were accepted) up to ``retries`` more times with sampling
 (``RETRY_TEMPERATURE``) and a new seed each time, asking for the questions
-still missing; every rejection is kept with its reason.
+still missing; every rejection is kept with its reason.  Where the backend can
+score its own candidates (the local one: ``answer_logprob``), each call also
+samples ``SAMPLES`` answers, and the candidates that pass the guards are taken
+best first by the proposer's log-probability of the question
+(``question_logprob``), one under ``SCORE_FLOOR`` rejected as ``low-score``.
 
 ``proposal_records`` turns StrategyQA into training data for the proposer:
 the term and its description are the topic, the term's questions the answer,
@@ -81,7 +87,8 @@ from .datasets import normalize as normalize_key
 from .expand import content_words, similarity
 
 __all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "VAGUE", "TO_READER", "NO_CONTENT", "HYPOTHETICAL", "LOOSE",
-           "PROPOSER_ONLY", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS",
+           "PROPOSER_ONLY", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS", "SAMPLES",
+           "SAMPLE_TEMPERATURE", "SCORE_FLOOR", "ANSWER_PREFIX", "question_logprob",
            "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
            "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms",
            "LOOP_SOURCES", "label_source", "workable", "loop_proposal_records", "fact_question",
@@ -96,9 +103,19 @@ MIN_WORDS = 4
 # (11 of 26) for its greedy answers (proposer-v2, BENCHMARKS.md): retries sample close to greedy.
 # At 0.4, proposer-v3's sampled accepted questions were 45% answerable (18/40) against 80% (12/15) greedy.
 RETRY_TEMPERATURE = 0.2
+# Over-generate and select (run 3, BENCHMARKS.md), where the backend can score its own candidates
+# (``answer_logprob``): besides the greedy answer, SAMPLES sampled answers at SAMPLE_TEMPERATURE in one batched
+# call; every candidate the guards pass is scored by the proposer's log-probability of writing it alone
+# (``question_logprob``) and the best go first.  On the 207 labeled trained-proposer questions the guards
+# accept (labels.jsonl + labels2.jsonl), that log-probability ranks answerable above unanswerable ones with
+# an AUC of 0.76 (length alone 0.65; length, form and restatement added to it: no better); below SCORE_FLOOR
+# (nats) proposer-v3's accepted questions were 4 of 17 answerable, above it 49 of 76.
+SAMPLES = 4
+SAMPLE_TEMPERATURE = 0.4
+SCORE_FLOOR = -20.0
 REASONS = ("not-a-question", "not-yes-no", "too-short", "unfinished", "degenerate", "stacked-negation",
            "evaluative", "vague", "to-reader", "no-content", "repeats-word", "copies-topic", "off-topic",
-           "near-duplicate", "hypothetical", "loose")
+           "near-duplicate", "hypothetical", "loose", "low-score")
 # Reasons that judge what a small proposer writes, not what a person asks: StrategyQA's own questions are
 # not rejected for them when they become training data (proposal_records).
 PROPOSER_ONLY = frozenset({"hypothetical", "loose"})
@@ -233,6 +250,7 @@ class Verdict:
     text: str
     reason: str | None      # None: accepted; else one of REASONS
     negation: bool = False  # holds (exactly) one negation word
+    score: float | None = None  # the proposer's log-probability of it (question_logprob), where it was scored
 
     @property
     def ok(self) -> bool:
@@ -242,6 +260,8 @@ class Verdict:
         d: dict[str, Any] = {"question": self.text, "negation": self.negation}
         if self.reason:
             d["reason"] = self.reason
+        if self.score is not None:
+            d["score"] = round(self.score, 3)
         return d
 
 
@@ -313,15 +333,19 @@ class Proposals:
     rejected: list[Verdict] = field(default_factory=list)
     attempts: int = 0
     errors: list[str] = field(default_factory=list)   # answers that were no usable JSON (per attempt)
+    unused: list[Verdict] = field(default_factory=list)  # passed and scored, but n better ones were taken
 
     @property
     def questions(self) -> list[str]:
         return [v.text for v in self.accepted]
 
     def to_json(self) -> dict[str, Any]:
-        return {"topic": self.topic, "accepted": [v.to_json() for v in self.accepted],
-                "rejected": [v.to_json() for v in self.rejected], "attempts": self.attempts,
-                "errors": list(self.errors)}
+        d = {"topic": self.topic, "accepted": [v.to_json() for v in self.accepted],
+             "rejected": [v.to_json() for v in self.rejected], "attempts": self.attempts,
+             "errors": list(self.errors)}
+        if self.unused:
+            d["unused"] = [v.to_json() for v in self.unused]
+        return d
 
 
 def _items(gen) -> tuple[list[Any], str | None]:
@@ -336,14 +360,40 @@ def _items(gen) -> tuple[list[Any], str | None]:
     return items, None
 
 
+ANSWER_PREFIX = '{"questions": ["'
+
+
+def question_logprob(backend, topic: str, questions: Sequence[str]) -> list[float] | None:
+    """The backend's log-probability of writing each question as its whole answer to ``proposal_prompt(topic,
+    1)`` (after the JSON's opening ``{"questions": ["``, through the closing ``"]}``); None when the backend
+    cannot score (no ``answer_logprob``: the fake and HTTP backends)."""
+    score = getattr(backend, "answer_logprob", None)
+    if score is None or not questions:
+        return None if score is None else []
+    answers = [json.dumps(q)[1:-1] + '"]}' for q in questions]
+    return [float(x) for x in score([proposal_prompt(topic, 1)] * len(questions), answers, prefix=ANSWER_PREFIX)]
+
+
 def propose(backend, topic: str, n: int, seed: int = 0, *, retries: int = 2, earlier: Iterable[str] = (),
-            temperature: float = RETRY_TEMPERATURE) -> Proposals:
+            temperature: float = RETRY_TEMPERATURE, samples: int | None = None,
+            sample_temperature: float = SAMPLE_TEMPERATURE, floor: float | None = SCORE_FLOOR) -> Proposals:
     """Up to ``n`` guarded yes/no questions about ``topic`` (module doc): a greedy call, then up to
-    ``retries`` sampled calls with new seeds for the questions still missing."""
+    ``retries`` sampled calls with new seeds for the questions still missing.
+
+    Where the backend can score (``question_logprob``; ``samples`` None: ``SAMPLES`` then, else 0), it
+    over-generates and selects: every call also draws ``samples`` sampled answers (at ``sample_temperature``,
+    one batched call, asking for ``n``), the candidates that pass the guards are scored, and taken best first;
+    one scored under ``floor`` is rejected ("low-score"), and those left over once n were taken are kept in
+    ``unused``.  Without a scorer, or with ``samples`` 0, the answers are taken in the order written."""
     from .loop import question_bound, question_schema
 
     guard = ProposalGuard(topic, earlier)
     out = Proposals(topic)
+    scores_ok = getattr(backend, "answer_logprob", None) is not None
+    if samples is None:
+        samples = SAMPLES if scores_ok else 0
+    select = scores_ok and samples > 0
+    seen: set[str] = set()
     for attempt in range(retries + 1):
         want = n - len(out.accepted)
         if want <= 0:
@@ -352,20 +402,52 @@ def propose(backend, topic: str, n: int, seed: int = 0, *, retries: int = 2, ear
         gens = backend.generate_json([proposal_prompt(topic, want)], question_schema(want),
                                      max_new_tokens=question_bound(want), temperature=temp,
                                      seed=seed + 7919 * attempt)
+        if select:
+            gens = list(gens[:1]) + list(backend.generate_json(
+                [proposal_prompt(topic, n)] * samples, question_schema(n), max_new_tokens=question_bound(n),
+                temperature=sample_temperature, seed=seed + 7919 * attempt + 1))
         out.attempts += 1
-        items, error = _items(gens[0] if gens else None)
-        if error:
-            out.errors.append(error)
-        for q in items:
-            if not isinstance(q, str):
-                out.rejected.append(Verdict(json.dumps(q)[:200], "not-a-question"))
+        cands: list[Verdict] = []
+        for g in gens or [None]:
+            items, error = _items(g)
+            if error:
+                out.errors.append(error)
+            for q in items:
+                if not isinstance(q, str):
+                    out.rejected.append(Verdict(json.dumps(q)[:200], "not-a-question"))
+                    continue
+                v = guard.check(q)
+                if not select:
+                    if v.ok and len(out.accepted) < n:
+                        guard.accept(v.text)
+                        out.accepted.append(v)
+                    elif not v.ok:
+                        out.rejected.append(v)
+                    continue
+                if v.text in seen:   # the same text again (sampled answers repeat the greedy one): judged once
+                    continue
+                seen.add(v.text)
+                (cands if v.ok else out.rejected).append(v)
+        if not select or not cands:
+            continue
+        scores = question_logprob(backend, topic, [v.text for v in cands]) or [float("nan")] * len(cands)
+        scored = [Verdict(v.text, None, v.negation, s) for v, s in zip(cands, scores)]
+        # best first; an unscorable one (nan) last; ties keep the order written (greedy first)
+        order = sorted(range(len(scored)), key=lambda i: (-(scored[i].score if scored[i].score == scored[i].score
+                                                             else float("-inf")), i))
+        for i in order:
+            v = scored[i]
+            if floor is not None and not (v.score is not None and v.score >= floor):
+                out.rejected.append(Verdict(v.text, "low-score", v.negation, v.score))
                 continue
-            v = guard.check(q)
-            if v.ok and len(out.accepted) < n:
+            again = guard.check(v.text)   # near-duplicates of the ones taken just before it
+            if not again.ok:
+                out.rejected.append(Verdict(v.text, again.reason, v.negation, v.score))
+            elif len(out.accepted) < n:
                 guard.accept(v.text)
                 out.accepted.append(v)
-            elif not v.ok:
-                out.rejected.append(v)
+            else:
+                out.unused.append(v)
     return out
 
 

@@ -26,6 +26,11 @@ Run 2 (BENCHMARKS.md): ``export --bare --facts`` builds the shipped proposer's r
 also runs the loop's proposer (greedy, then sampled retries) and writes what it accepted to
 LABEL.loop.jsonl; ``run --terms-offset 20 --topics bench/data/proposal_topics2.txt`` is the second fresh
 set; ``report FILES --labels bench/results/proposals/labels2.jsonl [--as-run]`` adds the loop's table.
+
+Run 3: the loop over-generates and selects (``argtree.propose.SAMPLES``, scored by ``question_logprob``);
+``run --terms 30 --terms-offset 40 --topics bench/data/proposal_topics3.txt --retries 2`` is the third fresh set,
+``--samples 0`` the loop of run 2 on it.  Rows of LABEL.loop.jsonl carry the score; "unused" ones passed but
+were not asked.
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ class _FirstAnswers:
     def __init__(self, backend, firsts):
         self.backend, self.firsts = backend, firsts
         self.model_version = backend.model_version
+        if hasattr(backend, "answer_logprob"):   # a scoring backend: propose over-generates and selects
+            self.answer_logprob = backend.answer_logprob
 
     def generate_json(self, prompts, schema, **kw):
         if not kw.get("temperature") and len(prompts) == 1 and prompts[0] in self.firsts:
@@ -159,20 +166,26 @@ def cmd_run(args) -> None:
         cached = _FirstAnswers(be, firsts)
         accepted = []
         for name, term, topic in jobs:
-            res = propose(cached, topic, args.n, args.seed, retries=args.retries)
+            res = propose(cached, topic, args.n, args.seed, retries=args.retries, samples=args.samples)
             for j, v in enumerate(res.accepted):
                 accepted.append({"model": args.label, "set": name, "term": term, "topic": topic, "i": j,
-                                 "question": v.text, "negation": v.negation, "attempts": res.attempts})
+                                 "question": v.text, "negation": v.negation, "attempts": res.attempts,
+                                 "score": v.score})
             for v in res.rejected:
                 accepted.append({"model": args.label, "set": name, "term": term, "topic": topic,
-                                 "question": v.text, "rejected": v.reason, "attempts": res.attempts})
+                                 "question": v.text, "rejected": v.reason, "attempts": res.attempts,
+                                 "score": v.score})
+            for v in res.unused:   # passed and scored, but n better ones were taken (not asked)
+                accepted.append({"model": args.label, "set": name, "term": term, "topic": topic,
+                                 "question": v.text, "rejected": "unused", "attempts": res.attempts,
+                                 "score": v.score})
         loop_s = time.perf_counter() - t2
         out.with_suffix(".loop.jsonl").write_text("".join(json.dumps(r) + "\n" for r in accepted), encoding="utf-8")
         print(f"loop proposals (retries {args.retries}) in {loop_s:.0f} s -> {out.with_suffix('.loop.jsonl')}",
               file=sys.stderr)
     meta = {"label": args.label, "model": args.model, "model_version": be.model_version, "n": args.n,
             "terms": args.terms, "terms_offset": args.terms_offset, "topics": args.topics, "seed": args.seed, "batch": args.batch, "load_seconds": round(load_s, 1),
-            "generate_seconds": round(gen_s, 1), "calls": calls, "retries": args.retries,
+            "generate_seconds": round(gen_s, 1), "calls": calls, "retries": args.retries, "samples": args.samples,
             "loop_seconds": None if loop_s is None else round(loop_s, 1), "prompt": proposal_prompt("TOPIC", args.n),
             "command": "python bench/proposal_quality.py " + " ".join(sys.argv[1:])}
     out.with_suffix(".meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
@@ -330,6 +343,9 @@ def main() -> None:
     r.add_argument("--backend", default="local", help="local; fake for a dry run")
     r.add_argument("--retries", type=int, default=None, help="also run the loop's proposer (greedy + this many "
                    "sampled retries per topic, as `argtree loop`) and write what it accepts to LABEL.loop.jsonl")
+    r.add_argument("--samples", type=int, default=None, help="the loop's over-generation: sampled answers per call, "
+                   "scored and taken best first (argtree.propose.propose; default: SAMPLES where the backend scores, "
+                   "0 = run 2's loop)")
     r.add_argument("--out", default=None)
     p = sub.add_parser("report", help="shares with Wilson 95% intervals, hand labels included")
     p.add_argument("files", nargs="*")

@@ -107,7 +107,8 @@ def test_guards_on_a_table_of_good_and_bad_questions(topic, question, reason, ne
 
 def test_the_table_covers_every_reason_but_the_run_level_ones():
     seen = {r for _, _, r, _ in TABLE if r}
-    assert seen == set(REASONS) - {"near-duplicate"}  # that one needs earlier questions: tested below
+    # near-duplicate needs earlier questions, low-score a backend that scores: both tested below
+    assert seen == set(REASONS) - {"near-duplicate", "low-score"}
 
 
 def test_near_duplicates_of_earlier_questions_of_the_run_and_copies_of_the_topic():
@@ -183,6 +184,82 @@ def test_no_retry_once_enough_passed_and_broken_answers_are_counted():
     assert out.questions == [] and out.attempts == 3 and len(out.errors) == 3
     out = propose(FakeBackend([_answer(7, "Is urban cycling safe in winter?")]), "urban cycling", 1, retries=0)
     assert out.questions == ["Is urban cycling safe in winter?"] and out.rejected[0].reason == "not-a-question"
+
+
+class Scoring(Recording):
+    """A fake that also scores its candidates (as LocalBackend.answer_logprob): the score of a question is
+    looked up in ``scores`` (by the question's text), else -5."""
+
+    def __init__(self, script, scores, **kw):
+        super().__init__(script, **kw)
+        self.scores, self.scored = scores, []
+
+    def answer_logprob(self, prompts, answers, *, prefix="", system=None):
+        qs = [json.loads('"' + a[:-len('"]}')] + '"') for a in answers]
+        self.scored.append((list(prompts), qs, prefix))
+        return [self.scores.get(q, -5.0) for q in qs]
+
+
+def test_a_scoring_backend_over_generates_and_takes_the_best_scored_first():
+    from argtree.loop import question_schema
+    from argtree.propose import ANSWER_PREFIX, SAMPLE_TEMPERATURE, SCORE_FLOOR
+
+    greedy = _answer("Is urban cycling safe in winter?", "Is urban cycling a sport played on streets?")
+    samples = [_answer("Does urban cycling cut commuting costs in Paris?", "What is urban cycling?"),
+               _answer("Is urban cycling safe in winter?"),                      # the greedy one again: judged once
+               _answer("Is urban cycling safe during winter?"),                  # near-duplicate of a better one
+               _answer("Are urban cycling helmets compulsory in Australia?")]
+    scores = {"Is urban cycling safe in winter?": -9.0, "Is urban cycling a sport played on streets?": -25.0,
+              "Does urban cycling cut commuting costs in Paris?": -6.0,
+              "Is urban cycling safe during winter?": -8.0,
+              "Are urban cycling helmets compulsory in Australia?": -12.0}
+    be = Scoring([greedy, *samples], scores)
+    out = propose(be, "urban cycling", 2, seed=3, retries=2)
+    # Taken best first: -6, then -8 ("safe during winter"), which makes -9 ("safe in winter") its near-duplicate;
+    # -12 is left over once n were taken, and -25 is under the floor.
+    assert out.questions == ["Does urban cycling cut commuting costs in Paris?", "Is urban cycling safe during winter?"]
+    assert [v.score for v in out.accepted] == [-6.0, -8.0]
+    assert [(v.text, v.reason) for v in out.rejected] == [
+        ("What is urban cycling?", "not-yes-no"),
+        ("Is urban cycling safe in winter?", "near-duplicate"),
+        ("Is urban cycling a sport played on streets?", "low-score")]
+    assert [v.text for v in out.unused] == ["Are urban cycling helmets compulsory in Australia?"]
+    assert out.attempts == 1 and SCORE_FLOOR > -25.0
+    # One greedy call, then the samples in one batched call with the same prompt asking for n.
+    (p0, s0, k0), (p1, s1, k1) = be.asked
+    assert p0 == [proposal_prompt("urban cycling", 2)] and k0["temperature"] == 0 and k0["seed"] == 3
+    assert p1 == [proposal_prompt("urban cycling", 2)] * 4 and s1 == question_schema(2)
+    assert k1["temperature"] == SAMPLE_TEMPERATURE and k1["seed"] != 3
+    # Each candidate the guards pass is scored once, alone, as the whole answer to a one-question prompt.
+    [(sp, sq, prefix)] = be.scored
+    assert sp == [proposal_prompt("urban cycling", 1)] * 5 and prefix == ANSWER_PREFIX
+    assert sorted(sq) == sorted(scores)
+    j = out.to_json()
+    assert j["accepted"][0] == {"question": "Does urban cycling cut commuting costs in Paris?", "negation": False,
+                                "score": -6.0}
+    assert j["unused"][0]["score"] == -12.0 and j["rejected"][-1]["reason"] == "low-score"
+
+
+def test_selection_retries_when_too_few_pass_and_can_be_switched_off():
+    # Everything the first call writes scores under the floor: the retry (sampled, batched) supplies them.
+    low = _answer("Is urban cycling a sport played on streets?")
+    be = Scoring([low] * 5 + [_answer("Is urban cycling legal on sidewalks in Tokyo?")] + [low] * 4,
+                 {"Is urban cycling a sport played on streets?": -30.0})
+    out = propose(be, "urban cycling", 1, seed=0, retries=1, samples=4)
+    assert out.attempts == 2 and out.questions == ["Is urban cycling legal on sidewalks in Tokyo?"]
+    assert [v.reason for v in out.rejected] == ["low-score"]        # judged once, though written five times
+    assert [k["temperature"] > 0 for _, _, k in be.asked] == [False, True, True, True]
+    # samples=0 (or a backend without answer_logprob): the answers in the order written, nothing scored.
+    be = Scoring([_answer("Is urban cycling a sport played on streets?", "Is urban cycling legal in Tokyo?")],
+                 {"Is urban cycling a sport played on streets?": -30.0})
+    out = propose(be, "urban cycling", 1, samples=0)
+    assert out.questions == ["Is urban cycling a sport played on streets?"] and not be.scored
+    assert out.accepted[0].score is None and "score" not in out.to_json()["accepted"][0]
+    # floor=None: ranked, never rejected for the score.
+    be = Scoring([_answer("Is urban cycling a sport played on streets?")] * 2,
+                 {"Is urban cycling a sport played on streets?": -30.0})
+    out = propose(be, "urban cycling", 1, samples=1, floor=None)
+    assert out.questions == ["Is urban cycling a sport played on streets?"] and out.accepted[0].score == -30.0
 
 
 def test_the_fake_backend_retries_to_n_distinct_questions_on_the_topic():
@@ -444,6 +521,7 @@ def test_the_shipped_proposer_proposes_guarded_questions():
     """The shipped proposer adapter (what `argtree loop` proposes with by default): every accepted proposal
     passes the guards, none repeats another, and each topic gets at least one question."""
     from argtree.llm.local import LocalBackend, shipped_proposer
+    from argtree.propose import SCORE_FLOOR
 
     if shipped_proposer() is None:
         pytest.fail("argtree/adapters/proposer-lora is not shipped")
@@ -459,7 +537,12 @@ def test_the_shipped_proposer_proposes_guarded_questions():
             assert guard.check(v.text).ok, (topic, v)
             guard.accept(v.text)
         assert all(v.reason in REASONS for v in out.rejected) and out.attempts <= 3
-        assert len(out.accepted) + len(out.rejected) >= out.attempts  # every answer held at least one question
+        assert out.accepted or out.rejected   # something was written and judged
+        # The local backend scores: it over-generated, and what it took is scored at or above the floor, best first.
+        assert all(v.score is not None and v.score >= SCORE_FLOOR for v in out.accepted)
+        if out.attempts == 1:
+            assert [v.score for v in out.accepted] == sorted((v.score for v in out.accepted), reverse=True)
+            assert all(u.score <= out.accepted[-1].score for u in out.unused)
         accepted[topic] = out.questions
         print(f"\n{topic}: accepted {out.questions}\nrejected {[(v.text, v.reason) for v in out.rejected]}")
     assert any(accepted.values()), accepted

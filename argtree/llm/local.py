@@ -410,6 +410,39 @@ class LocalBackend:
             out.extend((py / (py + pn).clamp_min(1e-12)).tolist())
         return out
 
+    def answer_logprob(self, prompts: Sequence[str], answers: Sequence[str], *, prefix: str = "",
+                       system: str | None = None) -> list[float]:
+        """log P(answer | prompt, the reply begun with ``prefix``): the answer's token log-probabilities, summed
+        (``nan`` where the answer has no token of its own).  ``argtree.propose`` ranks candidate questions by it."""
+        import torch
+
+        out: list[float] = []
+        for i in range(0, len(prompts), self.max_batch):
+            rows = []
+            for p, a in zip(prompts[i:i + self.max_batch], answers[i:i + self.max_batch]):
+                pre = self._chat(p, system) + prefix
+                a_ids = self.tokenizer(pre, add_special_tokens=False)["input_ids"]
+                ids = self.tokenizer(pre + a, add_special_tokens=False)["input_ids"]
+                start = 0  # where the answer's tokens begin: after the longest common prefix of the two
+                while start < min(len(a_ids), len(ids)) and a_ids[start] == ids[start]:
+                    start += 1
+                rows.append((ids, max(start, 1)))
+            width = max(len(ids) for ids, _ in rows)
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            inp = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows], device=self.device)
+            mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows], device=self.device)
+            with torch.inference_mode():
+                logp = self.model(input_ids=inp, attention_mask=mask).logits.float().log_softmax(-1)
+            self.calls += 1
+            for r, (ids, start) in enumerate(rows):
+                if start >= len(ids):
+                    out.append(float("nan"))
+                    continue
+                pos = torch.arange(start, len(ids), device=self.device)
+                tgt = torch.tensor(ids[start:], device=self.device)
+                out.append(float(logp[r, pos - 1, tgt].sum()))
+        return out
+
 
 def _busy() -> bool:
     """More runnable work than cores (1-minute load average), where one torch thread beats several."""

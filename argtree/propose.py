@@ -533,7 +533,7 @@ def fact_question(fact: str, lower: frozenset[str] = frozenset()) -> str | None:
 
 
 def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True,
-                     bare: bool = False, facts: bool = False) -> tuple[list[dict], dict]:
+                     bare: bool = False, facts: bool = False, strict: bool = False) -> tuple[list[dict], dict]:
     """(conversational records, counts) teaching the proposer on the train split of StrategyQA ``questions``
     (``argtree.questions.Question`` objects with ``term``/``description`` in ``extra``).
 
@@ -546,7 +546,9 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     With ``bare`` every record is written a second time with the term alone as the topic (topics people
     type, "urban cycling", carry no description).  With ``facts`` a term's questions are preceded by its
     train questions' facts turned into questions (``fact_question``; counted in ``from_facts``), guarded
-    the same way: simple checkable questions about the term, several per term.  Deterministic: terms sorted, questions in file order."""
+    the same way: simple checkable questions about the term, several per term.  With ``strict`` the
+    ``PROPOSER_ONLY`` guards reject too ("Would ..." questions, "popular", "many"): the proposer sees only what
+    the loop would accept from it (run 3).  Deterministic: terms sorted, questions in file order."""
     from .loop import QUESTION_PATTERN
     from .questions import split_heldout
 
@@ -577,7 +579,7 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                 continue
             if guarded:
                 v = guard.check(text)
-                if not v.ok and v.reason not in PROPOSER_ONLY:
+                if not v.ok and (strict or v.reason not in PROPOSER_ONLY):
                     counts[v.reason] += 1
                     continue
                 guard.accept(text)
@@ -592,7 +594,8 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
             counts["used"] += len(chunk)
             if bare and topic != term:  # only the questions the guards pass with the term alone as the topic
                 alone = ProposalGuard(term)
-                mine = [q for q in chunk if not guarded or alone.check(q).reason in (None, *PROPOSER_ONLY)]
+                ok = (None,) if strict else (None, *PROPOSER_ONLY)
+                mine = [q for q in chunk if not guarded or alone.check(q).reason in ok]
                 if mine:
                     records.append({"messages": [
                         {"role": "user", "content": proposal_prompt(term, len(mine))},

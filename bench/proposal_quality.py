@@ -85,14 +85,14 @@ def cmd_export(args) -> None:
     from argtree.strategyqa import default_path
 
     records, counts = proposal_records(load_questions(default_path()), max_per_prompt=args.max_per_prompt,
-                                       bare=args.bare, facts=args.facts)
+                                       bare=args.bare, facts=args.facts, strict=args.strict)
     if args.limit:
         records = sorted(records, key=lambda r: _sha(f"{args.seed}:{r['term']}:{r['messages'][0]['content']}"))
         records = records[: args.limit]
     out = Path(args.out)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     card = {"source": default_path(), "counts": counts, "written": len(records), "limit": args.limit,
-            "bare": args.bare, "facts": args.facts, "max_per_prompt": args.max_per_prompt,
+            "bare": args.bare, "facts": args.facts, "strict": args.strict, "max_per_prompt": args.max_per_prompt,
             "seed": args.seed, "sha256": _sha(out.read_text(encoding="utf-8"))}
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card, indent=1))
@@ -329,6 +329,8 @@ def main() -> None:
     e.add_argument("--max-per-prompt", type=int, default=5)
     e.add_argument("--bare", action="store_true", help="each record also with the term alone as the topic")
     e.add_argument("--facts", action="store_true", help="a term's facts turned into questions too (fact_question)")
+    e.add_argument("--strict", action="store_true", help="the proposer-only guards (hypothetical, loose) reject "
+                   "StrategyQA's questions too (run 3)")
     r = sub.add_parser("run", help="propose for the held-out terms and the 20 topics with one model")
     r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
     r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")

@@ -435,6 +435,13 @@ def test_proposal_records_from_strategyqa_itself(tmp_path):
 
     fmt, rows = sft_records(records[:20], "proposals")
     assert fmt == "conversational" and len(rows) == 20
+    # strict (run 3): the proposer-only guards reject StrategyQA's questions too; what is left is the same
+    # records' questions less the "Would ..." and "popular/many ..." ones.
+    strict, sc = proposal_records(questions, strict=True)
+    kept = _check_records(strict, questions)
+    assert sc["hypothetical"] > 100 and sc["loose"] > 10 and counts["hypothetical"] == counts["loose"] == 0
+    assert set(kept) < set(used) and not any(q.startswith("Would ") for q in kept)
+    assert sum(q.startswith("Would ") for q in used) > 100
 
 
 # -- the real model ---------------------------------------------------------------------------

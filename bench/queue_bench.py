@@ -8,7 +8,7 @@
 
 Each timed operation is a whole transaction as the web app runs it (open a session,
 call, commit).  The baseline is the cheapest possible queue read in the same run:
-one indexed ``SELECT id FROM propositions ORDER BY queue_bucket DESC, queue_rank DESC, id DESC
+one indexed ``SELECT proposition_id FROM queue_entries ORDER BY queue_bucket DESC, queue_rank DESC, proposition_id DESC
 LIMIT 1`` in its own transaction.  Targets (issue 3): p95 of next_question <= 20 ms and of
 submit_label (with the recomputation of every tree holding the proposition) <= 50 ms;
 issue 15: submit_label p95 <= 25 ms at 1M nodes.  On PostgreSQL the queue's tables are
@@ -120,8 +120,8 @@ def measure(url: str, ops: int, annotators: int, seed: int) -> dict:
     base, ask, answer, ask_cpu, answer_cpu = [], [], [], [], []
     load_before = os.getloadavg()[0]
     # The cheapest read of the queue's top on this schema (the bucket index, then the rank within it).
-    plain = text("SELECT id FROM propositions WHERE queue_bucket >= -6000 "  # compute.ranked_open()
-                 "ORDER BY queue_bucket DESC, queue_rank DESC, id DESC LIMIT 1")
+    plain = text("SELECT proposition_id FROM queue_entries WHERE queue_bucket >= -6000 "  # compute.ranked_open()
+                 "ORDER BY queue_bucket DESC, queue_rank DESC, proposition_id DESC LIMIT 1")
     for k in range(ops):
         t = time.perf_counter()
         with session_scope(url) as s:
@@ -181,7 +181,10 @@ def main(argv=None) -> int:
     result = {"db": args.db, "trees": args.trees, "nodes_per_tree": args.nodes, "propositions_pool": props}
     if args.db == "sqlite":
         if args.sqlite_path and Path(args.sqlite_path).exists():
+            from argtree.store.db import upgrade
+
             url, build_s = f"sqlite:///{args.sqlite_path}", None
+            upgrade(url)  # a forest kept from an older schema is migrated, as on PostgreSQL
         else:
             if args.sqlite_path:
                 folder, name = str(Path(args.sqlite_path).parent), Path(args.sqlite_path).name

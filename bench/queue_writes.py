@@ -111,7 +111,7 @@ def postgres_writes(schema: str, answers: int, seed: int) -> dict:
     if not built:
         raise SystemExit(f"schema {schema} holds no forest: build it with bench/queue_bench.py --pg-schema {schema}")
     stats = ("SELECT relname, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
-             "WHERE schemaname = :s AND relname IN ('propositions', 'nodes')")
+             "WHERE schemaname = :s AND relname IN ('propositions', 'queue_entries', 'nodes')")
 
     def snapshot():
         with session_scope(url) as s:
@@ -134,7 +134,9 @@ def postgres_writes(schema: str, answers: int, seed: int) -> dict:
     n = len(per)
     out = {"db": "postgres", "schema": schema, "answers": n,
            "wal_bytes_per_answer": {"mean": round(sum(per) / n), "p50": round(per[n // 2]), "max": round(per[-1])}}
-    for table in ("propositions", "nodes"):
+    for table in ("propositions", "queue_entries", "nodes"):
+        if table not in rows1 or table not in rows0:   # a schema before (or after) migration 0009
+            continue
         upd = rows1[table][0] - rows0[table][0]
         hot = rows1[table][1] - rows0[table][1]
         out[f"{table}_updates_per_answer"] = round(upd / n, 1)

@@ -28,9 +28,9 @@ from argtree.store.testing import (check_consistency, dispose, fast_password_has
 
 pytestmark = pytest.mark.slow
 
-HELD = text("SELECT max(p.n_answers + (SELECT count(*) FROM leases l WHERE l.proposition_id = p.id "
-            "AND l.expires_at > :now)) FROM propositions p "
-            "WHERE p.id IN (SELECT proposition_id FROM leases WHERE expires_at > :now)")
+HELD = text("SELECT max(q.n_answers + (SELECT count(*) FROM leases l WHERE l.proposition_id = q.proposition_id "
+            "AND l.expires_at > :now)) FROM queue_entries q "
+            "WHERE q.proposition_id IN (SELECT proposition_id FROM leases WHERE expires_at > :now)")
 ANNOTATORS = 16
 LABELS = 2000
 OVERLAP = 2

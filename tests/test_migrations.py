@@ -79,8 +79,10 @@ def test_data_survives_a_batch_downgrade_and_upgrade(empty_url):
         if conn.dialect.name == "sqlite":
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
             assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
-        # queue_rank is rebuilt from forest_voi by the upgrade
-        assert conn.execute(text("SELECT count(*) FROM propositions WHERE queue_rank IS NOT NULL")).scalar() > 0
+        # queue_rank is rebuilt from forest_voi by the upgrade, and every proposition has its queue row
+        assert conn.execute(text("SELECT count(*) FROM queue_entries WHERE queue_rank IS NOT NULL")).scalar() > 0
+        assert conn.execute(text("SELECT count(*) FROM propositions p WHERE NOT EXISTS "
+                                 "(SELECT 1 FROM queue_entries q WHERE q.proposition_id = p.id)")).scalar() == 0
     engine.dispose()
 
 

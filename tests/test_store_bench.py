@@ -39,4 +39,5 @@ def test_queue_writes_counts_what_answers_write_by_table(tmp_path):
     by = out["frames_by_btree_per_answer"]
     assert by["labels"] > 0 and by["nodes"] > 0       # every answer stores a label and moves beliefs
     assert "ix_propositions_queue_rank_id" not in by   # the rank is no longer indexed (migration 0008)
+    assert by["queue_entries"] > 0                      # the queue's rows, apart from the text (migration 0009)
     assert db.stat().st_size == before                # it worked on a copy

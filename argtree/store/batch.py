@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from ..inference import CompiledTree
 from ..voi import expected_voi
 from .compute import QUEUE_ORDER, ranked_open
-from .models import Lease, Node, Proposition, Tree
+from .models import Lease, Node, Proposition, Tree, queue_entries
 
 __all__ = ["batch_order", "claim", "CANDIDATES", "PER_TREE"]
 
@@ -101,7 +101,7 @@ def claim(session: Session, me: int, pid: int, now: datetime, expires: datetime,
     if allowed is not None:
         q = q.where(allowed)
     if _pg(session):
-        q = q.with_for_update(skip_locked=True, of=Proposition, key_share=True)
+        q = q.with_for_update(skip_locked=True, of=queue_entries, key_share=True)  # its lock: the queue row
     if session.scalar(q) is None:
         return None
     n = session.scalar(select(Proposition.n_answers + _held_by_others(me, now)).where(Proposition.id == pid))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Integer, String, and_, bindparam, case, func, or_, select, text, type_coerce, update
+from sqlalchemy import Integer, Text, and_, bindparam, case, cast, func, or_, select, text, update
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -28,7 +28,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from ..inference import CompiledTree, Propagation
 from ..tree import Evidence
 from ..voi import voi_arrays
-from .models import Annotator, Label, Node, Proposition, RootBelief, Setting, Tree, utcnow
+from .models import Annotator, Label, Node, RootBelief, Setting, Tree, queue_entries, utcnow
 
 __all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "refresh_propositions",
            "apply_forest_deltas", "queue_rank", "rank_bucket", "bucket_of", "set_rank", "ranked_open", "QUEUE_ORDER",
@@ -128,10 +128,12 @@ def ranked_open():
     """The WHERE clause of open propositions (those with a rank).  A range, which every bucket is in,
     rather than IS NOT NULL: with IS NOT NULL SQLite's planner sorts every open proposition instead of
     reading the bucket index from the top."""
-    return Proposition.queue_bucket >= -_OFFSET
+    return queue_entries.c.queue_bucket >= -_OFFSET
 
 
-QUEUE_ORDER = (Proposition.queue_bucket.desc(), Proposition.queue_rank.desc(), Proposition.id.desc())
+# On the queue table alone (a query of the queue's top needs no proposition text).
+QUEUE_ORDER = (queue_entries.c.queue_bucket.desc(), queue_entries.c.queue_rank.desc(),
+               queue_entries.c.proposition_id.desc())
 
 
 def set_rank(forest_voi, n_answers, overlap) -> dict:
@@ -141,9 +143,11 @@ def set_rank(forest_voi, n_answers, overlap) -> dict:
 
 
 def lock_proposition(session: Session, proposition_id: int) -> None:
-    """On PostgreSQL, hold the proposition's row (after its trees: the lock order is trees, then propositions)."""
+    """On PostgreSQL, hold the proposition's queue row (after its trees: the lock order is trees, then
+    propositions; a proposition's lock is its ``queue_entries`` row, the row an answer updates)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(Proposition.id).where(Proposition.id == proposition_id)
+        q = queue_entries.c
+        session.execute(select(q.proposition_id).where(q.proposition_id == proposition_id)
                         .with_for_update(key_share=True))
 
 
@@ -307,8 +311,9 @@ def _statements() -> dict:
         "trees": select(t.c.id, t.c.priority, t.c.status, t.c.direct_answer).where(t.c.id.in_(tids)),
         "nodes": select(n.c.tree_id, n.c.id, n.c.parent_id, n.c.proposition_id, n.c.prior, n.c.p_if_true,
                         n.c.p_if_false, n.c.belief, n.c.voi, n.c.root_if_true, n.c.root_if_false,
-                        # as text: most nodes hold JSON null, not worth a json.loads each
-                        type_coerce(n.c.model_evidence, String)).where(n.c.tree_id.in_(tids))
+                        # as text, cast by the database: most nodes hold JSON null, not worth a json.loads
+                        # each (psycopg parses a json column itself, whatever SQLAlchemy's type says)
+                        cast(n.c.model_evidence, Text)).where(n.c.tree_id.in_(tids))
         .order_by(n.c.tree_id, n.c.id),
         # The weight of a label as in _label_rows: its own reliability, else the annotator's learned one,
         # else the one they were created with.
@@ -335,10 +340,10 @@ def _stmt(name: str):
 
 
 _SQLITE_NODES = "UPDATE nodes SET belief = ?, voi = ?, root_if_true = ?, root_if_false = ? WHERE id = ?"
-_SQLITE_DELTAS = ("UPDATE propositions SET forest_voi = forest_voi + ?, queue_rank = CASE WHEN forest_voi + ? > 0 "
-                  "AND n_answers < ? THEN forest_voi + ? END WHERE id = ?")
+_SQLITE_DELTAS = ("UPDATE queue_entries SET forest_voi = forest_voi + ?, queue_rank = CASE WHEN forest_voi + ? > 0 "
+                  "AND n_answers < ? THEN forest_voi + ? END WHERE proposition_id = ?")
 # Then only the rows whose bucket changed: SQLite rewrites an index entry whenever its column is SET.
-_SQLITE_BUCKETS = ("UPDATE propositions SET queue_bucket = {b} WHERE id = ? AND queue_bucket IS NOT {b}"
+_SQLITE_BUCKETS = ("UPDATE queue_entries SET queue_bucket = {b} WHERE proposition_id = ? AND queue_bucket IS NOT {b}"
                    .format(b=bucket_sql("queue_rank", "sqlite")))
 # PostgreSQL: one statement per table for the whole answer, its rows passed as arrays (a join on the
 # primary key), instead of one UPDATE per row.  The arrays travel as array literals (``_pg_array``).
@@ -349,15 +354,15 @@ _PG_NODES = text(
 # The rows are locked in id order (the lock order) by the CTE, which runs to its end before or in step
 # with the UPDATE (one statement: one round trip where a SELECT ... FOR UPDATE and the UPDATE took two).
 _PG_DELTAS = text(
-    "WITH locked AS MATERIALIZED (SELECT id FROM propositions WHERE id = ANY(CAST(:ids AS integer[])) "
-    "ORDER BY id FOR NO KEY UPDATE) "
-    "UPDATE propositions AS p SET forest_voi = p.forest_voi + v.d, "
+    "WITH locked AS MATERIALIZED (SELECT proposition_id AS id FROM queue_entries "
+    "WHERE proposition_id = ANY(CAST(:ids AS integer[])) ORDER BY proposition_id FOR NO KEY UPDATE) "
+    "UPDATE queue_entries AS p SET forest_voi = p.forest_voi + v.d, "
     "queue_rank = CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END, "
     # an unchanged bucket leaves the row's index entries alone (HOT, given the page's free space)
     "queue_bucket = " + bucket_sql(
         "CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END", "postgresql") + " "
     "FROM locked, unnest(CAST(:ids AS integer[]), CAST(:d AS double precision[])) AS v(id, d) "
-    "WHERE p.id = locked.id AND p.id = v.id")
+    "WHERE p.proposition_id = locked.id AND p.proposition_id = v.id")
 
 
 def _pg_array(values) -> str:
@@ -497,55 +502,64 @@ def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int
 
 
 def refresh_propositions(session: Session, proposition_ids: Iterable[int] = (), *,
-                         tree_ids: Iterable[int] = (), overlap: int | None = None) -> None:
+                         tree_ids: Iterable[int] = (), overlap: int | None = None, locked: bool = False) -> None:
     """Recompute forest VoI (sum of priority x node VoI over live trees), answer counts and queue rank
-    of ``proposition_ids`` and of every proposition in ``tree_ids``."""
+    of ``proposition_ids`` and of every proposition in ``tree_ids``.  ``locked``: the caller already
+    holds ``proposition_ids``' rows (``lock_proposition``) and passes no ``tree_ids``."""
     ids = sorted(set(proposition_ids))
     trees = sorted(set(tree_ids))
     if not ids and not trees:
         return
     if overlap is None:
         overlap = int(queue_settings(session)["queue.overlap"])
-    pg = session.get_bind().dialect.name == "postgresql"
+    lock_first = session.get_bind().dialect.name == "postgresql" and not (locked and not trees)
     session.flush()
     conn = session.connection()
     for key, values in (("ids", ids), ("tids", trees)):
-        lock, counts, rank = _refresh_statements()[key]
+        lock, recount = _refresh_statements()[key]
         for i in range(0, len(values), CHUNK):
             part = {key: values[i:i + CHUNK]}
-            if pg:  # lock in id order first so the UPDATEs below read the latest committed nodes
+            if lock_first:  # lock in id order first so the UPDATE below reads the latest committed nodes
                 conn.execute(lock, part)
-            conn.execute(counts, part)
-            conn.execute(rank, dict(part, overlap=overlap))
+            conn.execute(recount, dict(part, overlap=overlap))
 
 
 _refresh: dict | None = None
 
 
 def _refresh_statements() -> dict:
-    """refresh_propositions' statements (lock, counts, rank) for a list of proposition ids ("ids") and
-    for the propositions of a list of trees ("tids"), built once."""
+    """refresh_propositions' statements (lock, recount) for a list of proposition ids ("ids") and for the
+    propositions of a list of trees ("tids"), built once.  The recount is one UPDATE ... FROM: the new
+    forest VoI and answer count are computed once per row and give the rank in the same statement."""
     global _refresh
     if _refresh is not None:
         return _refresh
-    n, t, p, lab = Node.__table__, Tree.__table__, Proposition.__table__, Label.__table__
+    n, t, q, lab = Node.__table__, Tree.__table__, queue_entries, Label.__table__
+    src = queue_entries.alias("src")
     # Per node, its tree's weight by primary key (NULL when archived, which SUM skips): a join here let
     # PostgreSQL hash all trees once per proposition.
     weight = (select(t.c.priority).where(t.c.id == n.c.tree_id, t.c.status != "archived")
               .correlate(n).scalar_subquery())
     fv = (select(func.coalesce(func.sum(weight * n.c.voi), 0.0)).select_from(n)
-          .where(n.c.proposition_id == p.c.id).correlate(p).scalar_subquery())
+          .where(n.c.proposition_id == src.c.proposition_id).correlate(src).scalar_subquery())
     answers = (select(func.count()).select_from(lab)
-               .where(lab.c.proposition_id == p.c.id, lab.c.retracted_at.is_(None), lab.c.reliability.is_(None),
+               .where(lab.c.proposition_id == src.c.proposition_id, lab.c.retracted_at.is_(None),
+                      lab.c.reliability.is_(None),
                       or_(lab.c.value.is_not(None), lab.c.probability.is_not(None), lab.c.ill_posed))
-               .scalar_subquery())
+               .correlate(src).scalar_subquery())
     out = {}
     for key in ("ids", "tids"):
         values = bindparam(key, expanding=True)
-        cond = (p.c.id.in_(values) if key == "ids"
-                else p.c.id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(values))))
-        out[key] = (select(p.c.id).where(cond).order_by(p.c.id).with_for_update(key_share=True),
-                    update(p).where(cond).values(forest_voi=fv, n_answers=answers),
-                    update(p).where(cond).values(**set_rank(p.c.forest_voi, p.c.n_answers, bindparam("overlap"))))
+        which = (lambda col: col.in_(values)) if key == "ids" else (
+            lambda col: col.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(values))))
+        # A materialized CTE, so each row's sums run once (as a subquery in FROM, PostgreSQL pulled it up
+        # and ran them again for every SET that names them)
+        counted = (select(src.c.proposition_id.label("pid"), fv.label("fv"), answers.label("na"))
+                   .where(which(src.c.proposition_id)).cte("counted").prefix_with("MATERIALIZED"))
+        out[key] = (select(q.c.proposition_id).where(which(q.c.proposition_id)).order_by(q.c.proposition_id)
+                    .with_for_update(key_share=True),
+                    update(q).where(q.c.proposition_id == counted.c.pid)
+                    .values(forest_voi=counted.c.fv, n_answers=counted.c.na,
+                            **set_rank(counted.c.fv, counted.c.na, bindparam("overlap"))))
     _refresh = out
     return out

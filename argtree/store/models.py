@@ -13,11 +13,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from sqlalchemy import (JSON, Boolean, CheckConstraint, DateTime, Float, ForeignKey, Index, Integer, MetaData,
-                        String, Text, UniqueConstraint, text)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy import (JSON, Boolean, CheckConstraint, Column, DateTime, Float, ForeignKey, Index, Integer,
+                        MetaData, String, Table, Text, UniqueConstraint, join, text)
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
-__all__ = ["Base", "Proposition", "Tree", "Node", "Annotator", "Label", "Lease", "RootBelief", "ModelVersion",
+__all__ = ["Base", "Proposition", "propositions", "queue_entries", "Tree", "Node", "Annotator", "Label", "Lease", "RootBelief", "ModelVersion",
            "LoopRun", "LoopTask", "Setting", "Calibration", "WebSession", "LoginThrottle", "utcnow", "MAX_TEXT", "ROLES", "TREE_STATUSES"]
 
 NAMING = {
@@ -41,8 +41,37 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# A proposition's text and its place in the queue live in two tables: an answer rewrites ~400 queue rows
+# (issue 15), and on rows this narrow they stay in the database's cache (on PostgreSQL the wide rows with
+# their text did not fit in shared_buffers at 1M nodes, and that UPDATE was an answer's largest cost).
+propositions = Table(
+    "propositions", Base.metadata,
+    Column("id", Integer, primary_key=True),
+    Column("key", String(64), nullable=False, unique=True),  # sha256 of the normalized text
+    Column("text", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False, default=utcnow),
+    CheckConstraint("length(text) > 0", name="text_not_empty"),
+)
+queue_entries = Table(
+    "queue_entries", Base.metadata,
+    Column("proposition_id", ForeignKey("propositions.id", ondelete="CASCADE"), primary_key=True),
+    Column("forest_voi", Float, nullable=False, default=0.0),
+    Column("n_answers", Integer, nullable=False, default=0),  # live labels that count toward overlap
+    Column("queue_rank", Float),
+    Column("queue_bucket", Integer),
+    CheckConstraint("n_answers >= 0", name="n_answers_nonneg"),
+    Index("ix_queue_entries_queue_bucket", "queue_bucket"),
+    # PostgreSQL: room on each page so an answer's rank updates stay on it (HOT: no index writes)
+    postgresql_with={"fillfactor": 70},
+)
+
+
 class Proposition(Base):
-    """One claim, shared by every tree (and node) that states it.
+    """One claim, shared by every tree (and node) that states it, with its place in the oracle queue.
+
+    Mapped to the join of ``propositions`` (id, key, text) and ``queue_entries`` (one row per
+    proposition): the ORM reads and writes both as one object; statements on the queue alone
+    (``argtree.store.compute``) use ``queue_entries``.
 
     ``forest_voi`` = sum over the trees holding it of tree priority x node VoI.
     ``queue_rank`` is ``forest_voi`` while the proposition still needs answers
@@ -53,26 +82,18 @@ class Proposition(Base):
     the few that change bucket (issue 15: the index entries were two thirds of an answer's writes).
     """
 
-    __tablename__ = "propositions"
+    __table__ = join(propositions, queue_entries, propositions.c.id == queue_entries.c.proposition_id)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the normalized text
-    text: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    forest_voi: Mapped[float] = mapped_column(Float, default=0.0)
-    n_answers: Mapped[int] = mapped_column(Integer, default=0)  # live labels that count toward overlap
-    queue_rank: Mapped[Optional[float]] = mapped_column(Float)
-    queue_bucket: Mapped[Optional[int]] = mapped_column(Integer)
+    id = column_property(propositions.c.id, queue_entries.c.proposition_id)
+    key = propositions.c.key
+    text = propositions.c.text
+    created_at = propositions.c.created_at
+    forest_voi = queue_entries.c.forest_voi
+    n_answers = queue_entries.c.n_answers
+    queue_rank = queue_entries.c.queue_rank
+    queue_bucket = queue_entries.c.queue_bucket
 
     nodes: Mapped[list["Node"]] = relationship(back_populates="proposition", viewonly=True)
-
-    __table_args__ = (
-        CheckConstraint("length(text) > 0", name="text_not_empty"),
-        CheckConstraint("n_answers >= 0", name="n_answers_nonneg"),
-        Index("ix_propositions_queue_bucket", "queue_bucket"),
-        # PostgreSQL: room on each page so an answer's rank updates stay on it (HOT: no index writes)
-        {"postgresql_with": {"fillfactor": 70}},
-    )
 
 
 class ModelVersion(Base):

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from .compute import (QUEUE_ORDER, apply_forest_deltas, lock_proposition, queue_settings, ranked_open, recompute_trees,
                       refresh_propositions, set_rank)
 from .errors import NotFound, StoreError
-from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, utcnow
+from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, queue_entries, utcnow
 from .text import check_text
 from .trees import stance, upsert_propositions
 
@@ -150,8 +150,8 @@ def set_queue_settings(session: Session, *, overlap: int | None = None, lease_se
         queue_settings(session, fresh=True)
         recompute_all(session)
     elif changes.get("queue.overlap", before["queue.overlap"]) != before["queue.overlap"]:
-        p = Proposition.__table__
-        session.execute(update(p).values(**set_rank(p.c.forest_voi, p.c.n_answers, changes["queue.overlap"])))
+        q = queue_entries.c
+        session.execute(update(queue_entries).values(**set_rank(q.forest_voi, q.n_answers, changes["queue.overlap"])))
     return queue_settings(session, fresh=True)
 
 
@@ -221,7 +221,7 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
         if skip:
             q = q.where(Proposition.id.not_in(skip))
         if pg:
-            q = q.with_for_update(skip_locked=True, of=Proposition, key_share=True)
+            q = q.with_for_update(skip_locked=True, of=queue_entries, key_share=True)  # its lock: the queue row
         pid = session.scalar(q)
         if pid is None:
             return None
@@ -366,9 +366,6 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
         value, probability, dont_know, ill_posed, rewrite, comment, seconds, request_id)
     me = _annotator(session, annotator_id).id
     pid = _int(proposition_id, "proposition_id")
-    tree_ids = set(session.scalars(select(Node.tree_id).where(Node.proposition_id == pid).distinct()))
-    if not tree_ids and session.get(Proposition, pid) is None:
-        raise NotFound(f"no proposition with id {pid}", "proposition_id")
     # Lock order everywhere: the reliability lock (shared), trees (by id), then propositions (by id).
     if rewrite:
         # issue 13: a rewrite also recounts its new proposition, so the trees already holding that are
@@ -382,7 +379,9 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
         # this waited is taken with the others, in order, never after them (coauthor.lock_scope).
         from .coauthor import lock_scope, trees_holding
 
-        tree_ids = lock_scope(session, lambda: tree_ids | trees_holding(session, [pid]))
+        tree_ids = lock_scope(session, lambda: trees_holding(session, [pid]))
+    if not tree_ids and session.get(Proposition, pid) is None:   # only locks were taken: nothing is written
+        raise NotFound(f"no proposition with id {pid}", "proposition_id")
     lock_proposition(session, pid)
     # This request's label if it was stored already, and this person's live answer to the proposition.
     mine = session.scalars(select(Label).where(
@@ -412,7 +411,7 @@ def submit_label(session: Session, annotator_id: int, proposition_id: int, value
     deltas = {}
     if _informative(label) or _informative(previous):
         deltas = recompute_trees(session, tree_ids, cause="label", label_id=label.id, metric=settings["queue.metric"])
-    refresh_propositions(session, {pid}, overlap=overlap)  # its answer count changed: recount it whole
+    refresh_propositions(session, {pid}, overlap=overlap, locked=True)  # its answer count changed: recount it
     skip = {pid}
     if rewrite_pid is not None and rewrite_pid != pid:  # issue 13: the rewrite replaces the node in its trees
         from .coauthor import apply_rewrite

@@ -158,7 +158,7 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
     from ..voi import voi
     from .compute import bucket_of, queue_settings
     from .db import session_scope
-    from .models import Label, Node, Proposition, Tree
+    from .models import Label, Node, Proposition, Tree, propositions, queue_entries
     from .trees import load_tree
 
     worst = {"belief": 0.0, "voi": 0.0, "forest_voi": 0.0}
@@ -189,4 +189,8 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
             # the indexed bucket agrees with the rank it was computed from (issue 15)
             want = bucket_of(p.queue_rank)
             assert p.queue_bucket == want, f"proposition {p.id}: queue_bucket {p.queue_bucket}, rank says {want}"
+        # every proposition has its queue row (the ORM's Proposition is their join: one without would vanish)
+        texts = s.scalar(select(func.count()).select_from(propositions))
+        rows = s.scalar(select(func.count()).select_from(queue_entries))
+        assert texts == rows, f"{texts} propositions but {rows} queue rows"
     return worst

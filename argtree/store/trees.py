@@ -10,14 +10,15 @@ from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from ..tree import ArgumentTree, Evidence, Node as TreeNode, TreeError
 from .compute import (TreeState, apply_forest_deltas, compute_tree, evidence_for, lock_trees, queue_settings,
                       recompute_trees, refresh_propositions)
 from .errors import NotFound, StoreError
-from .models import TREE_STATUSES, Annotator, Label, ModelVersion, Node, Proposition, RootBelief, Tree, utcnow
+from .models import (TREE_STATUSES, Annotator, Label, ModelVersion, Node, Proposition, RootBelief, Tree, propositions,
+                     queue_entries, utcnow)
 from .text import check_text, text_key
 
 __all__ = ["save_tree", "load_tree", "list_trees", "get_tree", "tree_nodes", "set_tree", "update_node",
@@ -106,7 +107,7 @@ def upsert_propositions(session: Session, texts: Iterable[str]) -> dict[str, int
     """Ids of the (already normalized) texts, inserting the new ones.  Safe under concurrency."""
     by_key = {text_key(t): t for t in texts}
     keys = sorted(by_key)  # one insert order for everyone: no deadlocks between concurrent imports
-    table = Proposition.__table__
+    table = propositions
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -117,8 +118,11 @@ def upsert_propositions(session: Session, texts: Iterable[str]) -> dict[str, int
     for i in range(0, len(keys), CHUNK):
         chunk = keys[i:i + CHUNK]
         session.execute(insert(table).on_conflict_do_nothing(index_elements=["key"]),
-                        [{"key": k, "text": by_key[k], "created_at": now, "forest_voi": 0.0, "n_answers": 0}
-                         for k in chunk])
+                        [{"key": k, "text": by_key[k], "created_at": now} for k in chunk])
+        # and each new one's queue row (an existing proposition has one already)
+        new = select(table.c.id, literal(0.0), literal(0)).where(table.c.key.in_(chunk))
+        session.execute(insert(queue_entries).from_select(["proposition_id", "forest_voi", "n_answers"], new)
+                        .on_conflict_do_nothing(index_elements=["proposition_id"]))
         for key, pid in session.execute(select(table.c.key, table.c.id).where(table.c.key.in_(chunk))):
             out[by_key[key]] = pid
     return out

@@ -307,6 +307,15 @@ def _statements() -> dict:
 
     tids = bindparam("tids", expanding=True)
     n, t, lab = Node.__table__, Tree.__table__, Label.__table__
+
+    def labels(source):  # live labels with their weights, from ``source`` (a FROM clause holding labels)
+        return (select(lab.c.proposition_id, lab.c.value, lab.c.probability, lab.c.reliability,
+                       func.coalesce(AnnotatorEstimate.reliability, Annotator.reliability))
+                .select_from(source.join(Annotator, Annotator.id == lab.c.annotator_id)
+                             .outerjoin(AnnotatorEstimate, AnnotatorEstimate.annotator_id == lab.c.annotator_id))
+                .where(lab.c.retracted_at.is_(None), or_(lab.c.value.is_not(None), lab.c.probability.is_not(None)))
+                .order_by(lab.c.id))
+
     return {
         "trees": select(t.c.id, t.c.priority, t.c.status, t.c.direct_answer).where(t.c.id.in_(tids)),
         "nodes": select(n.c.tree_id, n.c.id, n.c.parent_id, n.c.proposition_id, n.c.prior, n.c.p_if_true,
@@ -317,13 +326,8 @@ def _statements() -> dict:
         .order_by(n.c.tree_id, n.c.id),
         # The weight of a label as in _label_rows: its own reliability, else the annotator's learned one,
         # else the one they were created with.
-        "labels": select(lab.c.proposition_id, lab.c.value, lab.c.probability, lab.c.reliability,
-                         func.coalesce(AnnotatorEstimate.reliability, Annotator.reliability))
-        .join(Annotator, Annotator.id == lab.c.annotator_id)
-        .outerjoin(AnnotatorEstimate, AnnotatorEstimate.annotator_id == lab.c.annotator_id)
-        .where(lab.c.proposition_id.in_(select(n.c.proposition_id).where(n.c.tree_id.in_(tids))),
-               lab.c.retracted_at.is_(None), or_(lab.c.value.is_not(None), lab.c.probability.is_not(None)))
-        .order_by(lab.c.id),
+        "labels": labels(lab).where(lab.c.proposition_id.in_(select(n.c.proposition_id)
+                                                                .where(n.c.tree_id.in_(tids)))),
         "root_update": update(t).where(t.c.id == bindparam("tid")).values(
             root_belief=bindparam("b"), root_labels_only=bindparam("lo"), updated_at=bindparam("now")),
     }
@@ -364,6 +368,17 @@ _PG_DELTAS = text(
     "FROM locked, unnest(CAST(:ids AS integer[]), CAST(:d AS double precision[])) AS v(id, d) "
     "WHERE p.proposition_id = locked.id AND p.proposition_id = v.id")
 
+# PostgreSQL: the labels (as "labels" above) of the node rows' propositions, passed as an array, each looked
+# up by its index (LATERAL keeps that order whatever the plan cache does).  With the subquery, the planner
+# scanned every label in the store (a small table, at first) and probed the nodes for each: a cost that grew
+# with the store's labels, not the answer's trees.
+_PG_LABELS = text(
+    "SELECT l.proposition_id, l.value, l.probability, l.reliability, coalesce(e.reliability, a.reliability) "
+    "FROM unnest(CAST(:pids AS integer[])) AS p(pid) CROSS JOIN LATERAL ("
+    "SELECT * FROM labels WHERE labels.proposition_id = p.pid AND labels.retracted_at IS NULL "
+    "AND (labels.value IS NOT NULL OR labels.probability IS NOT NULL)) AS l "
+    "JOIN annotators AS a ON a.id = l.annotator_id "
+    "LEFT OUTER JOIN annotator_estimates AS e ON e.annotator_id = l.annotator_id ORDER BY l.id")
 
 def _pg_array(values) -> str:
     """``values`` as a PostgreSQL array literal ('{1,0.25,NULL}'), for a CAST(:x AS T[]) parameter: psycopg
@@ -411,7 +426,12 @@ def load_states(session: Session, tree_ids: Sequence[int]) -> dict[int, tuple[Tr
         for r in conn.execute(_stmt("nodes"), {"tids": chunk}).all():
             by_tree.setdefault(r[0], []).append(r)
         labels = []
-        for pid, value, probability, own, annot in conn.execute(_stmt("labels"), {"tids": chunk}).all():
+        if conn.dialect.name == "postgresql":
+            pids = sorted({r[3] for rows in by_tree.values() for r in rows})
+            found = conn.execute(_PG_LABELS, {"pids": _pg_array(pids)}).all()
+        else:
+            found = conn.execute(_stmt("labels"), {"tids": chunk}).all()
+        for pid, value, probability, own, annot in found:
             ev = label_evidence(value, probability, own if own is not None else annot)
             if ev is not None:
                 labels.append((pid, ev))

@@ -45,6 +45,9 @@ tree for.  A proposal is rejected, with the reason, when it
   (``HYPOTHETICAL``): what the trained proposer writes this way is rarely
   answerable; checked last, and not held against StrategyQA's own questions
   when they become training data (``PROPOSER_ONLY``);
+* ``judgment``: a judgment or comparison no single fact settles ("necessary",
+  "better for", "more expensive", "a major threat to", "profitable": ``JUDGMENT``;
+  also ``PROPOSER_ONLY``);
 * ``low-score``: (over-generating backends only) the proposer itself finds the
   question unlikely: ``question_logprob`` under ``SCORE_FLOOR``;
 * ``loose``: hangs on a word no fact pins down ("popular", "the best",
@@ -87,6 +90,7 @@ from .datasets import normalize as normalize_key
 from .expand import content_words, similarity
 
 __all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "VAGUE", "TO_READER", "NO_CONTENT", "HYPOTHETICAL", "LOOSE",
+           "JUDGMENT",
            "PROPOSER_ONLY", "DUP_THRESHOLD", "MIN_WORDS", "RETRY_TEMPERATURE", "REASONS", "SAMPLES",
            "SAMPLE_TEMPERATURE", "SCORE_FLOOR", "ANSWER_PREFIX", "question_logprob",
            "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
@@ -115,10 +119,10 @@ SAMPLE_TEMPERATURE = 0.4
 SCORE_FLOOR = -20.0
 REASONS = ("not-a-question", "not-yes-no", "too-short", "unfinished", "degenerate", "stacked-negation",
            "evaluative", "vague", "to-reader", "no-content", "repeats-word", "copies-topic", "off-topic",
-           "near-duplicate", "hypothetical", "loose", "low-score")
+           "near-duplicate", "hypothetical", "loose", "judgment", "low-score")
 # Reasons that judge what a small proposer writes, not what a person asks: StrategyQA's own questions are
 # not rejected for them when they become training data (proposal_records).
-PROPOSER_ONLY = frozenset({"hypothetical", "loose"})
+PROPOSER_ONLY = frozenset({"hypothetical", "loose", "judgment"})
 # Asks for a judgment no fact settles ("Is high-speed rail a good idea?"): measured as the main kind of
 # unanswerable proposal of the trained proposer (BENCHMARKS.md, "Question proposals").
 # The meaning guards below them (vague, to-reader, no-content, repeats-word) and the second half of
@@ -147,6 +151,17 @@ LOOSE = re.compile(r"\b(popular|best|typical|luxury|widely|the most|too (high|lo
                    r"small|big)|significant|significantly|major issue|big issue|previously thought|healthy way|"
                    r"many)\b|, and (do|does|is|are|can)\b|^(do|did|will) (you|they)\b|^can they\b|"
                    r"\byour (country|body)\b", re.I)
+# Judgments and comparisons no single fact settles ("Are carbon taxes necessary to combat climate change?", "Are
+# standing desks better for the environment?", "Are electric cars more expensive than gas cars?", "a major threat
+# to", "profitable"): fitted on the hand labels of runs 2 and 3 (11 unanswerable run-2 questions; of what the
+# loop asked on run 3's third set: 25 of the 45 unanswerable questions about our topics and 1 of the 42 answerable
+# ones, 1 of 20 and 0 of 60 on held-out terms), measured on a fourth, fresh set (BENCHMARKS.md, run 3).
+# PROPOSER_ONLY.
+JUDGMENT = re.compile(r"\b(necessary|necessity|essential|healthy (choice|way|option)|safe and (reliable|effective "
+                      r"treatment)|rite of passage|profitable|(better|worse) (for|than)|health of the planet|"
+                      r"major (threat|problem|contributor|cause)|sexist|unhealthy|overly|more (expensive|costly|"
+                      r"efficient|effective|reliable|dangerous|harmful|beneficial)|faster than (expected|"
+                      r"predicted|thought)|a source of information)\b", re.I)
 NO_CONTENT = re.compile(r"\bthis (question|answer|topic|text)\b|\bthe answer\b|\ba question\b|\bthe question\b|"
                         r"\bwell-informed\b|\bcheckable\b|\byes/no\b|\byes or no\b|"
                         r"\bis there an? (\w+ )?fact\b", re.I)
@@ -314,6 +329,8 @@ class ProposalGuard:
             return "hypothetical"
         if LOOSE.search(text):
             return "loose"
+        if JUDGMENT.search(text):
+            return "judgment"
         return None
 
     def check(self, text: str) -> Verdict:

@@ -81,6 +81,16 @@ TABLE = [
     ("open-plan offices", "Are open-plan offices in the United States the most expensive in the world?", "loose",
      False),
     ("carbon capture", "Can they run carbon capture plants in deserts?", "loose", False),
+    # judgment (run 3): what no single fact settles, fitted on the third set's labels
+    ("carbon taxes", "Are carbon taxes necessary to combat climate change?", "judgment", False),
+    ("standing desks", "Are standing desks better for the environment?", "judgment", False),
+    ("electric cars", "Are electric cars more expensive than gas cars?", "judgment", False),
+    ("ocean acidification", "Is ocean acidification a major threat to marine life?", "judgment", False),
+    ("cryptocurrency mining", "Is cryptocurrency mining a profitable business?", "judgment", False),
+    # ... and what it lets through: "a major source", "a threat to" and other checkable facts
+    ("lithium mining", "Is lithium mining a major source of electricity in the world?", None, False),
+    ("invasive species", "Are invasive species a threat to the ecosystem?", None, False),
+    ("electric cars", "Can electric cars run on gasoline?", None, False),
     # ... and what they let through: a fact, a comparison, a trivial but answerable question
     ("Chevrolet Cruze", "Was the Chevrolet Cruze sold in Australia as a Holden?", None, False),
     ("lab-grown meat", "Was lab-grown meat approved for sale in Singapore in 2020?", None, False),

@@ -5,13 +5,14 @@
 # (bench/queue_ab_report.py).  The forests are built on first use (~4 min SQLite, ~7 min PostgreSQL each).
 #
 #   sh bench/queue_ab.sh d6303f2 5          # BEFORE commit, runs per database
+#   OUT=bench/results/queue_ab3 sh bench/queue_ab.sh 84c05a2 5   # the third round (narrow queue table)
 set -e
 BEFORE=${1:?usage: sh bench/queue_ab.sh BEFORE_COMMIT [RUNS]}
 RUNS=${2:-5}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 PY=$HERE/.venv/bin/python
 OLD=/tmp/queue-ab-$BEFORE
-OUT=$HERE/bench/results/queue_ab
+OUT=${OUT:-$HERE/bench/results/queue_ab}   # OUT=folder to keep an earlier sitting's runs
 mkdir -p "$OUT" /tmp/queue-ab-db
 [ -d "$OLD" ] || (mkdir -p "$OLD" && git -C "$HERE" archive "$BEFORE" | tar -x -C "$OLD")
 i=1

@@ -14,7 +14,7 @@ from sqlalchemy import delete, exists, or_, select
 from sqlalchemy.orm import Session
 
 from .errors import NotFound, StoreError
-from .models import Annotator, Node, Proposition, Tree, TreeAssignment, utcnow
+from .models import Annotator, Node, Tree, TreeAssignment, queue_entries, utcnow
 
 __all__ = ["assign", "unassign", "assignments", "set_assignment", "allowed", "may_answer", "web_assignments",
            "web_set_assignment"]
@@ -79,13 +79,15 @@ def assignments(session: Session, tree_id: int | None = None) -> dict[int, list[
 
 
 def allowed(session: Session, annotator_id: int):
-    """A condition on ``Proposition`` for the queue: some live tree holding it is open to the annotator.
+    """A condition on a queue row (``queue_entries``) for the queue: some live tree holding its proposition
+    is open to the annotator.
     None when no tree is assigned at all (everything is open: the queue adds no condition)."""
     if session.scalar(select(TreeAssignment.tree_id).limit(1)) is None:
         return None
     open_to_me = or_(~exists().where(TreeAssignment.tree_id == Node.tree_id),
                      exists().where(TreeAssignment.tree_id == Node.tree_id, TreeAssignment.annotator_id == annotator_id))
-    return exists().where(Node.proposition_id == Proposition.id, Tree.id == Node.tree_id, Tree.status != "archived",
+    return exists().where(Node.proposition_id == queue_entries.c.proposition_id, Tree.id == Node.tree_id,
+                          Tree.status != "archived",
                           open_to_me)
 
 
@@ -93,7 +95,8 @@ def may_answer(session: Session, annotator_id: int, proposition_id: int) -> bool
     cond = allowed(session, annotator_id)
     if cond is None:
         return True
-    return session.scalar(select(Proposition.id).where(Proposition.id == proposition_id, cond)) is not None
+    q = queue_entries.c
+    return session.scalar(select(q.proposition_id).where(q.proposition_id == proposition_id, cond)) is not None
 
 
 def web_assignments(session: Session, token: str | None) -> dict[int, list[str]]:

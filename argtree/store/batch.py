@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from ..inference import CompiledTree
 from ..voi import expected_voi
 from .compute import QUEUE_ORDER, ranked_open
-from .models import Lease, Node, Proposition, Tree, queue_entries
+from .models import Lease, Node, Tree, queue_entries
 
 __all__ = ["batch_order", "claim", "CANDIDATES", "PER_TREE"]
 
@@ -42,13 +42,13 @@ def batch_order(session: Session, me: int, now: datetime, overlap: int, metric: 
                 allowed=None) -> list[int]:
     """Open propositions for annotator ``me``, best next pick of the batch first; [] when nobody else
     holds a question (then the ranking's top is the batch's first pick)."""
-    from .queue import _held_by_others, _live_label_by
+    from .queue import QUEUE_ID, _held_by_others, _live_label_by
 
     given = set(_given(session, me, now))
     if not given:
         return []
-    q = (select(Proposition.id).where(ranked_open(), ~_live_label_by(me),
-                                      Proposition.n_answers + _held_by_others(me, now) < overlap)
+    q = (select(QUEUE_ID).where(ranked_open(), ~_live_label_by(me),
+                                queue_entries.c.n_answers + _held_by_others(me, now) < overlap)
          .order_by(*QUEUE_ORDER).limit(CANDIDATES))
     if allowed is not None:
         q = q.where(allowed)
@@ -94,17 +94,16 @@ def _expected(loaded, pick_nodes: list[int], metric: str) -> dict[int, float]:
 def claim(session: Session, me: int, pid: int, now: datetime, expires: datetime, overlap: int, allowed=None):
     """Lease proposition ``pid`` to ``me`` when it is still open to them (checked under its row lock on
     PostgreSQL, skipping it when another annotator holds that lock); the Question, or None."""
-    from .queue import _held_by_others, _live_label_by, _pg, _question
+    from .queue import QUEUE_ID, _held_by_others, _live_label_by, _pg, _question
 
-    q = select(Proposition.id).where(Proposition.id == pid, ranked_open(),
-                                     ~_live_label_by(me))
+    q = select(QUEUE_ID).where(QUEUE_ID == pid, ranked_open(), ~_live_label_by(me))
     if allowed is not None:
         q = q.where(allowed)
     if _pg(session):
         q = q.with_for_update(skip_locked=True, of=queue_entries, key_share=True)  # its lock: the queue row
     if session.scalar(q) is None:
         return None
-    n = session.scalar(select(Proposition.n_answers + _held_by_others(me, now)).where(Proposition.id == pid))
+    n = session.scalar(select(queue_entries.c.n_answers + _held_by_others(me, now)).where(QUEUE_ID == pid))
     if n >= overlap:
         return None
     question = _question(session, pid, expires)

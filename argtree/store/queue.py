@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from .compute import (QUEUE_ORDER, apply_forest_deltas, lock_proposition, queue_settings, ranked_open, recompute_trees,
                       refresh_propositions, set_rank)
 from .errors import NotFound, StoreError
-from .models import Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, queue_entries, utcnow
+from .models import (Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, propositions,
+                     queue_entries, utcnow)
 from .text import check_text
 from .trees import stance, upsert_propositions
 
@@ -157,14 +158,19 @@ def set_queue_settings(session: Session, *, overlap: int | None = None, lease_se
 
 # -- asking ---------------------------------------------------------------
 
+# The queue's reads name propositions by their queue row (queue_entries.proposition_id): reading the queue's
+# top then needs no join to the propositions' text (a join for every row of the top bucket, before sorting).
+QUEUE_ID = queue_entries.c.proposition_id
+
+
 def _live_label_by(annotator_id: int):
-    return exists().where(Label.proposition_id == Proposition.id, Label.annotator_id == annotator_id,
+    return exists().where(Label.proposition_id == QUEUE_ID, Label.annotator_id == annotator_id,
                           Label.retracted_at.is_(None))
 
 
 def _held_by_others(annotator_id: int, now: datetime):
     return (select(func.count()).select_from(Lease)
-            .where(Lease.proposition_id == Proposition.id, Lease.annotator_id != annotator_id,
+            .where(Lease.proposition_id == QUEUE_ID, Lease.annotator_id != annotator_id,
                    Lease.expires_at > now).scalar_subquery())
 
 
@@ -212,14 +218,14 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
     pg = _pg(session)
     skip: list[int] = []
     for _ in range(50):
-        q = (select(Proposition.id)
+        q = (select(QUEUE_ID)
              .where(ranked_open(), ~_live_label_by(me),
-                    Proposition.n_answers + _held_by_others(me, now) < overlap)
+                    queue_entries.c.n_answers + _held_by_others(me, now) < overlap)
              .order_by(*QUEUE_ORDER).limit(1))
         if allowed is not None:
             q = q.where(allowed)
         if skip:
-            q = q.where(Proposition.id.not_in(skip))
+            q = q.where(QUEUE_ID.not_in(skip))
         if pg:
             q = q.with_for_update(skip_locked=True, of=queue_entries, key_share=True)  # its lock: the queue row
         pid = session.scalar(q)
@@ -228,8 +234,8 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
         if pg:
             # Re-check under the row lock with a fresh snapshot: another annotator may have
             # committed a lease or an answer since the statement above started.
-            n = session.scalar(select(Proposition.n_answers + _held_by_others(me, now))
-                               .where(Proposition.id == pid))
+            n = session.scalar(select(queue_entries.c.n_answers + _held_by_others(me, now))
+                               .where(QUEUE_ID == pid))
             if n >= overlap:
                 skip.append(pid)
                 continue
@@ -262,7 +268,7 @@ def _gold_question(session: Session, me: int, rate: float, expires: datetime, al
                                                                  Label.retracted_at.is_(None)))
          .order_by(GoldAnswer.proposition_id))
     if allowed is not None:  # only gold in trees this annotator may answer
-        q = q.where(GoldAnswer.proposition_id.in_(select(Proposition.id).where(allowed)))
+        q = q.where(GoldAnswer.proposition_id.in_(select(QUEUE_ID).where(allowed)))
     ids = list(session.scalars(q))
     if not ids:
         return None
@@ -279,8 +285,8 @@ def _question(session: Session, pid: int, expires: datetime) -> Question | None:
     VoI); None when it is in no live tree.  Archived trees (versions a re-expansion replaced) are never
     the context: their VoI and root-if numbers are stale, and they do not count towards the forest VoI."""
     occ = session.execute(
-        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Tree.question, Tree.root_belief, Proposition.text)
-        .join(Tree, Tree.id == Node.tree_id).join(Proposition, Proposition.id == Node.proposition_id)
+        select(Node.id, Node.tree_id, Tree.priority * Node.voi, Tree.question, Tree.root_belief, propositions.c.text)
+        .join(Tree, Tree.id == Node.tree_id).join(propositions, propositions.c.id == Node.proposition_id)
         .where(Node.proposition_id == pid, Tree.status != "archived")
         .order_by((Tree.priority * Node.voi).desc(), Node.id)).all()
     if not occ:
@@ -292,8 +298,8 @@ def _question(session: Session, pid: int, expires: datetime) -> Question | None:
     up = up.union_all(select(Node.id, Node.parent_id, (up.c.step + 1).label("step"))
                       .join(up, Node.id == up.c.parent_id))
     rows = session.execute(
-        select(Node, Proposition.text).join(up, up.c.id == Node.id)
-        .join(Proposition, Proposition.id == Node.proposition_id).order_by(up.c.step)).all()
+        select(Node, propositions.c.text).join(up, up.c.id == Node.id)
+        .join(propositions, propositions.c.id == Node.proposition_id).order_by(up.c.step)).all()
     chain = []
     for n, t in rows:
         chain.append(ChainLink(n.id, n.local_id, t, n.belief, stance(n.parent_id, n.p_if_true, n.p_if_false)))
@@ -512,7 +518,7 @@ def annotator_stats(session: Session, annotator_id: int, *, since: datetime | No
     today, secs = session.execute(select(func.count(), func.coalesce(func.sum(Label.seconds), 0.0))
                                   .where(*live, Label.created_at >= since)).one()
     total = session.scalar(select(func.count()).where(*live))
-    open_ = (select(Proposition.id).where(ranked_open(), ~_live_label_by(me))
+    open_ = (select(QUEUE_ID).where(ranked_open(), ~_live_label_by(me))
              .limit(remaining_limit).subquery())
     remaining = int(session.scalar(select(func.count()).select_from(open_)))
     return AnnotatorStats(int(today), int(total), remaining, float(secs), remaining >= remaining_limit)

@@ -113,7 +113,7 @@ RETRY_TEMPERATURE = 0.2
 # (``question_logprob``) and the best go first.  On the 207 labeled trained-proposer questions the guards
 # accept (labels.jsonl + labels2.jsonl), that log-probability ranks answerable above unanswerable ones with
 # an AUC of 0.76 (length alone 0.65; length, form and restatement added to it: no better); below SCORE_FLOOR
-# (nats) proposer-v3's accepted questions were 4 of 17 answerable, above it 49 of 76.
+# (nats) proposer-v3's accepted questions were 3 of 17 answerable, above it 49 of 76.
 SAMPLES = 4
 SAMPLE_TEMPERATURE = 0.4
 SCORE_FLOOR = -20.0

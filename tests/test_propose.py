@@ -536,7 +536,7 @@ def test_loop_n_sets_the_questions_proposed_per_topic_and_records_rejections(tmp
 @pytest.mark.slow
 def test_the_shipped_proposer_proposes_guarded_questions():
     """The shipped proposer adapter (what `argtree loop` proposes with by default): every accepted proposal
-    passes the guards, none repeats another, and each topic gets at least one question."""
+    passes the guards, none repeats another, and some topic gets a question."""
     from argtree.llm.local import LocalBackend, shipped_proposer
     from argtree.propose import SCORE_FLOOR
 
@@ -545,8 +545,9 @@ def test_the_shipped_proposer_proposes_guarded_questions():
     be = LocalBackend("proposer")
     assert be.model_version == "bundled+proposer-lora"
     accepted = {}
-    # For "renewable energy" it may propose nothing that passes (its greedy answer is "Is renewable energy a
-    # viable source of energy ...?", and retries sample close to it): the loop then grows nothing there.
+    # A topic may get nothing that passes: before over-generation, "renewable energy" got nothing (its greedy
+    # answer is "Is renewable energy a viable source of energy ...?" and the retries sampled close to it); with
+    # it, it gets questions.  So only "some topic" is required, whatever the sampler does on another machine.
     for topic in ("renewable energy", "microplastics", "Leipzig (Place in Saxony, Germany)"):
         out = propose(be, topic, 3, seed=0, retries=2)
         guard = ProposalGuard(topic)

@@ -368,10 +368,10 @@ _PG_DELTAS = text(
     "FROM locked, unnest(CAST(:ids AS integer[]), CAST(:d AS double precision[])) AS v(id, d) "
     "WHERE p.proposition_id = locked.id AND p.proposition_id = v.id")
 
-# PostgreSQL: the labels (as "labels" above) of the node rows' propositions, passed as an array, each looked
-# up by its index (LATERAL keeps that order whatever the plan cache does).  With the subquery, the planner
-# scanned every label in the store (a small table, at first) and probed the nodes for each: a cost that grew
-# with the store's labels, not the answer's trees.
+# PostgreSQL: the labels (as "labels" above) of the node rows' propositions, passed as an array (the planner
+# may flatten the LATERAL into a join; with fresh statistics it probes the labels index once per id).  With the
+# subquery over nodes, the planner scanned every label in the store (a small table, at first) and probed the
+# nodes for each: a cost that grew with the store's labels, not the answer's trees.
 _PG_LABELS = text(
     "SELECT l.proposition_id, l.value, l.probability, l.reliability, coalesce(e.reliability, a.reliability) "
     "FROM unnest(CAST(:pids AS integer[])) AS p(pid) CROSS JOIN LATERAL ("
@@ -379,6 +379,7 @@ _PG_LABELS = text(
     "AND (labels.value IS NOT NULL OR labels.probability IS NOT NULL)) AS l "
     "JOIN annotators AS a ON a.id = l.annotator_id "
     "LEFT OUTER JOIN annotator_estimates AS e ON e.annotator_id = l.annotator_id ORDER BY l.id")
+
 
 def _pg_array(values) -> str:
     """``values`` as a PostgreSQL array literal ('{1,0.25,NULL}'), for a CAST(:x AS T[]) parameter: psycopg

@@ -109,6 +109,27 @@ def press(page, key: str, timeout: float = 30_000) -> None:
     page.keyboard.press(key)
 
 
+def choose(page, label, option, *, tries: int = 3, timeout: float = 30_000) -> None:
+    """Pick ``option`` (an option's name or pattern) in the selectbox labelled ``label``.  A click that lands
+    while Streamlit re-renders the page can leave the list closed (a browser test timed out waiting for an
+    option under a loaded CI run); then the list is opened again, up to ``tries`` times, each time waiting for
+    the option itself, never for a fixed time."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(tries):
+        page.get_by_label(label).click(timeout=timeout)
+        opt = page.get_by_role("option", name=option)
+        try:
+            opt.wait_for(timeout=timeout / tries)
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            continue
+        opt.click(timeout=timeout)
+        return
+
+
 def wait_premise_change(page, old: str, timeout: float = 30_000) -> str:
     """Wait until the premise shown is not ``old`` (the next question is on screen); return it."""
     page.wait_for_function(

@@ -120,7 +120,7 @@ def choose(page, label, option, *, tries: int = 3, timeout: float = 30_000) -> N
         page.get_by_label(label).click(timeout=timeout)
         opt = page.get_by_role("option", name=option)
         try:
-            opt.wait_for(timeout=timeout / tries)
+            opt.wait_for(timeout=timeout if attempt == tries - 1 else timeout / tries)  # the last: all of it
         except PlaywrightTimeout:
             if attempt == tries - 1:
                 raise

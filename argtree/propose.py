@@ -96,7 +96,7 @@ __all__ = ["YES_NO_START", "NEGATION_WORDS", "EVALUATIVE", "VAGUE", "TO_READER",
            "proposal_prompt", "negations", "is_yes_no", "mentions_topic", "Verdict", "ProposalGuard",
            "Proposals", "propose", "proposal_topic", "proposal_records", "heldout_terms",
            "LOOP_SOURCES", "label_source", "workable", "loop_proposal_records", "fact_question",
-           "lowercase_words"]
+           "lowercase_words", "fact_subject", "topic_key", "SUBJECT_WORDS"]
 
 YES_NO_START = frozenset("is are was were does do did can could would will has have had should shall must may "
                          "might".split())
@@ -519,12 +519,8 @@ def lowercase_words(texts: Iterable[str]) -> frozenset[str]:
     return frozenset(w for w, k in low.items() if k > cap.get(w, 0))
 
 
-def fact_question(fact: str, lower: frozenset[str] = frozenset()) -> str | None:
-    """A StrategyQA fact as the yes/no question it answers "yes" to, by moving its first auxiliary verb to the
-    front ("Rede Globo is a Brazilian television network." -> "Is Rede Globo a Brazilian television
-    network?"); None when there is no auxiliary after a short subject (no comma, at most 8 words), the fact
-    holds a negation, or has/have/had is the main verb ("Leipzig has a zoo."; do-support would need a
-    lemmatizer).  Facts are checkable by construction, so these questions are answerable ones."""
+def _fact_parts(fact: str, lower: frozenset[str]) -> tuple[str, list[str], list[str]] | None:
+    """(auxiliary, subject words, rest) of a fact ``fact_question`` can turn around (its doc), else None."""
     text = " ".join(str(fact).split()).rstrip(".").strip()
     if not text or negations(text) or any(c in text for c in '?"\\;:'):
         return None
@@ -545,12 +541,61 @@ def fact_question(fact: str, lower: frozenset[str] = frozenset()) -> str | None:
         subject = words[:i]
         if subject[0].lower() in _ARTICLE or subject[0].lower() in lower or subject[0] == "There":
             subject = [subject[0].lower()] + subject[1:]
-        return f"{w[:1].upper()}{low[1:]} {' '.join(subject + rest)}?"
+        return w, subject, rest
     return None
 
 
+def fact_question(fact: str, lower: frozenset[str] = frozenset()) -> str | None:
+    """A StrategyQA fact as the yes/no question it answers "yes" to, by moving its first auxiliary verb to the
+    front ("Rede Globo is a Brazilian television network." -> "Is Rede Globo a Brazilian television
+    network?"); None when there is no auxiliary after a short subject (no comma, at most 8 words), the fact
+    holds a negation, or has/have/had is the main verb ("Leipzig has a zoo."; do-support would need a
+    lemmatizer).  Facts are checkable by construction, so these questions are answerable ones."""
+    parts = _fact_parts(fact, lower)
+    if parts is None:
+        return None
+    w, subject, rest = parts
+    return f"{w[:1].upper()}{w[1:].lower()} {' '.join(subject + rest)}?"
+
+
+# A subject that is no topic a person would type: a pronoun, a quantifier, "There", "What ...", or one that
+# carries an adverb or a reflexive ("Menthol itself", "Guitarists typically").
+_NOT_A_SUBJECT = frozenset("there it they he she we you i this that these those some most many all every each such "
+                           "other its his her their what which who one both few several another any itself "
+                           "themselves himself herself typically usually often generally also alone only always "
+                           "sometimes mostly commonly normally originally now still".split())
+SUBJECT_WORDS = 4   # at most this many words in a fact's subject as a bare topic (articles left out)
+
+
+def fact_subject(fact: str, lower: frozenset[str] = frozenset()) -> str | None:
+    """The subject of the question ``fact_question`` makes from ``fact``, as a bare topic: a noun phrase with
+    no description, as people type one ("Olive oil is made from olives." -> "olive oil" when "olive" is
+    written in lower case more often, "The Eiffel Tower is in Paris." -> "Eiffel Tower"); a leading article is
+    left out.  None: no such question, or a subject no one would type as a topic (a pronoun or quantifier
+    first, an adverb or reflexive in it, more than ``SUBJECT_WORDS`` words, digits or brackets)."""
+    parts = _fact_parts(fact, lower)
+    if parts is None:
+        return None
+    subject = parts[1][1:] if parts[1][0].lower() in _ARTICLE else parts[1]
+    if not subject or len(subject) > SUBJECT_WORDS or any(w.lower() in _NOT_A_SUBJECT for w in subject) \
+            or subject[0].lower() in YES_NO_START:   # "Will Ferrell was born ..." reads "will Ferrell"
+        return None
+    if any(not re.fullmatch(r"[A-Za-z][A-Za-z'&.-]*", w) for w in subject) \
+            or not content_words(_plain(" ".join(subject))):
+        return None
+    return " ".join(subject)
+
+
+def topic_key(topic: str) -> str:
+    """A topic as compared with another: case-folded, accents and a leading article dropped ("The Police" ->
+    "police")."""
+    words = normalize_key(_plain(topic)).split()
+    return " ".join(words[1:] if len(words) > 1 and words[0] in _ARTICLE else words)
+
+
 def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True,
-                     bare: bool = False, facts: bool = False, strict: bool = False) -> tuple[list[dict], dict]:
+                     bare: bool = False, facts: bool = False, strict: bool = False, subjects: bool = False,
+                     exclude: Iterable[str] = ()) -> tuple[list[dict], dict]:
     """(conversational records, counts) teaching the proposer on the train split of StrategyQA ``questions``
     (``argtree.questions.Question`` objects with ``term``/``description`` in ``extra``).
 
@@ -565,7 +610,12 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     train questions' facts turned into questions (``fact_question``; counted in ``from_facts``), guarded
     the same way: simple checkable questions about the term, several per term.  With ``strict`` the
     ``PROPOSER_ONLY`` guards reject too ("Would ..." questions, "popular", "many"): the proposer sees only what
-    the loop would accept from it (run 3).  Deterministic: terms sorted, questions in file order."""
+    the loop would accept from it (run 3).  With ``subjects`` (run 4) the train questions' facts are also
+    grouped by their subject (``fact_subject``) and each subject, a bare noun phrase ("olive oil", "rabies"), is
+    the topic of a record of its fact questions: topics typed with no description, answered with checkable
+    facts.  A subject that is a held-out question's term, or one of ``exclude`` (the topics a benchmark
+    measures on), compared by ``topic_key``, makes no record (counted in ``subject_heldout`` and
+    ``subject_excluded``).  Deterministic: terms sorted, questions in file order."""
     from .loop import QUESTION_PATTERN
     from .questions import split_heldout
 
@@ -573,6 +623,8 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     counts: dict[str, int] = {"questions": len(train) + len(held), "heldout": len(held), "train": len(train),
                               "no_term": 0, "same_as_heldout": 0, "pattern": 0, "records": 0, "used": 0}
     counts.update({r: 0 for r in REASONS})
+    if subjects:
+        counts.update(subject_heldout=0, subject_excluded=0, subject_records=0, from_subjects=0)
     counts["no_term"] = sum(not isinstance(q.extra.get("term"), str) or not q.extra["term"].strip() for q in train)
     # StrategyQA holds some questions twice under two ids: a train copy of a held-out question is left out.
     held_texts = {normalize_key(q.question) for q in held}
@@ -619,6 +671,45 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                         {"role": "assistant", "content": json.dumps({"questions": mine})},
                     ], "term": term})
                     counts["bare"] = counts.get("bare", 0) + 1
+    if subjects:
+        held_keys = {topic_key(q.extra["term"]) for q in held if isinstance(q.extra.get("term"), str)}
+        skip = {topic_key(t) for t in exclude}
+        lower = lower or lowercase_words(t for q in train for t in (q.question, *(getattr(q, "facts", ()) or ())))
+        groups: dict[str, tuple[str, list[str]]] = {}
+        for term, qs in sorted(_by_term(train).items()):
+            for q in qs:
+                for f in getattr(q, "facts", ()) or ():
+                    subject, text = fact_subject(f, lower), fact_question(f, lower)
+                    if subject and text:
+                        groups.setdefault(topic_key(subject), (subject, []))[1].append(text)
+        for key in sorted(groups):
+            topic, texts = groups[key]
+            if key in held_keys or key in skip:
+                counts["subject_heldout" if key in held_keys else "subject_excluded"] += 1
+                continue
+            guard = ProposalGuard(topic)
+            keep = []
+            for text in texts:
+                if normalize_key(text) in held_texts:
+                    counts["same_as_heldout"] += 1
+                    continue
+                if not re.match(QUESTION_PATTERN, text):
+                    counts["pattern"] += 1
+                    continue
+                v = guard.check(text)
+                if guarded and not v.ok and (strict or v.reason not in PROPOSER_ONLY):
+                    counts[v.reason] += 1
+                    continue
+                guard.accept(text)
+                keep.append(text)
+            for i in range(0, len(keep), max_per_prompt):
+                chunk = keep[i:i + max_per_prompt]
+                records.append({"messages": [
+                    {"role": "user", "content": proposal_prompt(topic, len(chunk))},
+                    {"role": "assistant", "content": json.dumps({"questions": chunk})},
+                ], "term": topic, "source": "fact-subject"})
+                counts["subject_records"] += 1
+                counts["from_subjects"] += len(chunk)
     counts["records"] = len(records)
     return records, counts
 

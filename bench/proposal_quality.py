@@ -31,6 +31,11 @@ Run 3: the loop over-generates and selects (``argtree.propose.SAMPLES``, scored 
 ``run --terms 30 --terms-offset 40 --topics bench/data/proposal_topics3.txt --retries 2`` is the third fresh set,
 ``--samples 0`` the loop of run 2 on it.  Rows of LABEL.loop.jsonl carry the score; "unused" ones passed but
 were not asked.
+
+Run 4: ``export --bare --facts --strict --subjects`` adds records whose topic is a fact's subject alone, a bare
+noun phrase as people type a topic ("olive oil"), answered with its fact questions (proposer-v4); a subject that is
+a held-out term or a topic of bench/data/proposal_topics*.txt makes none.  ``--terms 25 --terms-offset 95 --topics
+bench/data/proposal_topics5.txt`` is the fifth fresh set.
 """
 
 from __future__ import annotations
@@ -73,9 +78,13 @@ def topic_sets(n_terms: int, offset: int = 0, topics: Path = TOPICS) -> dict[str
     from argtree.strategyqa import default_path
 
     held = sorted(heldout_terms(load_questions(default_path())), key=lambda t: _sha(t[0]))[offset:offset + n_terms]
-    mine = [line.strip() for line in Path(topics).read_text(encoding="utf-8").splitlines()
+    return {"heldout": held, "topics": [(t, t) for t in _topic_lines(Path(topics))]}
+
+
+def _topic_lines(path: Path) -> list[str]:
+    """The topics of a topics file: one a line, "#" lines and blank lines skipped."""
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
-    return {"heldout": held, "topics": [(t, t) for t in mine]}
 
 
 def cmd_export(args) -> None:
@@ -84,15 +93,22 @@ def cmd_export(args) -> None:
     from argtree.questions import load_questions
     from argtree.strategyqa import default_path
 
+    exclude_files = sorted(str(f) for f in (args.exclude_topics if args.exclude_topics is not None
+                                            else TOPICS.parent.glob("proposal_topics*.txt")))
+    exclude = [t for f in exclude_files for t in _topic_lines(Path(f))] if args.subjects else []
     records, counts = proposal_records(load_questions(default_path()), max_per_prompt=args.max_per_prompt,
-                                       bare=args.bare, facts=args.facts, strict=args.strict)
+                                       bare=args.bare, facts=args.facts, strict=args.strict,
+                                       subjects=args.subjects, exclude=exclude)
     if args.limit:
         records = sorted(records, key=lambda r: _sha(f"{args.seed}:{r['term']}:{r['messages'][0]['content']}"))
         records = records[: args.limit]
     out = Path(args.out)
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     card = {"source": default_path(), "counts": counts, "written": len(records), "limit": args.limit,
-            "bare": args.bare, "facts": args.facts, "strict": args.strict, "max_per_prompt": args.max_per_prompt,
+            "bare": args.bare, "facts": args.facts, "strict": args.strict, "subjects": args.subjects,
+            "exclude_topics": [str(Path(f).relative_to(ROOT)) if Path(f).resolve().is_relative_to(ROOT) else f
+                               for f in exclude_files] if args.subjects else None,
+            "max_per_prompt": args.max_per_prompt,
             "seed": args.seed, "sha256": _sha(out.read_text(encoding="utf-8"))}
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card, indent=1))
@@ -331,6 +347,10 @@ def main() -> None:
     e.add_argument("--facts", action="store_true", help="a term's facts turned into questions too (fact_question)")
     e.add_argument("--strict", action="store_true", help="the proposer-only guards (hypothetical, loose) reject "
                    "StrategyQA's questions too (run 3)")
+    e.add_argument("--subjects", action="store_true", help="also the facts' subjects as bare topics (no "
+                   "description), each with its fact questions (run 4; argtree.propose.fact_subject)")
+    e.add_argument("--exclude-topics", nargs="*", default=None, help="with --subjects: topics files whose topics "
+                   "make no record (default: every bench/data/proposal_topics*.txt, the sets measured on)")
     r = sub.add_parser("run", help="propose for the held-out terms and the 20 topics with one model")
     r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
     r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")

@@ -586,3 +586,46 @@ def test_fact_questions_move_the_auxiliary_to_the_front():
     assert fact_question("Leipzig has a zoo.") is None
     assert fact_question("In South Asia the plant is called brinjal.") is None
     assert fact_question("Paris, the capital, is big.") is None
+
+
+def test_proposal_records_with_bare_fact_subjects():
+    """Run 4: ``subjects`` adds records whose topic is a fact's subject alone (a bare noun phrase, no
+    description, as a user types a topic) and whose answer is that subject's fact questions; a subject that is a
+    held-out term, or one of ``exclude``, makes none."""
+    from argtree.propose import fact_subject, proposal_records, topic_key
+    from argtree.questions import parse_questions, split_heldout
+
+    assert fact_subject("The Eiffel Tower is in Paris.") == "Eiffel Tower"
+    assert fact_subject("Olive oil is made from olives.", frozenset({"olive"})) == "olive oil"
+    for fact in ("It is a device.", "Menthol itself is addictive.", "Will Ferrell was born in 1967.",
+                 "The first tall office building in a big city was in Chicago.", "Leipzig has a zoo.",
+                 "The A380 (a plane) is big."):
+        assert fact_subject(fact) is None, fact
+    assert topic_key("The Police") == topic_key("police") == "police" and topic_key("The") == "the"
+
+    rows = [{"qid": f"s{t}", "term": f"Gadget{t}", "description": f"a made-up device number {t}",
+             "question": f"Is Gadget{t} sold in Peru?", "answer": True, "facts": []} for t in range(40)]
+    train, held = split_heldout(parse_questions(json.dumps(rows)))
+    assert held and len(train) >= 2
+    h, i, j = "Copper kettles", int(train[0].qid[1:]), int(train[1].qid[1:])
+    rows[int(held[0].qid[1:])]["term"] = h   # a held-out term (its only question is held out)
+    rows[i]["facts"] = ["Tap water is treated with chlorine.", "Tap water can contain fluoride.",
+                        f"{h} is made of copper.", "Plastic bags are made from polyethylene.", "It is a device."]
+    rows[j]["facts"] = ["Tap water was chlorinated in 1908.", "Tap water can contain fluoride."]
+    questions = parse_questions(json.dumps(rows))
+    plain, pc = proposal_records(questions)
+    records, counts = proposal_records(questions, subjects=True, exclude=["plastic bags"])
+    assert records[:len(plain)] == plain   # the term records as before, the subject records after them
+    added = records[len(plain):]
+    _check_records(records, questions)
+    got = {r["term"]: json.loads(r["messages"][1]["content"])["questions"] for r in added}
+    # "tap" is nowhere written in lower case here, so it stays as the fact writes it (as fact_question does)
+    assert got == {"Tap water": ["Is Tap water treated with chlorine?", "Can Tap water contain fluoride?",
+                                 "Was Tap water chlorinated in 1908?"]}   # the repeated fact: a near-duplicate
+    rec = added[0]
+    assert rec["source"] == "fact-subject" and rec["messages"][0]["content"] == proposal_prompt("Tap water", 3)
+    assert " (" not in rec["messages"][0]["content"].split("\n")[0]   # no description: a bare topic
+    assert counts["subject_heldout"] == 1 and counts["subject_excluded"] == 1 and counts["near-duplicate"] == 1
+    assert counts["subject_records"] == 1 and counts["from_subjects"] == 3 and counts["records"] == len(records)
+    assert not any(topic_key(r["term"]) == topic_key(h) for r in records)   # a held-out term is no topic
+    assert proposal_records(questions, subjects=True, exclude=["plastic bags"]) == (records, counts)

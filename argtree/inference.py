@@ -95,14 +95,20 @@ class CompiledTree:
         position[order] = np.arange(n)
         bfs_parent = position[parent[order]]  # order[0] is the root: its entry is fixed below
         bfs_parent[0] = -1
+        # The CPT columns in BFS order, gathered straight into the rows of the upward pass's (2, n)
+        # array (``cpt``): p0 and p1 are views of its rows, not copies.
+        P = np.empty((2, n))
+        np.asarray(p0, dtype=float).take(order, out=P[0])
+        np.asarray(p1, dtype=float).take(order, out=P[1])
         ct = cls(
             ids=tuple(ids) if ids is not None else _IndexIds(n),
             order=order, position=position, parent=bfs_parent,
             levels=np.asarray(levels, dtype=np.int64),
-            p1=np.asarray(p1, dtype=float)[order], p0=np.asarray(p0, dtype=float)[order],
+            p1=P[1], p0=P[0],
             prior=float(prior),
         )
         ct.__dict__["level_list"] = levels  # the cached_property's value, already at hand
+        ct.__dict__["_P"] = P
         return ct
 
     @cached_property
@@ -113,8 +119,10 @@ class CompiledTree:
     @cached_property
     def cpt(self) -> tuple[np.ndarray, np.ndarray]:
         """(P, Q), each (2, n): P[u, i] = P(node i true | parent = u) in BFS order, Q = 1 - P."""
-        P = np.empty((2, self.n))
-        P[0], P[1] = self.p0, self.p1
+        P = self.__dict__.get("_P")
+        if P is None:
+            P = np.empty((2, self.n))
+            P[0], P[1] = self.p0, self.p1
         return P, 1.0 - P
 
     @cached_property
@@ -122,22 +130,16 @@ class CompiledTree:
         """Where the upward pass adds each node's two log-messages (for parent false, parent true):
         level d (positions a:b) owns entries 2a:2b, first each node's parent's offset j within
         the parent level, then j + that level's width; one ``np.bincount`` per level then sums a
-        level's (2, k) messages into its parents' (2, width) sums, in child order."""
-        lv, n = self.levels, self.n
-        out = np.zeros(2 * n, dtype=np.int64)
-        if n == 1:
-            return out
-        sizes = lv[1:] - lv[:-1]
-        start = lv[:-1].repeat(sizes)   # where each node's level starts
-        size = sizes.repeat(sizes)      # and how many nodes it has
-        par = self.parent[1:]
-        first = np.arange(n)
-        local = (first - start)[par]    # each node's parent's offset within the parent's level
-        first += start                  # node p of level a:b: entries p + a and p + b
-        out[first[1:]] = local
-        first += size
-        local += size[par]
-        out[first[1:]] = local
+        level's (2, k) messages into its parents' (2, width) sums, in child order.
+        Two subtractions per level straight into the result (no n-sized temporaries)."""
+        lv, parent = self.level_list, self.parent
+        out = np.empty(2 * self.n, dtype=np.int64)
+        out[:2] = 0  # the root's entries are never read
+        for d in range(1, len(lv) - 1):
+            a, b, above = lv[d], lv[d + 1], lv[d - 1]
+            kids = parent[a:b]
+            np.subtract(kids, above, out=out[2 * a:a + b])          # j
+            np.subtract(kids, 2 * above - a, out=out[a + b:2 * b])  # j + width (width = a - above)
         return out
 
     def expanded(self) -> np.ndarray:

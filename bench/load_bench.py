@@ -136,6 +136,8 @@ def main() -> None:
     command = f"{nice}.venv/bin/python bench/load_bench.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     load_before = os.getloadavg()
     rows = []
+    if args.dir:
+        os.makedirs(args.dir, exist_ok=True)  # a --dir that does not exist yet is made, not an error
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         for n in sizes:
             path = Path(tmp) / f"tree{n}.json"

@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import Integer, Text, and_, bindparam, case, cast, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
@@ -307,6 +308,8 @@ def _statements() -> dict:
 
     tids = bindparam("tids", expanding=True)
     n, t, lab = Node.__table__, Tree.__table__, Label.__table__
+    pids = (func.unnest(cast(bindparam("pids", type_=Text), postgresql.ARRAY(Integer)))
+            .table_valued("pid").render_derived("pids"))
 
     def labels(source):  # live labels with their weights, from ``source`` (a FROM clause holding labels)
         return (select(lab.c.proposition_id, lab.c.value, lab.c.probability, lab.c.reliability,
@@ -328,6 +331,11 @@ def _statements() -> dict:
         # else the one they were created with.
         "labels": labels(lab).where(lab.c.proposition_id.in_(select(n.c.proposition_id)
                                                                 .where(n.c.tree_id.in_(tids)))),
+        # PostgreSQL: the same labels for the node rows' propositions, passed as one array (an array literal,
+        # ``_pg_array``) that the planner joins to the labels index.  With the subquery over nodes it scanned
+        # every label in the store (a small table, at first) and probed the nodes for each: a cost that grew
+        # with the store's labels, not with the answer's trees.
+        "pg_labels": labels(pids.join(lab, lab.c.proposition_id == pids.c.pid)),
         "root_update": update(t).where(t.c.id == bindparam("tid")).values(
             root_belief=bindparam("b"), root_labels_only=bindparam("lo"), updated_at=bindparam("now")),
     }
@@ -367,18 +375,6 @@ _PG_DELTAS = text(
         "CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END", "postgresql") + " "
     "FROM locked, unnest(CAST(:ids AS integer[]), CAST(:d AS double precision[])) AS v(id, d) "
     "WHERE p.proposition_id = locked.id AND p.proposition_id = v.id")
-
-# PostgreSQL: the labels (as "labels" above) of the node rows' propositions, passed as an array (the planner
-# may flatten the LATERAL into a join; with fresh statistics it probes the labels index once per id).  With the
-# subquery over nodes, the planner scanned every label in the store (a small table, at first) and probed the
-# nodes for each: a cost that grew with the store's labels, not the answer's trees.
-_PG_LABELS = text(
-    "SELECT l.proposition_id, l.value, l.probability, l.reliability, coalesce(e.reliability, a.reliability) "
-    "FROM unnest(CAST(:pids AS integer[])) AS p(pid) CROSS JOIN LATERAL ("
-    "SELECT * FROM labels WHERE labels.proposition_id = p.pid AND labels.retracted_at IS NULL "
-    "AND (labels.value IS NOT NULL OR labels.probability IS NOT NULL)) AS l "
-    "JOIN annotators AS a ON a.id = l.annotator_id "
-    "LEFT OUTER JOIN annotator_estimates AS e ON e.annotator_id = l.annotator_id ORDER BY l.id")
 
 
 def _pg_array(values) -> str:
@@ -429,7 +425,7 @@ def load_states(session: Session, tree_ids: Sequence[int]) -> dict[int, tuple[Tr
         labels = []
         if conn.dialect.name == "postgresql":
             pids = sorted({r[3] for rows in by_tree.values() for r in rows})
-            found = conn.execute(_PG_LABELS, {"pids": _pg_array(pids)}).all()
+            found = conn.execute(_stmt("pg_labels"), {"pids": _pg_array(pids)}).all()
         else:
             found = conn.execute(_stmt("labels"), {"tids": chunk}).all()
         for pid, value, probability, own, annot in found:

@@ -60,6 +60,11 @@ class LazyGroup(click.Group):
             click.echo("argtree: interrupted", err=True)
             ctx.exit(130)
         except Exception as err:  # noqa: BLE001 - only database trouble is turned into a line; the rest re-raises
+            from .interrupt import caused_by_ctrl_c
+
+            if caused_by_ctrl_c(err):  # Ctrl-C that Python wrapped (during an import: argtree/interrupt.py)
+                click.echo("argtree: interrupted", err=True)
+                ctx.exit(130)
             from .commands import InputError
             from .commands.exits import database_problem
 

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 from .datasets import normalize
+from .interrupt import caused_by_ctrl_c
 from .process import pid_alive
 from .oracle import Oracle, Query
 
@@ -279,9 +280,13 @@ def run_worker(store: LoopStorage, run_id: int, backend, oracle: Oracle, *,
         try:
             outcome = _run_task(store, run_id, cfg, backend, oracle, task.id, task.kind, task.payload, task.result,
                                 proposer)
-        except KeyboardInterrupt:
+        except BaseException as err:
+            if not caused_by_ctrl_c(err):
+                raise
             store.set_task(task.id, "pending")
-            raise
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            raise KeyboardInterrupt from err  # Ctrl-C during an import arrives as a RuntimeError (interrupt.py)
         stats = store.heartbeat(run_id)
         if progress:
             progress({"event": "task", "kind": task.kind, "key": task.key, "outcome": outcome, **stats})

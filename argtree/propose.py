@@ -593,6 +593,14 @@ def topic_key(topic: str) -> str:
     return " ".join(words[1:] if len(words) > 1 and words[0] in _ARTICLE else words)
 
 
+def _record(topic: str, questions: list[str], **extra) -> dict:
+    """One conversational training record: the loop's prompt for ``topic``, answered with ``questions``."""
+    return {"messages": [
+        {"role": "user", "content": proposal_prompt(topic, len(questions))},
+        {"role": "assistant", "content": json.dumps({"questions": questions})},
+    ], **extra}
+
+
 def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True,
                      bare: bool = False, facts: bool = False, strict: bool = False, subjects: bool = False,
                      exclude: Iterable[str] = ()) -> tuple[list[dict], dict]:
@@ -628,18 +636,11 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     counts["no_term"] = sum(not isinstance(q.extra.get("term"), str) or not q.extra["term"].strip() for q in train)
     # StrategyQA holds some questions twice under two ids: a train copy of a held-out question is left out.
     held_texts = {normalize_key(q.question) for q in held}
-    lower = lowercase_words(t for q in train for t in (q.question, *(getattr(q, "facts", ()) or ()))) \
-        if facts else frozenset()
-    records = []
-    for term, qs in sorted(_by_term(train).items()):
-        topic = proposal_topic(term, qs[0].extra.get("description"))
-        guard = ProposalGuard(topic)
-        keep = []
-        cands = [(" ".join(q.question.split()), False) for q in qs]
-        if facts:
-            made = [fact_question(f, lower) for q in qs for f in (getattr(q, "facts", ()) or ())]
-            cands = [(m, True) for m in made if m] + cands
-        for text, from_fact in cands:
+
+    def passing(cands, guard: ProposalGuard):
+        """The (text, tag) candidates a record may teach, in order: not a held-out question's text, the loop's
+        question pattern, and (``guarded``) the guards; each one left out is counted under its reason."""
+        for text, tag in cands:
             if normalize_key(text) in held_texts:
                 counts["same_as_heldout"] += 1
                 continue
@@ -652,24 +653,32 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                     counts[v.reason] += 1
                     continue
                 guard.accept(text)
+            yield text, tag
+
+    lower = lowercase_words(t for q in train for t in (q.question, *(getattr(q, "facts", ()) or ()))) \
+        if facts else frozenset()
+    records = []
+    for term, qs in sorted(_by_term(train).items()):
+        topic = proposal_topic(term, qs[0].extra.get("description"))
+        guard = ProposalGuard(topic)
+        keep = []
+        cands = [(" ".join(q.question.split()), False) for q in qs]
+        if facts:
+            made = [fact_question(f, lower) for q in qs for f in (getattr(q, "facts", ()) or ())]
+            cands = [(m, True) for m in made if m] + cands
+        for text, from_fact in passing(cands, guard):
             keep.append(text)
             counts["from_facts"] = counts.get("from_facts", 0) + from_fact
         for i in range(0, len(keep), max_per_prompt):
             chunk = keep[i:i + max_per_prompt]
-            records.append({"messages": [
-                {"role": "user", "content": proposal_prompt(topic, len(chunk))},
-                {"role": "assistant", "content": json.dumps({"questions": chunk})},
-            ], "term": term})
+            records.append(_record(topic, chunk, term=term))
             counts["used"] += len(chunk)
             if bare and topic != term:  # only the questions the guards pass with the term alone as the topic
                 alone = ProposalGuard(term)
                 ok = (None,) if strict else (None, *PROPOSER_ONLY)
                 mine = [q for q in chunk if not guarded or alone.check(q).reason in ok]
                 if mine:
-                    records.append({"messages": [
-                        {"role": "user", "content": proposal_prompt(term, len(mine))},
-                        {"role": "assistant", "content": json.dumps({"questions": mine})},
-                    ], "term": term})
+                    records.append(_record(term, mine, term=term))
                     counts["bare"] = counts.get("bare", 0) + 1
     if subjects:
         held_keys = {topic_key(q.extra["term"]) for q in held if isinstance(q.extra.get("term"), str)}
@@ -687,27 +696,10 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
             if key in held_keys or key in skip:
                 counts["subject_heldout" if key in held_keys else "subject_excluded"] += 1
                 continue
-            guard = ProposalGuard(topic)
-            keep = []
-            for text in texts:
-                if normalize_key(text) in held_texts:
-                    counts["same_as_heldout"] += 1
-                    continue
-                if not re.match(QUESTION_PATTERN, text):
-                    counts["pattern"] += 1
-                    continue
-                v = guard.check(text)
-                if guarded and not v.ok and (strict or v.reason not in PROPOSER_ONLY):
-                    counts[v.reason] += 1
-                    continue
-                guard.accept(text)
-                keep.append(text)
+            keep = [text for text, _ in passing(((t, False) for t in texts), ProposalGuard(topic))]
             for i in range(0, len(keep), max_per_prompt):
                 chunk = keep[i:i + max_per_prompt]
-                records.append({"messages": [
-                    {"role": "user", "content": proposal_prompt(topic, len(chunk))},
-                    {"role": "assistant", "content": json.dumps({"questions": chunk})},
-                ], "term": topic, "source": "fact-subject"})
+                records.append(_record(topic, chunk, term=topic, source="fact-subject"))
                 counts["subject_records"] += 1
                 counts["from_subjects"] += len(chunk)
     counts["records"] = len(records)
@@ -786,15 +778,12 @@ def loop_proposal_records(items: Iterable[dict], *, sources: Sequence[str] = LOO
         for i in range(0, len(keep), max_per_prompt):
             chunk = keep[i:i + max_per_prompt]
             used = [lb for _, it in chunk for lb in it.get("labels", ()) if lb.get("source") in sources]
-            records.append({"messages": [
-                {"role": "user", "content": proposal_prompt(topic, len(chunk))},
-                {"role": "assistant", "content": json.dumps({"questions": [q for q, _ in chunk]})},
-            ], "argtree": {"kind": "proposal", "provenance": {
+            records.append(_record(topic, [q for q, _ in chunk], argtree={"kind": "proposal", "provenance": {
                 "source": "loop", "topic": topic,
                 "runs": sorted({it.get("run") for _, it in chunk if it.get("run") is not None}),
                 "trees": [it.get("tree_id") for _, it in chunk],
                 "label_sources": sorted({lb["source"] for lb in used}),
-                "annotators": sorted({str(lb.get("annotator")) for lb in used if lb.get("annotator")})}}})
+                "annotators": sorted({str(lb.get("annotator")) for lb in used if lb.get("annotator")})}}))
             counts["used"] += len(chunk)
     counts["records"] = len(records)
     return records, counts

@@ -57,19 +57,8 @@ def build(url: str, trees: int, nodes: int, props: int, seed: int) -> float:
         if done in (batch * 4, 1000) and url.startswith("postgresql"):
             # Fresh statistics early: on a server without autovacuum (the test server) the planner kept the
             # empty tables' statistics and the build took 266 s per 1,000 trees instead of ~35 s.
-            analyze_postgres(url)
+            _each_table(url, "ANALYZE", ("propositions", "queue_entries", "nodes", "trees"))
     return time.perf_counter() - t0
-
-
-def analyze_postgres(url: str) -> None:
-    """ANALYZE the tables a tree's save reads, in the schema ``url`` points at."""
-    from sqlalchemy import create_engine
-
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        for table in ("propositions", "queue_entries", "nodes", "trees"):
-            conn.execute(text(f"ANALYZE {table}"))
-    engine.dispose()
 
 
 def kept_postgres_schema(schema: str) -> tuple[str, bool]:
@@ -105,16 +94,24 @@ def vacuum_postgres(url: str) -> dict:
     autovacuum.  Building the forest updates every proposition's row once per tree that holds it (millions of
     dead row versions); a server with autovacuum on clears them within minutes of the build, one with it off
     (this test server) never does, and every later statement wades through them."""
+    t0 = time.perf_counter()
+    autovacuum = _each_table(url, "VACUUM (ANALYZE)", ("propositions", "queue_entries", "nodes", "trees", "labels",
+                                                        "leases", "root_beliefs", "annotators"))
+    return {"vacuum_analyze_s": round(time.perf_counter() - t0, 1), "server_autovacuum": autovacuum}
+
+
+def _each_table(url: str, command: str, tables: tuple[str, ...]) -> str:
+    """Run ``command`` (VACUUM, ANALYZE: not inside a transaction) on each table of the schema ``url`` points at;
+    returns the server's autovacuum setting."""
     from sqlalchemy import create_engine
 
     engine = create_engine(url, isolation_level="AUTOCOMMIT")
-    t0 = time.perf_counter()
     with engine.connect() as conn:
         autovacuum = conn.execute(text("SHOW autovacuum")).scalar()
-        for table in ("propositions", "nodes", "trees", "labels", "leases", "root_beliefs", "annotators"):
-            conn.execute(text(f"VACUUM (ANALYZE) {table}"))
+        for table in tables:
+            conn.execute(text(f"{command} {table}"))
     engine.dispose()
-    return {"vacuum_analyze_s": round(time.perf_counter() - t0, 1), "server_autovacuum": autovacuum}
+    return autovacuum
 
 
 def sqlite_synchronous(url: str) -> str | None:

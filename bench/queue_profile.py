@@ -37,6 +37,7 @@ from argtree.store import add_annotator, next_question, session_scope, submit_la
 from argtree.store.db import open_session  # noqa: E402
 from argtree.store.models import Node  # noqa: E402
 from argtree.store.testing import fast_password_hashing  # noqa: E402
+from queue_bench import kept_postgres_schema, pct  # noqa: E402
 
 # (module, name): the answer's path as queue.submit_label reaches it
 TIMED = [(queue, "recompute_trees"), (queue, "apply_forest_deltas"), (queue, "refresh_propositions"),
@@ -76,8 +77,6 @@ def main(argv=None) -> int:
     else:
         if not args.pg_schema:
             ap.error("--pg-schema: give the schema bench/queue_bench.py built and kept")
-        from queue_bench import kept_postgres_schema
-
         url, built = kept_postgres_schema(args.pg_schema)
         if not built:
             ap.error(f"schema {args.pg_schema!r} holds no forest: build it with bench/queue_bench.py first")
@@ -120,10 +119,10 @@ def main(argv=None) -> int:
     for name, (w, c, k) in sorted(acc.items(), key=lambda x: -x[1][0]):
         print(f"{name:24s} {w / n * 1e3:8.2f} {c / n * 1e3:8.2f} {k / n:6.1f}")
     rows.sort()
-    commits = sorted(r[2] for r in rows)
-    pct = lambda xs, q: xs[min(len(xs) - 1, round(q * (len(xs) - 1)))] * 1e3  # noqa: E731
-    print(f"answer p50 {pct([r[0] for r in rows], 0.5):.1f} ms, p95 {pct([r[0] for r in rows], 0.95):.1f} ms; "
-          f"COMMIT alone p50 {pct(commits, 0.5):.1f} ms, p95 {pct(commits, 0.95):.1f} ms")
+    commits = [r[2] for r in rows]
+    ms = lambda xs, q: pct(xs, q) * 1e3  # noqa: E731
+    print(f"answer p50 {ms([r[0] for r in rows], 0.5):.1f} ms, p95 {ms([r[0] for r in rows], 0.95):.1f} ms; "
+          f"COMMIT alone p50 {ms(commits, 0.5):.1f} ms, p95 {ms(commits, 0.95):.1f} ms")
     print("slowest 8%: total / work / commit ms, trees holding the proposition")
     for total_s, work, commit, trees in rows[-max(1, n * 8 // 100):]:
         print(f"  {total_s * 1e3:6.1f} {work * 1e3:6.1f} {commit * 1e3:6.1f}   {trees}")

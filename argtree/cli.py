@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from .interrupt import caused_by_ctrl_c
+
 # command name -> (module under argtree.commands, attribute, one-line help for the listing)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "ask": ("ask", "ask", "Grow an argument tree for a question with a language model (best-first on VoI)."),
@@ -56,13 +58,8 @@ class LazyGroup(click.Group):
         every command, never a traceback (``argtree.commands.exits``)."""
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
-            click.echo("argtree: interrupted", err=True)
-            ctx.exit(130)
-        except Exception as err:  # noqa: BLE001 - only database trouble is turned into a line; the rest re-raises
-            from .interrupt import caused_by_ctrl_c
-
-            if caused_by_ctrl_c(err):  # Ctrl-C that Python wrapped (during an import: argtree/interrupt.py)
+        except (KeyboardInterrupt, Exception) as err:  # noqa: BLE001 - only Ctrl-C and database trouble are caught
+            if caused_by_ctrl_c(err):  # also when Python wrapped it (during an import: argtree/interrupt.py)
                 click.echo("argtree: interrupted", err=True)
                 ctx.exit(130)
             from .commands import InputError

@@ -603,7 +603,7 @@ def _record(topic: str, questions: list[str], **extra) -> dict:
 
 def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True,
                      bare: bool = False, facts: bool = False, strict: bool = False, subjects: bool = False,
-                     exclude: Iterable[str] = ()) -> tuple[list[dict], dict]:
+                     exclude: Iterable[str] = (), labeled: Iterable[dict] = ()) -> tuple[list[dict], dict]:
     """(conversational records, counts) teaching the proposer on the train split of StrategyQA ``questions``
     (``argtree.questions.Question`` objects with ``term``/``description`` in ``extra``).
 
@@ -623,7 +623,14 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     the topic of a record of its fact questions: topics typed with no description, answered with checkable
     facts.  A subject that is a held-out question's term, or one of ``exclude`` (the topics a benchmark
     measures on), compared by ``topic_key``, makes no record (counted in ``subject_heldout`` and
-    ``subject_excluded``).  Deterministic: terms sorted, questions in file order."""
+    ``subject_excluded``).  With ``labeled`` (run 5), hand labels of the loop's own proposals (rows of
+    ``bench/results/proposals/labels*.jsonl``: {"set", "topic", "question", "answerable", "model"}, each with the
+    label file's name under ``"file"``) teach too: per topic, the questions labeled answerable, in the prompt the
+    loop sends for that topic, with provenance under ``"argtree"`` (source "hand-label", "hand label answerable",
+    the label files and the loops that asked).  Only rows whose set is not "heldout": the held-out terms' proposals
+    stay untrained.  Unanswerable rows, a topic that is a held-out question's term, a held-out question's text, the
+    pattern and the guards (as for the other records) leave a question out (counted in ``labeled_*``).  These
+    records come last.  Deterministic: topics sorted, questions in the rows' order."""
     from .loop import QUESTION_PATTERN
     from .questions import split_heldout
 
@@ -702,6 +709,38 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                 records.append(_record(topic, chunk, term=topic, source="fact-subject"))
                 counts["subject_records"] += 1
                 counts["from_subjects"] += len(chunk)
+    labeled = list(labeled)
+    if labeled:
+        held_keys = {topic_key(q.extra["term"]) for q in held if isinstance(q.extra.get("term"), str)}
+        counts.update(labeled_rows=len(labeled), labeled_heldout_set=0, labeled_unanswerable=0,
+                      labeled_repeat=0, labeled_heldout_topic=0, labeled_records=0, from_labeled=0)
+        by_topic: dict[str, list[dict]] = defaultdict(list)
+        seen: set[tuple[str, str]] = set()
+        for row in labeled:
+            topic, text = " ".join(str(row.get("topic") or "").split()), " ".join(str(row.get("question") or "").split())
+            if row.get("set") == "heldout":
+                counts["labeled_heldout_set"] += 1
+            elif not row.get("answerable"):
+                counts["labeled_unanswerable"] += 1
+            elif (topic, text) in seen:   # the same pair labeled for two loops (or in two runs)
+                counts["labeled_repeat"] += 1
+            elif topic_key(topic) in held_keys:
+                counts["labeled_heldout_topic"] += 1
+            else:
+                seen.add((topic, text))
+                by_topic[topic].append(dict(row, question=text))
+        for topic in sorted(by_topic):
+            rows = {r["question"]: r for r in by_topic[topic]}
+            keep = [text for text, _ in passing(((q, False) for q in rows), ProposalGuard(topic))]
+            for i in range(0, len(keep), max_per_prompt):
+                chunk = keep[i:i + max_per_prompt]
+                records.append(_record(topic, chunk, term=topic, source="labeled", argtree={
+                    "kind": "proposal", "provenance": {
+                        "source": "hand-label", "label": "hand label answerable", "topic": topic,
+                        "files": sorted({str(rows[q].get("file")) for q in chunk if rows[q].get("file")}),
+                        "models": sorted({str(rows[q].get("model")) for q in chunk if rows[q].get("model")})}}))
+                counts["labeled_records"] += 1
+                counts["from_labeled"] += len(chunk)
     counts["records"] = len(records)
     return records, counts
 

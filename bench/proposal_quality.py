@@ -34,8 +34,12 @@ were not asked.
 
 Run 4: ``export --bare --facts --strict --subjects`` adds records whose topic is a fact's subject alone, a bare
 noun phrase as people type a topic ("olive oil"), answered with its fact questions (proposer-v4); a subject that is
-a held-out term or a topic of bench/data/proposal_topics*.txt makes none.  ``--terms 25 --terms-offset 95 --topics
+a held-out term or a topic of bench/data/proposal_topics*.txt makes none.  ``--terms 25 --terms-offset 15 --topics
 bench/data/proposal_topics5.txt`` is the fifth fresh set.
+
+Run 5: ``export ... --labeled bench/results/proposals/labels{,2,3,5}.jsonl --labeled-repeat 3`` adds the loop's own
+proposals hand-labeled answerable on our topic sets (never a held-out term's) as records with provenance
+(proposer-v5); ``--terms 30 --terms-offset 40 --topics bench/data/proposal_topics6.txt`` is the sixth fresh set.
 """
 
 from __future__ import annotations
@@ -96,9 +100,16 @@ def cmd_export(args) -> None:
     exclude_files = sorted(str(f) for f in (args.exclude_topics if args.exclude_topics is not None
                                             else TOPICS.parent.glob("proposal_topics*.txt")))
     exclude = [t for f in exclude_files for t in _topic_lines(Path(f))] if args.subjects else []
+    labeled_files = [str(Path(f).resolve().relative_to(ROOT)) if Path(f).resolve().is_relative_to(ROOT) else f
+                     for f in (args.labeled or [])]
+    labeled = [dict(json.loads(line), file=name) for f, name in zip(args.labeled or [], labeled_files)
+               for line in Path(f).read_text(encoding="utf-8").splitlines() if line.strip()]
     records, counts = proposal_records(load_questions(default_path()), max_per_prompt=args.max_per_prompt,
                                        bare=args.bare, facts=args.facts, strict=args.strict,
-                                       subjects=args.subjects, exclude=exclude)
+                                       subjects=args.subjects, exclude=exclude, labeled=labeled)
+    if labeled and args.labeled_repeat > 1:   # the few labeled records, each written labeled_repeat times in all
+        records = [r for r in records if r.get("source") != "labeled"] + \
+            [r for r in records if r.get("source") == "labeled" for _ in range(args.labeled_repeat)]
     if args.limit:
         records = sorted(records, key=lambda r: _sha(f"{args.seed}:{r['term']}:{r['messages'][0]['content']}"))
         records = records[: args.limit]
@@ -109,6 +120,7 @@ def cmd_export(args) -> None:
             "exclude_topics": [str(Path(f).relative_to(ROOT)) if Path(f).resolve().is_relative_to(ROOT) else f
                                for f in exclude_files] if args.subjects else None,
             "max_per_prompt": args.max_per_prompt,
+            **({"labeled": labeled_files, "labeled_repeat": args.labeled_repeat} if labeled_files else {}),
             "seed": args.seed, "sha256": _sha(out.read_text(encoding="utf-8"))}
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card, indent=1))
@@ -351,6 +363,11 @@ def main() -> None:
                    "description), each with its fact questions (run 4; argtree.propose.fact_subject)")
     e.add_argument("--exclude-topics", nargs="*", default=None, help="with --subjects: topics files whose topics "
                    "make no record (default: every bench/data/proposal_topics*.txt, the sets measured on)")
+    e.add_argument("--labeled", nargs="+", default=None, metavar="FILE", help="hand labels of the loop's proposals "
+                   "(labels*.jsonl): the ones labeled answerable on our topic sets (set != heldout) become records in "
+                   "the loop's prompt for their topic, with provenance (run 5)")
+    e.add_argument("--labeled-repeat", type=int, default=1, help="with --labeled: write each such record this many "
+                   "times (they are few against the StrategyQA records)")
     r = sub.add_parser("run", help="propose for the held-out terms and the 20 topics with one model")
     r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
     r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")

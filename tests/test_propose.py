@@ -629,3 +629,54 @@ def test_proposal_records_with_bare_fact_subjects():
     assert counts["subject_records"] == 1 and counts["from_subjects"] == 3 and counts["records"] == len(records)
     assert not any(topic_key(r["term"]) == topic_key(h) for r in records)   # a held-out term is no topic
     assert proposal_records(questions, subjects=True, exclude=["plastic bags"]) == (records, counts)
+
+
+def test_proposal_records_from_hand_labeled_loop_proposals():
+    """Run 5: ``labeled`` turns the loop's proposals hand-labeled answerable on our topic sets into records in the
+    loop's prompt for the typed topic, with provenance; held-out terms' rows, unanswerable rows, a held-out
+    question's text and what the guards reject are left out, and the other records do not change."""
+    from argtree.propose import proposal_records
+    from argtree.questions import split_heldout
+
+    questions = _strategyqa_like()
+    _, held = split_heldout(questions)
+    plain, pc = proposal_records(questions)
+    rows = [
+        {"set": "topics", "topic": "tap water", "question": "Is tap water treated with chlorine?", "answerable": True,
+         "model": "loop-a", "file": "labels5.jsonl"},
+        {"set": "topics", "topic": "tap water", "question": "Is tap water safe?", "answerable": False,
+         "model": "loop-a", "file": "labels5.jsonl"},
+        {"set": "topics", "topic": "tap water", "question": "Can tap water contain fluoride?", "answerable": True,
+         "model": "loop-b", "file": "labels3.jsonl"},
+        {"set": "topics", "topic": "tap water", "question": "Is tap water treated with chlorine?", "answerable": True,
+         "model": "loop-b", "file": "labels5.jsonl"},                       # the same pair for another loop
+        {"set": "heldout", "topic": held[0].extra["term"] + " (a made-up device)", "answerable": True,
+         "question": f"Is {held[0].extra['term']} made of copper?", "model": "loop-a", "file": "labels5.jsonl"},
+        {"set": "topics", "topic": "tap water", "question": "Is tap water not never drunk?", "answerable": True,
+         "model": "loop-a", "file": "labels.jsonl"},                        # the guards: stacked negation
+        {"set": "topics", "topic": "Gadgets", "question": held[0].question, "answerable": True,
+         "model": "loop-a", "file": "labels.jsonl"},                        # a held-out question's text
+        {"set": "topics", "topic": "urban cycling", "question": "Is urban cycling banned in Amsterdam?",
+         "answerable": True, "model": "loop-c", "file": "labels2.jsonl"},
+    ]
+    records, counts = proposal_records(questions, labeled=rows)
+    assert records[:len(plain)] == plain and {k: v for k, v in counts.items() if k in pc and k not in
+                                              ("records", "used", "stacked-negation", "same_as_heldout")} == \
+        {k: v for k, v in pc.items() if k not in ("records", "used", "stacked-negation", "same_as_heldout")}
+    added = records[len(plain):]
+    _check_records(records, questions)
+    got = {r["term"]: json.loads(r["messages"][1]["content"])["questions"] for r in added}
+    assert got == {"tap water": ["Is tap water treated with chlorine?", "Can tap water contain fluoride?"],
+                   "urban cycling": ["Is urban cycling banned in Amsterdam?"]}
+    tap = added[0]
+    assert tap["messages"][0]["content"] == proposal_prompt("tap water", 2)   # the loop's prompt, no description
+    assert tap["source"] == "labeled"
+    assert tap["argtree"] == {"kind": "proposal", "provenance": {
+        "source": "hand-label", "label": "hand label answerable", "topic": "tap water",
+        "files": ["labels3.jsonl", "labels5.jsonl"], "models": ["loop-a", "loop-b"]}}
+    assert not any(held[0].extra["term"] in r["messages"][0]["content"] for r in added)   # held-out rows: none
+    assert counts["labeled_heldout_set"] == 1 and counts["labeled_unanswerable"] == 1 and counts["labeled_repeat"] == 1
+    assert counts["stacked-negation"] == pc["stacked-negation"] + 1 and counts["same_as_heldout"] == 1
+    assert counts["labeled_records"] == 2 and counts["from_labeled"] == 3 and counts["records"] == len(records)
+    assert proposal_records(questions, labeled=rows) == (records, counts)   # deterministic
+    assert proposal_records(questions, labeled=[]) == (plain, pc)           # nothing labeled: as before

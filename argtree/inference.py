@@ -240,7 +240,7 @@ def compile_tree(tree: ArgumentTree) -> CompiledTree:
 
 
 class Propagation:
-    """One upward (evidence) pass; downward passes are then cheap to repeat.
+    """One upward (evidence) pass; the downward results are then one more pass (``affine``).
 
     Upward, each node gets lam = P(evidence at and below it | node), normalized,
     and sends its parent the message m(u) = P(evidence below | parent = u).
@@ -258,8 +258,9 @@ class Propagation:
     and the scatter indices prepared once per compiled tree (``CompiledTree.cpt``,
     ``CompiledTree.scatter``).  Errors (evidence of probability zero) are found after the
     upward pass from the stored maxima and messages: the deepest level that has one, as a
-    pass that stopped at the first would report it (tests/test_passes.py holds the results
-    bit for bit equal to the passes as they were).
+    pass that stopped at the first would report it (tests/test_passes.py holds the upward
+    results bit for bit equal to the passes as they were, the downward ones and log P(e) to
+    rounding: they are summed in another order).
     """
 
     def __init__(self, ct: CompiledTree, loglik: np.ndarray):
@@ -277,7 +278,7 @@ class Propagation:
         with np.errstate(divide="ignore", invalid="ignore"):
             np.divide(T[:, 1:], m[:, 1:], out=T[:, 1:], where=m[:, 1:] > 0)
         self.T0, self.T1 = T[0], T[1]  # P(node | parent false / true, evidence below)
-        self._slope = None
+        self._affine = None
         prior = np.array([1.0 - ct.prior, ct.prior])
         z = float(prior @ self.lam[0])
         if z <= 0.0:
@@ -295,14 +296,12 @@ class Propagation:
         scatter = ct.scatter
         mx_all = np.empty(ct.n)
         S = 0.0  # sums of the children's log-messages for the level at hand (-inf where one is zero)
-        scale = 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
             for d in range(len(lv) - 2, -1, -1):
                 a, b = lv[d], lv[d + 1]
                 L = lam[:, a:b]
                 np.add(le[:, a:b], S, out=L)
                 mx = np.maximum(L[0], L[1], out=mx_all[a:b])
-                scale += float(np.add.reduce(mx))  # = mx.sum(), without its Python wrapper
                 L -= mx
                 np.exp(L, out=L)
                 if d == 0:
@@ -318,7 +317,7 @@ class Propagation:
         impossible = np.maximum(m[0, 1:], m[1, 1:]) == 0.0
         if contradictory.any() or impossible.any():
             self._raise(contradictory, impossible)
-        return scale
+        return float(np.add.reduce(mx_all))  # the normalizers' logs, summed once (not per level)
 
     def _raise(self, contradictory: np.ndarray, impossible: np.ndarray) -> None:
         """The error of the deepest level with one: contradictory evidence at a node first, then a
@@ -337,21 +336,34 @@ class Propagation:
         raise TreeError("the evidence at or below this node is impossible under its "
                         "p_if_true/p_if_false (probability zero)", ct.ids[ct.order[a + hit[0]]], "evidence")
 
+    def affine(self) -> np.ndarray:
+        """(2, n) in BFS order: row 0 is P(node | e, root false), row 1 the slope s with
+        P(node | e, root = r) = row 0 + s r.  Each downward step is affine in the parent's belief
+        (T0 + (T1 - T0) P(parent)), so every node's belief is affine in the root's: one pass over
+        the levels (three numpy calls each, on both rows) gives the unclamped and both clamped
+        beliefs, where three passes did.  Computed once."""
+        if self._affine is None:
+            ct = self.ct
+            lv, parent, T0 = ct.level_list, ct.parent, self.T0
+            slope = self.T1 - T0
+            ab = np.empty((2, ct.n))
+            ab[0, 0], ab[1, 0] = 0.0, 1.0
+            for d in range(1, len(lv) - 1):
+                a, b = lv[d], lv[d + 1]
+                out = ab[:, a:b]
+                np.multiply(ab.take(parent[a:b], axis=1), slope[a:b], out=out)
+                out[0] += T0[a:b]
+            self._affine = ab
+        return self._affine
+
     def down(self, root_state: bool | None = None) -> np.ndarray:
-        """P(node = true | e [, root = root_state]) for every node, in BFS order."""
-        ct = self.ct
-        lv, parent = ct.level_list, ct.parent
-        if self._slope is None:
-            self._slope = self.T1 - self.T0
-        slope, T0 = self._slope, self.T0
-        bel = np.empty(ct.n)
-        bel[0] = self.root_belief if root_state is None else float(root_state)
-        for d in range(1, len(lv) - 1):
-            a, b = lv[d], lv[d + 1]
-            g = bel[parent[a:b]]
-            g *= slope[a:b]
-            np.add(g, T0[a:b], out=bel[a:b])
-        return bel
+        """P(node = true | e [, root = root_state]) for every node, in BFS order (a new array)."""
+        ab = self.affine()
+        if root_state is None:
+            bel = ab[1] * self.root_belief
+            bel += ab[0]
+            return bel
+        return ab[0] + ab[1] if root_state else ab[0].copy()
 
 
 def propagate(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = (),

@@ -2,9 +2,9 @@
 
 ``OldPropagation`` is ``argtree.inference.Propagation`` before the layout change, verbatim but for
 its name: one numpy call per row and per step, a check at each level.  The new passes must give the
-very same numbers bit for bit (beliefs, clamped beliefs, T, lam, log P(e)) and the same error,
-naming the same node, on every kind of tree and evidence; the reference tests (brute force,
-pyAgrum) check that both are right.
+very same upward numbers bit for bit (T, lam, the root's belief), the downward ones (beliefs,
+clamped beliefs) and log P(e) to rounding, and the same error, naming the same node, on every kind
+of tree and evidence; the reference tests (brute force, pyAgrum) check that both are right.
 """
 
 from __future__ import annotations
@@ -117,8 +117,15 @@ def assert_same(ct, le):
         assert new == old
         return old
     assert not isinstance(new, str), new
-    for key in old:
+    for key in ("T0", "T1", "lam", "root"):  # the upward pass: bit for bit
         np.testing.assert_array_equal(new[key], old[key], err_msg=key)
+    # The downward results come from one affine pass (a node's belief is affine in the root's), and
+    # log P(e)'s normalizers are summed once: the same numbers up to rounding, which compounds
+    # with depth (a chain of 20,000 nodes is the deepest case here).
+    for key in ("bel", "a", "c"):
+        np.testing.assert_allclose(new[key], old[key], rtol=0, atol=1e-12, err_msg=key)
+    for key in ("log_evidence", "log_scale"):
+        np.testing.assert_allclose(new[key], old[key], rtol=1e-12, atol=1e-9, err_msg=key)
     return None
 
 
@@ -144,7 +151,7 @@ def random_case(rng, n, shape, labels, soft, edges):
 @settings(max_examples=300, deadline=None)
 @given(st.integers(0, 2**32), st.sampled_from(["random", "fan", "chain", "bushy-deep"]), st.integers(1, 60),
        st.integers(0, 8), st.integers(0, 8), st.booleans())
-def test_passes_bit_identical_to_the_old_ones(seed, shape, n, labels, soft, edges):
+def test_passes_agree_with_the_old_ones(seed, shape, n, labels, soft, edges):
     rng = np.random.default_rng(seed)
     assert_same(*random_case(rng, n, shape, labels, soft, edges))
 
@@ -162,7 +169,7 @@ def test_errors_and_results_agree_on_many_trees_and_both_kinds_occur():
 
 
 @pytest.mark.parametrize("shape", ["random", "chain", "bushy-deep", "fan"])
-def test_bit_identical_on_big_trees(shape):
+def test_agree_on_big_trees(shape):
     rng = np.random.default_rng(3)
     ct, le = random_case(rng, 20_000, shape, 200, 300, False)
     assert assert_same(ct, le) is None

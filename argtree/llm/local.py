@@ -279,9 +279,13 @@ def load_local_model(name_or_path: str | None = None, *, device: str | None = No
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
     if adapter is not None:
+        import warnings
+
         from peft import PeftModel  # the `train` extra; only needed for adapters
 
-        model = PeftModel.from_pretrained(model, adapter)
+        with warnings.catch_warnings():  # peft asks a transformers 5 model for a renamed attribute: not ours to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = PeftModel.from_pretrained(model, adapter)
         if merge_adapter:
             model = model.merge_and_unload()
     tok.padding_side = "left"

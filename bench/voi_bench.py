@@ -34,11 +34,13 @@ Everything goes to ``--out`` (JSON: the command, load averages before and after,
 tries of every method, CPU times of this process beside wall times: on a busy machine the CPU
 ratios are the fair ones) and is printed as a table.  Results are summarized in BENCHMARKS.md.
 
-Every method gets ``WARMUP`` (1) untimed call before its timed tries, as timeit-style harnesses
-do: a sub-millisecond method's first calls at a new size pay one-off costs (cold caches, numpy's
-first use of a shape, Python's adaptive bytecode) that its later calls do not, while a 1-second
-peer's do not matter.  (Without it argtree's 5k-node tries measured 0.9 ms when 5k was the only
-size, and 0.6 ms after the smaller sizes had run.)
+Every method is warmed up before its timed tries, as timeit-style harnesses do: untimed calls until
+they add up to ``WARMUP_S`` (0.2 s), at least ``WARMUP`` (1).  A sub-millisecond method's first calls
+at a new size pay one-off costs (cold caches, numpy's first use of a shape, Python's adaptive
+bytecode, the allocator growing its heap) that its later calls do not, while a 1-second peer's do not
+matter; one call was not enough for argtree (its 5k-node tries measured 0.9 ms when 5k was the only
+size, and 0.6 ms after the smaller sizes had run).  Every peer gets the same rule, so a peer slower
+than 0.2 s a call still gets its one warm-up call.
 
 BLAS runs single-threaded in this process for every method (``OPENBLAS_NUM_THREADS=1`` unless set
 otherwise, recorded as ``blas_threads``): OpenBLAS worker threads that pgmpy's calls wake keep the
@@ -81,18 +83,27 @@ def random_tree(n: int, seed: int):
     return parent, p1, p0, 0.5, labeled, values
 
 
-WARMUP = 1  # untimed calls of every method before its timed tries (see the module doc)
+WARMUP = 1      # untimed calls of every method before its timed tries, at least (see the module doc)
+WARMUP_S = 0.2  # ... and until they add up to this many seconds
+
+
+def warm_up(fn) -> int:
+    """Untimed calls of ``fn`` until at least WARMUP of them and WARMUP_S seconds (the count made)."""
+    calls, start = 0, time.perf_counter()
+    while calls < WARMUP or time.perf_counter() - start < WARMUP_S:
+        fn()
+        calls += 1
+    return calls
 
 
 def best_of(fn, repeat: int, cpu: list | None = None):
     """(best seconds, every try's seconds, the last result) of ``fn()`` run ``repeat`` times, after
-    ``WARMUP`` untimed calls.
+    ``warm_up(fn)``.
 
     ``cpu``, when given, receives each try's CPU time of this process (immune to other processes
     taking the cores: on a busy machine a long run is preempted more than a short one)."""
     tries, out = [], None
-    for _ in range(WARMUP):
-        fn()
+    warm_up(fn)
     for _ in range(repeat):
         c = time.process_time()
         t = time.perf_counter()
@@ -123,8 +134,7 @@ def argtree_run(case):
 
 def argtree_time(case, repeat: int) -> dict:
     """Best-of-``repeat`` of the compile, of inference + VoI, and of their sum (per try)."""
-    for _ in range(WARMUP):
-        argtree_run(case)
+    warm_up(lambda: argtree_run(case))
     tries = [argtree_run(case) for _ in range(repeat)]
     ct, prop = tries[-1][2]
     clamped = (ct.to_caller(prop.down(True)), ct.to_caller(prop.down(False)))
@@ -323,7 +333,8 @@ def main(argv=None) -> int:
               "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "load_average_before": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count(),
               "versions": versions(), "repeat": args.repeat,
-              "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "warmup_calls": WARMUP, "sizes": []}
+              "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "warmup_calls": WARMUP, "warmup_s": WARMUP_S,
+              "sizes": []}
     have = record["versions"]
     sizes = [int(x) for x in args.sizes.split(",") if x]
     pgmpy_sizes = [int(x) for x in args.pgmpy_sizes.split(",") if x] if have["pgmpy"] else []

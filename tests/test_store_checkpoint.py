@@ -120,31 +120,3 @@ def test_a_recorded_thread_that_never_ran_does_not_stall_the_checkpoints(tmp_pat
     frames, copied = wal_index(tmp_path / "argtree.db")
     assert copied == frames  # bob's commit is in the database file
     dispose(url)
-
-
-def test_a_new_store_has_small_pages_and_an_existing_one_keeps_its_own(tmp_path):
-    """New databases are laid out in PAGE_SIZE pages (an answer's COMMIT writes one page per scattered
-    queue row); a database made before, with SQLite's 4 KiB pages, keeps them and works as before."""
-    from argtree.store.db import PAGE_SIZE
-
-    url = sqlite_db(tmp_path)
-    with session_scope(url) as s:
-        add_annotator(s, "new", "password123")
-        assert s.execute(text("PRAGMA page_size")).scalar() == PAGE_SIZE == 1024
-    dispose(url)
-    old = tmp_path / "old.db"
-    con = sqlite3.connect(old)  # a store as earlier versions made it: 4 KiB pages, WAL
-    con.execute("PRAGMA page_size = 4096")
-    con.execute("PRAGMA journal_mode = WAL")
-    con.execute("CREATE TABLE t (x INTEGER)")
-    con.commit()
-    con.close()
-    from argtree.store.db import make_engine
-
-    engine = make_engine(f"sqlite:///{old}")
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO t VALUES (1)"))
-        assert conn.execute(text("PRAGMA page_size")).scalar() == 4096
-        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
-        assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
-    engine.dispose()

@@ -129,12 +129,7 @@ _held = threading.local()  # write-lock files this thread holds (path -> count)
 # FULL, fsyncs the WAL before it returns; a checkpoint only moves committed pages and is crash-safe.
 # Connections keep checkpointing themselves past FALLBACK_AUTOCHECKPOINT pages (a checkpointer that
 # cannot keep up, a process that forked mid-checkpoint).
-FALLBACK_AUTOCHECKPOINT = 16000  # pages: 16 MiB at 1 KiB (64 MiB in a 4 KiB store); SQLite's default is 1000
-# 1 KiB pages, not SQLite's 4 KiB (issue 15): an answer rewrites ~400 scattered queue rows (~40 bytes each)
-# and their index entries, so its COMMIT writes and fsyncs one page per row; 1 KiB pages write 0.62 MB of
-# WAL per answer at 1M nodes instead of 1.75 MB (bench/queue_writes.py), and submit_label's p95 fell
-# ~8% (alternating runs, BENCHMARKS.md).  Only new databases get it: WAL mode fixes a database's page size.
-PAGE_SIZE = 1024
+FALLBACK_AUTOCHECKPOINT = 4000   # pages (16 MiB at 4 KiB); SQLite's default is 1000
 CHECKPOINTER_IDLE_S = 30.0       # an idle checkpointer thread exits; the next commit starts another
 CLOSE_WAIT_S = 60.0              # a closing connection waits this long at most for a running checkpoint
 
@@ -320,8 +315,6 @@ def _sqlite_setup(engine: Engine, lock_path: str | None, path: str | None = None
             dbapi_conn.checkpointer = checkpointer
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        # Before WAL mode: a new database is laid out in PAGE_SIZE pages (an existing one keeps its own).
-        cur.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
         cur.execute("PRAGMA foreign_keys = ON")

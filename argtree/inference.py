@@ -357,13 +357,18 @@ class Propagation:
         return self._affine
 
     def down(self, root_state: bool | None = None) -> np.ndarray:
-        """P(node = true | e [, root = root_state]) for every node, in BFS order (a new array)."""
+        """P(node = true | e [, root = root_state]) for every node, in BFS order (a new array).
+
+        Clipped to [0, 1]: row 0 + slope can round to just outside it where the exact value is 0 or 1
+        (0.0118 - 0.0118 gave -5e-20, and the "info" metric's log of it NaN), which the passes
+        that started from the clamped root never did."""
         ab = self.affine()
         if root_state is None:
             bel = ab[1] * self.root_belief
             bel += ab[0]
-            return bel
-        return ab[0] + ab[1] if root_state else ab[0].copy()
+        else:
+            bel = ab[0] + ab[1] if root_state else ab[0].copy()
+        return np.clip(bel, 0.0, 1.0, out=bel)
 
 
 def propagate(tree: ArgumentTree | CompiledTree, evidence: Iterable[Evidence] = (),

@@ -643,6 +643,8 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
     counts["no_term"] = sum(not isinstance(q.extra.get("term"), str) or not q.extra["term"].strip() for q in train)
     # StrategyQA holds some questions twice under two ids: a train copy of a held-out question is left out.
     held_texts = {normalize_key(q.question) for q in held}
+    # A held-out question's term makes no topic of a record (a fact subject or a labeled proposal's topic).
+    held_keys = {topic_key(q.extra["term"]) for q in held if isinstance(q.extra.get("term"), str)}
 
     def passing(cands, guard: ProposalGuard):
         """The (text, tag) candidates a record may teach, in order: not a held-out question's text, the loop's
@@ -688,7 +690,6 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                     records.append(_record(term, mine, term=term))
                     counts["bare"] = counts.get("bare", 0) + 1
     if subjects:
-        held_keys = {topic_key(q.extra["term"]) for q in held if isinstance(q.extra.get("term"), str)}
         skip = {topic_key(t) for t in exclude}
         lower = lower or lowercase_words(t for q in train for t in (q.question, *(getattr(q, "facts", ()) or ())))
         groups: dict[str, tuple[str, list[str]]] = {}
@@ -711,7 +712,6 @@ def proposal_records(questions, *, max_per_prompt: int = 5, guarded: bool = True
                 counts["from_subjects"] += len(chunk)
     labeled = list(labeled)
     if labeled:
-        held_keys = {topic_key(q.extra["term"]) for q in held if isinstance(q.extra.get("term"), str)}
         counts.update(labeled_rows=len(labeled), labeled_heldout_set=0, labeled_unanswerable=0,
                       labeled_repeat=0, labeled_heldout_topic=0, labeled_records=0, from_labeled=0)
         by_topic: dict[str, list[dict]] = defaultdict(list)

@@ -40,6 +40,9 @@ bench/data/proposal_topics5.txt`` is the fifth fresh set.
 Run 5: ``export ... --labeled bench/results/proposals/labels{,2,3,5}.jsonl --labeled-repeat 3`` adds the loop's own
 proposals hand-labeled answerable on our topic sets (never a held-out term's) as records with provenance
 (proposer-v5); ``--terms 30 --terms-offset 40 --topics bench/data/proposal_topics6.txt`` is the sixth fresh set.
+
+Run 7: ``export ... --described-repeat 2`` writes each StrategyQA record whose topic is "term (description)" (the
+held-out half's form) twice (proposer-v7); ``--terms 40 --topics bench/data/proposal_topics8.txt`` is the eighth set.
 """
 
 from __future__ import annotations
@@ -91,6 +94,19 @@ def _topic_lines(path: Path) -> list[str]:
             if line.strip() and not line.lstrip().startswith("#")]
 
 
+def described(record: dict) -> bool:
+    """Whether a training record is a StrategyQA term's with its description in the topic ("Topic: term
+    (description)"), the form of the held-out half's topics; not a bare term, fact subject or labeled record."""
+    first = record["messages"][0]["content"].split("\n", 1)[0]
+    return "source" not in record and first != f"Topic: {' '.join(str(record['term']).split())}"
+
+
+def repeat_described(records: list[dict], k: int) -> list[dict]:
+    """``records`` with each ``described`` one written ``k`` times in all (the copies right after it; the trainer
+    shuffles); ``k`` <= 1 leaves them as they are."""
+    return [c for r in records for c in [r] * (k if k > 1 and described(r) else 1)]
+
+
 def cmd_export(args) -> None:
     """Training records for the proposer (train split only), optionally a deterministic subset."""
     from argtree.propose import proposal_records
@@ -110,6 +126,8 @@ def cmd_export(args) -> None:
     if labeled and args.labeled_repeat > 1:   # the few labeled records, each written labeled_repeat times in all
         records = [r for r in records if r.get("source") != "labeled"] + \
             [r for r in records if r.get("source") == "labeled" for _ in range(args.labeled_repeat)]
+    if args.described_repeat > 1:   # run 7: the StrategyQA records whose topic is "term (description)", weighted up
+        records = repeat_described(records, args.described_repeat)
     if args.limit:
         records = sorted(records, key=lambda r: _sha(f"{args.seed}:{r['term']}:{r['messages'][0]['content']}"))
         records = records[: args.limit]
@@ -121,6 +139,7 @@ def cmd_export(args) -> None:
                                for f in exclude_files] if args.subjects else None,
             "max_per_prompt": args.max_per_prompt,
             **({"labeled": labeled_files, "labeled_repeat": args.labeled_repeat} if labeled_files else {}),
+            **({"described_repeat": args.described_repeat} if args.described_repeat > 1 else {}),
             "seed": args.seed, "sha256": _sha(out.read_text(encoding="utf-8"))}
     out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
     print(json.dumps(card, indent=1))
@@ -368,6 +387,8 @@ def main() -> None:
                    "the loop's prompt for their topic, with provenance (run 5)")
     e.add_argument("--labeled-repeat", type=int, default=1, help="with --labeled: write each such record this many "
                    "times (they are few against the StrategyQA records)")
+    e.add_argument("--described-repeat", type=int, default=1, help="write each StrategyQA record whose topic is "
+                   "'term (description)' this many times (run 7: the held-out half's form, weighted up)")
     r = sub.add_parser("run", help="propose for the held-out terms and the 20 topics with one model")
     r.add_argument("--model", default="bundled", help="bundled, adapter (the default model), a version or directory")
     r.add_argument("--label", required=True, help="name of the model in the results (base, default, proposer)")

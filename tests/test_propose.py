@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -680,3 +681,27 @@ def test_proposal_records_from_hand_labeled_loop_proposals():
     assert counts["labeled_records"] == 2 and counts["from_labeled"] == 3 and counts["records"] == len(records)
     assert proposal_records(questions, labeled=rows) == (records, counts)   # deterministic
     assert proposal_records(questions, labeled=[]) == (plain, pc)           # nothing labeled: as before
+
+
+def test_export_described_repeat_weights_up_only_the_term_with_description_records():
+    """Run 7: ``export --described-repeat K`` writes each StrategyQA record whose topic is "term (description)" K
+    times (the held-out half's form) and no other (bare term, fact subject, labeled); K = 1 leaves the export as
+    it was."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from proposal_quality import described, repeat_described
+
+    from argtree.propose import proposal_records
+
+    questions = _strategyqa_like()
+    rows = [{"set": "topics", "topic": "tap water", "question": "Is tap water treated with chlorine?",
+             "answerable": True, "model": "loop-a", "file": "labels7.jsonl"}]
+    records, _ = proposal_records(questions, bare=True, labeled=rows)
+    kinds = [("desc" if " (a made-up device" in r["messages"][0]["content"].split("\n")[0] else "other")
+             for r in records]
+    assert "desc" in kinds and kinds.count("other") > 1   # bare-term records and the labeled one
+    assert [described(r) for r in records] == [k == "desc" for k in kinds]
+    assert repeat_described(records, 1) == records and repeat_described(records, 0) == records
+    twice = repeat_described(records, 2)
+    assert len(twice) == len(records) + kinds.count("desc")
+    assert [r for r in twice if not described(r)] == [r for r in records if not described(r)]
+    assert [r for r in twice if described(r)] == [r for r in records if described(r) for _ in range(2)]

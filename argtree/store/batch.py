@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..inference import CompiledTree
 from ..voi import expected_voi
-from .compute import QUEUE_ORDER, ranked_open
+from .compute import ranked_open, tighten, top_exact
 from .models import Lease, Node, Tree, queue_entries
 
 __all__ = ["batch_order", "claim", "CANDIDATES", "PER_TREE"]
@@ -47,12 +47,12 @@ def batch_order(session: Session, me: int, now: datetime, overlap: int, metric: 
     given = set(_given(session, me, now))
     if not given:
         return []
-    q = (select(QUEUE_ID).where(ranked_open(), ~_live_label_by(me),
-                                queue_entries.c.n_answers + _held_by_others(me, now) < overlap)
-         .order_by(*QUEUE_ORDER).limit(CANDIDATES))
+    conditions = [~_live_label_by(me), queue_entries.c.n_answers + _held_by_others(me, now) < overlap]
     if allowed is not None:
-        q = q.where(allowed)
-    candidates = list(session.scalars(q))
+        conditions.append(allowed)
+    top, stale = top_exact(session, conditions, CANDIDATES)  # by exact forest VoI (the rows hold bounds)
+    tighten(session, stale)
+    candidates = [pid for pid, _ in top]
     if len(candidates) < 2:
         return candidates
     live = Tree.status != "archived"

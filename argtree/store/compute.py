@@ -32,7 +32,7 @@ from ..voi import voi_arrays
 from .models import Annotator, Label, Node, RootBelief, Setting, Tree, queue_entries, utcnow
 
 __all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "refresh_propositions",
-           "apply_forest_deltas", "queue_rank", "rank_bucket", "bucket_of", "set_rank", "ranked_open", "QUEUE_ORDER",
+           "apply_forest_deltas", "exact_forest_voi", "top_exact", "tighten", "queue_rank", "rank_bucket", "bucket_of", "set_rank", "ranked_open", "QUEUE_ORDER",
            "queue_settings", "lock_trees", "lock_proposition",
            "DEFAULTS"]
 
@@ -498,11 +498,12 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
 
 def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int | None = None,
                         skip: Iterable[int] = ()) -> None:
-    """Add each proposition's forest-VoI change (from ``recompute_trees``) and re-rank it in the queue:
-    on SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
+    """Add each proposition's forest-VoI increase (from ``recompute_trees``; decreases are left for the
+    queue's readers, ``top_exact``) and re-rank it in the queue: on SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
     changed), on PostgreSQL one UPDATE for all of them that locks them in id order first (the lock order)."""
     skip = set(skip)
-    items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip]
+    # Only the increases: a queue row's forest VoI is an upper bound (see "the queue's bounds" below).
+    items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip and d > 0.0]
     if not items:
         return
     if overlap is None:
@@ -580,3 +581,83 @@ def _refresh_statements() -> dict:
                             **set_rank(counted.c.fv, counted.c.na, bindparam("overlap"))))
     _refresh = out
     return out
+
+
+# -- the queue's bounds (issue 15) -----------------------------------------------------------------------
+# A queue row's forest_voi is an upper bound on the proposition's exact forest VoI (Σ priority × node VoI
+# over its live trees; the nodes always hold the exact numbers).  An answer moves ~400 forest VoIs at 1M
+# nodes, about two thirds of them down.  It writes only the increases: a third of the scattered queue rows
+# (SQLite: 451 -> 144 WAL pages per answer, bench/queue_writes.py).  A decrease waits until its row reaches
+# the top of the queue: readers of the top (``top_exact``) compute the exact values of the rows they pass,
+# serve by those, and write them back (``tighten``).  Recounts (``refresh_propositions``: new trees, answer
+# counts, settings) write exact values.
+
+STALE_REL = 1e-9  # a bound above exact by more than this (relative, plus 1e-12) is rewritten when read
+
+
+def exact_forest_voi(session: Session, proposition_ids: Iterable[int]) -> dict[int, float]:
+    """The exact forest VoI (Σ priority × node VoI over live trees) of each proposition, 0.0 when none."""
+    n, t = Node.__table__, Tree.__table__
+    ids = sorted(set(proposition_ids))
+    out = dict.fromkeys(ids, 0.0)
+    for i in range(0, len(ids), CHUNK):
+        for pid, v in session.execute(
+                select(n.c.proposition_id, func.sum(t.c.priority * n.c.voi)).join(t, t.c.id == n.c.tree_id)
+                .where(n.c.proposition_id.in_(ids[i:i + CHUNK]), t.c.status != "archived")
+                .group_by(n.c.proposition_id)):
+            out[pid] = float(v or 0.0)
+    return out
+
+
+def stale(bound: float, exact: float) -> bool:
+    return bound > exact + 1e-12 + STALE_REL * abs(exact)
+
+
+def top_exact(session: Session, conditions: Sequence = (), k: int = 1) -> tuple[list[tuple[int, float]], list[int]]:
+    """The ``k`` open propositions (queue rows meeting ``conditions``) with the highest exact forest VoI,
+    best first (ties: the higher id first, as QUEUE_ORDER), as (id, exact forest VoI); and the ids of
+    the rows read whose bound had gone stale (for ``tighten``).
+
+    Reads the queue in its order (by bound), a page at a time, until the k-th best exact value found is at
+    least the bound of the last row read: every row not read has a bound, and so an exact value, below it."""
+    q = queue_entries.c
+    page = k + 8
+    found: list[tuple[float, int]] = []
+    stale_ids: list[int] = []
+    after = None
+    while True:
+        query = select(q.proposition_id, q.queue_bucket, q.queue_rank).where(ranked_open(), *conditions)
+        if after is not None:  # the rows after the last one read, in QUEUE_ORDER (the bucket bound keeps the index)
+            p, b, r = after  # (id, bucket, rank) of the last row read
+            query = query.where(q.queue_bucket <= b, or_(q.queue_bucket < b, q.queue_rank < r,
+                                                        and_(q.queue_rank == r, q.proposition_id < p)))
+        rows = session.execute(query.order_by(*QUEUE_ORDER).limit(page)).all()
+        exact = exact_forest_voi(session, [r[0] for r in rows])
+        for pid, _, bound in rows:
+            e = exact[pid]
+            if stale(bound, e):
+                stale_ids.append(pid)
+            if e > 0.0:
+                found.append((e, pid))
+        found.sort(key=lambda x: (-x[0], -x[1]))
+        del found[k:]
+        if len(rows) < page:
+            break
+        after = tuple(rows[-1])
+        if len(found) == k and (found[-1][0] > after[2] or (found[-1][0] == after[2] and found[-1][1] >= after[0])):
+            break
+    return [(pid, e) for e, pid in found], stale_ids
+
+
+def tighten(session: Session, proposition_ids: Sequence[int]) -> None:
+    """Write the exact forest VoI back to rows whose bound went stale.  On PostgreSQL only the rows no
+    other transaction holds (SKIP LOCKED: never a wait, so never a deadlock); an answer holding one only
+    raises it, and it stays a bound."""
+    ids = sorted(set(proposition_ids))
+    if not ids:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        q = queue_entries.c
+        ids = list(session.scalars(select(q.proposition_id).where(q.proposition_id.in_(ids))
+                                   .order_by(q.proposition_id).with_for_update(skip_locked=True, key_share=True)))
+    refresh_propositions(session, ids, locked=True)

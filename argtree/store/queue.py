@@ -1,7 +1,8 @@
 """The oracle queue: which question to ask whom, and what an answer does.
 
 ``next_question`` hands an annotator the open proposition with the highest
-forest-wide VoI that they have not answered and that is not already held, under
+forest-wide VoI (exact: computed from the nodes for the rows at the queue's top,
+whose stored values are upper bounds, ``compute.top_exact``) that they have not answered and that is not already held, under
 a lease, by as many others as the overlap setting allows.  ``submit_label`` is
 idempotent by (annotator, request id) and recomputes only the trees that
 contain the proposition.  Both run in the caller's transaction; the answer is
@@ -19,8 +20,8 @@ from typing import Any
 from sqlalchemy import delete, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
-from .compute import (QUEUE_ORDER, apply_forest_deltas, lock_proposition, queue_settings, ranked_open, recompute_trees,
-                      refresh_propositions, set_rank)
+from .compute import (apply_forest_deltas, lock_proposition, queue_settings, ranked_open, recompute_trees,
+                      refresh_propositions, set_rank, tighten, top_exact)
 from .errors import NotFound, StoreError
 from .models import (Annotator, Label, Lease, Node, Proposition, RootBelief, Setting, Tree, propositions,
                      queue_entries, utcnow)
@@ -218,20 +219,23 @@ def next_question(session: Session, annotator_id: int, *, lease_seconds: float |
     pg = _pg(session)
     skip: list[int] = []
     for _ in range(50):
-        q = (select(QUEUE_ID)
-             .where(ranked_open(), ~_live_label_by(me),
-                    queue_entries.c.n_answers + _held_by_others(me, now) < overlap)
-             .order_by(*QUEUE_ORDER).limit(1))
+        conditions = [~_live_label_by(me), queue_entries.c.n_answers + _held_by_others(me, now) < overlap]
         if allowed is not None:
-            q = q.where(allowed)
+            conditions.append(allowed)
         if skip:
-            q = q.where(QUEUE_ID.not_in(skip))
-        if pg:
-            q = q.with_for_update(skip_locked=True, of=queue_entries, key_share=True)  # its lock: the queue row
-        pid = session.scalar(q)
-        if pid is None:
+            conditions.append(QUEUE_ID.not_in(skip))
+        # The best by exact forest VoI (the rows hold upper bounds); stale bounds read on the way are fixed.
+        best, stale = top_exact(session, conditions, 1)
+        tighten(session, stale)
+        if not best:
             return None
+        pid = best[0][0]
         if pg:
+            # Its lock is the queue row: held by another annotator's pick or an answer, take the next one.
+            if session.scalar(select(QUEUE_ID).where(QUEUE_ID == pid)
+                              .with_for_update(skip_locked=True, of=queue_entries, key_share=True)) is None:
+                skip.append(pid)
+                continue
             # Re-check under the row lock with a fresh snapshot: another annotator may have
             # committed a lease or an answer since the statement above started.
             n = session.scalar(select(queue_entries.c.n_answers + _held_by_others(me, now))
@@ -510,7 +514,8 @@ def labels_for(session: Session, *, proposition_id: int | None = None, annotator
 def annotator_stats(session: Session, annotator_id: int, *, since: datetime | None = None,
                     remaining_limit: int = 1000) -> AnnotatorStats:
     """Answers today (since UTC midnight, or ``since``), in all, and what is left for them (counted up to
-    ``remaining_limit``: an exact count over a million open questions would cost a scan per page view)."""
+    ``remaining_limit``: an exact count over a million open questions would cost a scan per page view;
+    a proposition whose VoI fell to exactly 0 counts until the queue reads its row)."""
     me = _annotator(session, annotator_id).id
     if since is None:
         since = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)

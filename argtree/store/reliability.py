@@ -21,7 +21,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..annotators import PRIOR_STRENGTH, Vote, estimate
-from .compute import QUEUE_ORDER, apply_forest_deltas, lock_trees, ranked_open, recompute_trees
+from .compute import apply_forest_deltas, lock_trees, recompute_trees, top_exact
 from .errors import NotFound, StoreError
 from .models import Annotator, AnnotatorEstimate, GoldAnswer, Label, Node, Proposition, utcnow
 from .text import check_text
@@ -168,12 +168,12 @@ def queue_ranking(session: Session, top: int = 20) -> list[dict]:
     trees = (select(func.count(func.distinct(Node.tree_id))).join(Tree, Tree.id == Node.tree_id)
              .where(Node.proposition_id == Proposition.id, Tree.status != "archived")
              .correlate(Proposition).scalar_subquery())
-    rows = session.execute(
-        select(Proposition.id, Proposition.forest_voi, Proposition.n_answers, Proposition.text, trees)
-        .where(ranked_open())
-        .order_by(*QUEUE_ORDER).limit(top))
-    return [{"rank": i + 1, "proposition_id": pid, "forest_voi": fv, "answers": n, "trees": t, "text": text}
-            for i, (pid, fv, n, text, t) in enumerate(rows)]
+    best, _ = top_exact(session, (), top)  # by exact forest VoI (the queue rows hold upper bounds); no writes
+    rows = {r[0]: r[1:] for r in session.execute(
+        select(Proposition.id, Proposition.n_answers, Proposition.text, trees)
+        .where(Proposition.id.in_([pid for pid, _ in best])))}
+    return [{"rank": i + 1, "proposition_id": pid, "forest_voi": fv, "answers": rows[pid][0], "trees": rows[pid][2],
+             "text": rows[pid][1]} for i, (pid, fv) in enumerate(best)]
 
 
 def all_labels(session: Session, *, people_only: bool = False) -> list[dict]:

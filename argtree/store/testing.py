@@ -147,8 +147,10 @@ def random_forest(n_trees: int, nodes_per_tree: int, n_propositions: int, seed: 
 def check_consistency(url: str, overlap: int | None = None) -> dict:
     """Compare everything derived in the database with a from-scratch recomputation by the core.
 
-    Returns the largest differences found (beliefs, VoI, forest VoI) and raises AssertionError on
-    any count that is off (answers per proposition, queue ranks, labels beyond the overlap).
+    Returns the largest differences found (beliefs, VoI, and forest VoI: how far a queue row's bound is
+    below the exact value, and how far the queue's top ten as read, ``compute.top_exact``, are from the
+    recount's) and raises AssertionError on any count that is off (answers per proposition, queue ranks,
+    labels beyond the overlap) or on a top ten in another order.
     """
     from collections import defaultdict
 
@@ -156,7 +158,7 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
 
     from ..inference import beliefs
     from ..voi import voi
-    from .compute import bucket_of, queue_settings
+    from .compute import bucket_of, queue_settings, top_exact
     from .db import session_scope
     from .models import Label, Node, Proposition, Tree, propositions, queue_entries
     from .trees import load_tree
@@ -180,7 +182,8 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
             (Label.value.is_not(None)) | (Label.probability.is_not(None)) | Label.ill_posed)
             .group_by(Label.proposition_id)).all())
         for p in s.scalars(select(Proposition)):
-            worst["forest_voi"] = max(worst["forest_voi"], abs(p.forest_voi - forest.get(p.id, 0.0)))
+            # the row holds an upper bound (issue 15: answers write only the increases)
+            worst["forest_voi"] = max(worst["forest_voi"], forest.get(p.id, 0.0) - p.forest_voi)
             n = counts.get(p.id, 0)
             assert n <= overlap, f"proposition {p.id} has {n} answers, overlap is {overlap}"
             assert p.n_answers == n, f"proposition {p.id}: n_answers {p.n_answers}, labels say {n}"
@@ -189,6 +192,14 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
             # the indexed bucket agrees with the rank it was computed from (issue 15)
             want = bucket_of(p.queue_rank)
             assert p.queue_bucket == want, f"proposition {p.id}: queue_bucket {p.queue_bucket}, rank says {want}"
+        # the queue's top as read (exact values from the nodes) is the recount's top
+        top, _ = top_exact(s, (), 10)
+        want = sorted(((v, pid) for pid, v in forest.items() if v > 0 and counts.get(pid, 0) < overlap),
+                      key=lambda x: (-x[0], -x[1]))[:10]
+        assert len(top) == len(want), f"queue top has {len(top)} open propositions, the recount {len(want)}"
+        for (pid, v), (wv, wpid) in zip(top, want):
+            worst["forest_voi"] = max(worst["forest_voi"], abs(v - wv))
+            assert pid == wpid or abs(v - wv) < 1e-9, f"queue top: proposition {pid} ({v}), recount {wpid} ({wv})"
         # every proposition has its queue row (the ORM's Proposition is their join: one without would vanish)
         texts = s.scalar(select(func.count()).select_from(propositions))
         rows = s.scalar(select(func.count()).select_from(queue_entries))

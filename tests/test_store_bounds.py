@@ -61,11 +61,11 @@ def test_top_exact_is_the_exact_top_whatever_the_bounds(small_store, data, k, od
                       key=lambda t: (-t[0], -t[1]))[:k]
         assert [pid for pid, _ in top] == [pid for _, pid in want]
         assert [v for _, v in top] == pytest.approx([v for v, _ in want], abs=1e-12)
-        by_pid = dict(zip(pids, extra))
-        assert all(by_pid[pid] > 1e-9 for pid in stale)          # only stale rows are named
-        read_tight_above = [pid for pid in by_pid if by_pid[pid] > 1e-6 and exact[pid] + by_pid[pid] > want[-1][0]
-                            and (not odd_only or pid % 2)] if want else []
-        assert set(read_tight_above) <= set(stale)               # every stale bound above the k-th was read
+        bound = {pid: exact[pid] + x for pid, x in zip(pids, extra)}
+        assert all(compute.stale(bound[pid], exact[pid]) for pid in stale)   # only stale rows are named
+        above = {pid for pid in pids if compute.stale(bound[pid], exact[pid]) and bound[pid] > want[-1][0]
+                 and (not odd_only or pid % 2)} if want else set()
+        assert above <= set(stale)                               # every stale bound above the k-th was read
         s.rollback()
 
 

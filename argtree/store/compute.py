@@ -497,13 +497,14 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
 
 
 def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int | None = None,
-                        skip: Iterable[int] = ()) -> None:
+                        skip: Iterable[int] = (), *, increases_only: bool = True) -> None:
     """Add each proposition's forest-VoI increase (from ``recompute_trees``; decreases are left for the
-    queue's readers, ``top_exact``) and re-rank it in the queue: on SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
+    queue's readers, ``top_exact``, unless ``increases_only`` is False: a bound lowered by the same
+    change as its exact value stays a bound) and re-rank it in the queue: on SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
     changed), on PostgreSQL one UPDATE for all of them that locks them in id order first (the lock order)."""
     skip = set(skip)
     # Only the increases: a queue row's forest VoI is an upper bound (see "the queue's bounds" below).
-    items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip and d > 0.0]
+    items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip and (d > 0.0 or not increases_only)]
     if not items:
         return
     if overlap is None:

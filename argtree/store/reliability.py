@@ -133,7 +133,10 @@ def update_reliability(session: Session, *, min_move: float = MIN_MOVE, strength
         tree_ids = sorted(set(session.scalars(select(Node.tree_id).where(Node.proposition_id.in_(pids)).distinct())))
         if tree_ids:
             lock_trees(session, tree_ids)
-            apply_forest_deltas(session, recompute_trees(session, tree_ids, cause="recompute"))
+            # every change, decreases too: a re-estimation moves many trees at once, and is not an answer
+            # waiting on its commit (left as bounds, the decreases would all be fixed by the next reader)
+            apply_forest_deltas(session, recompute_trees(session, tree_ids, cause="recompute"),
+                                increases_only=False)
     return {"annotators": len(res.estimates), "moved": [names.get(a, str(a)) for a in moved],
             "trees": len(tree_ids), "iterations": res.iterations}
 

@@ -610,6 +610,15 @@ def exact_forest_voi(session: Session, proposition_ids: Iterable[int]) -> dict[i
     return out
 
 
+def _exact_column():
+    """A queue row's exact forest VoI, as a column of a query on queue_entries (read with the row: one round
+    trip for a page of the queue)."""
+    n, t = Node.__table__, Tree.__table__
+    return (select(func.coalesce(func.sum(t.c.priority * n.c.voi), 0.0)).select_from(n.join(t, t.c.id == n.c.tree_id))
+            .where(n.c.proposition_id == queue_entries.c.proposition_id, t.c.status != "archived")
+            .correlate(queue_entries).scalar_subquery())
+
+
 def stale(bound: float, exact: float) -> bool:
     return bound > exact + 1e-12 + STALE_REL * abs(exact)
 
@@ -627,15 +636,14 @@ def top_exact(session: Session, conditions: Sequence = (), k: int = 1) -> tuple[
     stale_ids: list[int] = []
     after = None
     while True:
-        query = select(q.proposition_id, q.queue_bucket, q.queue_rank).where(ranked_open(), *conditions)
+        query = select(q.proposition_id, q.queue_bucket, q.queue_rank, _exact_column()).where(ranked_open(), *conditions)
         if after is not None:  # the rows after the last one read, in QUEUE_ORDER (the bucket bound keeps the index)
             p, b, r = after  # (id, bucket, rank) of the last row read
             query = query.where(q.queue_bucket <= b, or_(q.queue_bucket < b, q.queue_rank < r,
                                                         and_(q.queue_rank == r, q.proposition_id < p)))
         rows = session.execute(query.order_by(*QUEUE_ORDER).limit(page)).all()
-        exact = exact_forest_voi(session, [r[0] for r in rows])
-        for pid, _, bound in rows:
-            e = exact[pid]
+        for pid, _, bound, e in rows:
+            e = float(e)
             if stale(bound, e):
                 stale_ids.append(pid)
             if e > 0.0:
@@ -644,7 +652,7 @@ def top_exact(session: Session, conditions: Sequence = (), k: int = 1) -> tuple[
         del found[k:]
         if len(rows) < page:
             break
-        after = tuple(rows[-1])
+        after = tuple(rows[-1])[:3]
         if len(found) == k and (found[-1][0] > after[2] or (found[-1][0] == after[2] and found[-1][1] >= after[0])):
             break
     return [(pid, e) for e, pid in found], stale_ids

@@ -62,7 +62,9 @@ def test_top_exact_is_the_exact_top_whatever_the_bounds(small_store, data, k, od
         assert [pid for pid, _ in top] == [pid for _, pid in want]
         assert [v for _, v in top] == pytest.approx([v for v, _ in want], abs=1e-12)
         bound = {pid: exact[pid] + x for pid, x in zip(pids, extra)}
-        assert all(compute.stale(bound[pid], exact[pid]) for pid in stale)   # only stale rows are named
+        assert all(compute.stale(bound[pid], exact[pid]) and b == bound[pid] and e == pytest.approx(exact[pid], abs=1e-12)
+                   for pid, b, e in stale)                       # only stale rows are named, with what was read
+        stale = [pid for pid, _, _ in stale]
         above = {pid for pid in pids if compute.stale(bound[pid], exact[pid]) and bound[pid] > want[-1][0]
                  and (not odd_only or pid % 2)} if want else set()
         assert above <= set(stale)                               # every stale bound above the k-th was read
@@ -118,3 +120,25 @@ def test_a_bound_of_a_proposition_with_nothing_left_to_learn_closes_when_read(ur
     with session_scope(url) as s:
         row = s.get(Proposition, pid)
         assert row.forest_voi == 0.0 and row.queue_rank is None
+
+
+def test_tighten_leaves_a_row_an_answer_raised_since_it_was_read(url):
+    """A reader's write-back is conditional on the bound it read: a row raised in between (an answer's
+    increase) keeps the raised bound, which is still a bound; the others get their exact values."""
+    build(url)
+    with session_scope(url) as s:
+        exact = exact_open(s)
+        pids = sorted(exact, key=lambda p: -exact[p])[:3]
+        c = queue_entries.c
+        for p in pids:  # stale bounds at the top
+            s.execute(update(queue_entries).where(c.proposition_id == p)
+                      .values(forest_voi=exact[p] + 1.0, **compute.set_rank(exact[p] + 1.0, c.n_answers, 1)))
+    with session_scope(url) as s:
+        top, stale = compute.top_exact(s, (), 1)
+        assert sorted(pid for pid, _, _ in stale) == sorted(pids)
+        compute.apply_forest_deltas(s, {pids[0]: 0.5}, overlap=1)  # an answer raises one of them meanwhile
+        compute.tighten(s, stale)
+    with session_scope(url) as s:
+        got = {p: s.get(Proposition, p).forest_voi for p in pids}
+    assert got[pids[0]] == pytest.approx(exact[pids[0]] + 1.5, abs=1e-12)
+    assert [got[p] for p in pids[1:]] == pytest.approx([exact[p] for p in pids[1:]], abs=1e-12)

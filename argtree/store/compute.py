@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from sqlalchemy import Integer, Text, and_, bindparam, case, cast, func, or_, select, text, update
+from sqlalchemy import Float, Integer, Text, and_, bindparam, case, cast, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
@@ -623,17 +623,18 @@ def stale(bound: float, exact: float) -> bool:
     return bound > exact + 1e-12 + STALE_REL * abs(exact)
 
 
-def top_exact(session: Session, conditions: Sequence = (), k: int = 1) -> tuple[list[tuple[int, float]], list[int]]:
+def top_exact(session: Session, conditions: Sequence = (), k: int = 1
+              ) -> tuple[list[tuple[int, float]], list[tuple[int, float, float]]]:
     """The ``k`` open propositions (queue rows meeting ``conditions``) with the highest exact forest VoI,
-    best first (ties: the higher id first, as QUEUE_ORDER), as (id, exact forest VoI); and the ids of
-    the rows read whose bound had gone stale (for ``tighten``).
+    best first (ties: the higher id first, as QUEUE_ORDER), as (id, exact forest VoI); and the rows read
+    whose bound had gone stale, as (id, bound read, exact value) for ``tighten``.
 
     Reads the queue in its order (by bound), a page at a time, until the k-th best exact value found is at
     least the bound of the last row read: every row not read has a bound, and so an exact value, below it."""
     q = queue_entries.c
     page = k + 8
     found: list[tuple[float, int]] = []
-    stale_ids: list[int] = []
+    stale_rows: list[tuple[int, float, float]] = []
     after = None
     while True:
         query = select(q.proposition_id, q.queue_bucket, q.queue_rank, _exact_column()).where(ranked_open(), *conditions)
@@ -645,7 +646,7 @@ def top_exact(session: Session, conditions: Sequence = (), k: int = 1) -> tuple[
         for pid, _, bound, e in rows:
             e = float(e)
             if stale(bound, e):
-                stale_ids.append(pid)
+                stale_rows.append((pid, bound, e))
             if e > 0.0:
                 found.append((e, pid))
         found.sort(key=lambda x: (-x[0], -x[1]))
@@ -655,18 +656,27 @@ def top_exact(session: Session, conditions: Sequence = (), k: int = 1) -> tuple[
         after = tuple(rows[-1])[:3]
         if len(found) == k and (found[-1][0] > after[2] or (found[-1][0] == after[2] and found[-1][1] >= after[0])):
             break
-    return [(pid, e) for e, pid in found], stale_ids
+    return [(pid, e) for e, pid in found], stale_rows
 
 
-def tighten(session: Session, proposition_ids: Sequence[int]) -> None:
-    """Write the exact forest VoI back to rows whose bound went stale.  On PostgreSQL only the rows no
-    other transaction holds (SKIP LOCKED: never a wait, so never a deadlock); an answer holding one only
-    raises it, and it stays a bound."""
-    ids = sorted(set(proposition_ids))
-    if not ids:
+def tighten(session: Session, rows: Sequence[tuple[int, float, float]]) -> None:
+    """Write the exact forest VoI back to rows whose bound went stale: (id, bound read, exact value) from
+    ``top_exact``.  Only where the row still holds the bound read (an answer that raised it since leaves
+    it alone: it is a bound again); on PostgreSQL only rows no other transaction holds (SKIP LOCKED: never
+    a wait, so never a deadlock)."""
+    rows = sorted(rows)
+    if not rows:
         return
+    q = queue_entries.c
     if session.get_bind().dialect.name == "postgresql":
-        q = queue_entries.c
-        ids = list(session.scalars(select(q.proposition_id).where(q.proposition_id.in_(ids))
+        free = set(session.scalars(select(q.proposition_id).where(q.proposition_id.in_([r[0] for r in rows]))
                                    .order_by(q.proposition_id).with_for_update(skip_locked=True, key_share=True)))
-    refresh_propositions(session, ids, locked=True)
+        rows = [r for r in rows if r[0] in free]
+        if not rows:
+            return
+    overlap = int(queue_settings(session)["queue.overlap"])
+    e = bindparam("e", type_=Float)
+    session.connection().execute(
+        update(queue_entries).where(q.proposition_id == bindparam("pid"), q.queue_rank == bindparam("b"))
+        .values(forest_voi=e, **set_rank(e, q.n_answers, overlap)),
+        [{"pid": pid, "b": bound, "e": exact} for pid, bound, exact in rows])

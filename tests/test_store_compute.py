@@ -93,10 +93,33 @@ def test_forest_deltas_rank_and_unrank(url):
     with session_scope(url) as s:
         pids = s.scalars(select(Proposition.id).where(Proposition.forest_voi > 0).order_by(Proposition.id)).all()[:3]
         fv = {p: s.get(Proposition, p).forest_voi for p in pids}
+        top = max(p.queue_bucket for p in s.scalars(select(Proposition)) if p.queue_bucket is not None)
+        b_on_top = s.get(Proposition, pids[1]).queue_bucket >= top - compute.TOP_BUCKETS + 1
         compute.apply_forest_deltas(s, {pids[0]: 0.25, pids[1]: -fv[pids[1]], pids[2]: 1.0}, overlap=1,
                                     skip={pids[2]})
     with session_scope(url) as s:
         a, b, c = (s.get(Proposition, p) for p in pids)
         assert a.forest_voi == pytest.approx(fv[pids[0]] + 0.25, abs=1e-15) and a.queue_rank == a.forest_voi
-        assert b.forest_voi == fv[pids[1]] and b.queue_rank == b.forest_voi   # a decrease: not written
+        if b_on_top:  # a decrease is written in the queue's top buckets (nothing left to learn: closed) ...
+            assert b.forest_voi == pytest.approx(0.0, abs=1e-15) and b.queue_rank is None
+        else:         # ... and left as a bound below them
+            assert b.forest_voi == fv[pids[1]] and b.queue_rank == b.forest_voi
         assert c.forest_voi == fv[pids[2]]                                     # skipped
+
+
+def test_decreases_are_written_on_the_queue_top_only(url):
+    """Issue 15: an answer's decreases are written to rows in the TOP_BUCKETS top buckets and left as bounds
+    elsewhere; increases_only=False writes them all."""
+    forest(url)
+    with session_scope(url) as s:
+        rows = s.execute(select(Proposition.id, Proposition.forest_voi, Proposition.queue_bucket)
+                         .where(Proposition.queue_bucket.is_not(None)).order_by(Proposition.queue_bucket.desc())).all()
+        top, low = rows[0], rows[-1]
+        assert low.queue_bucket < top.queue_bucket - compute.TOP_BUCKETS + 1  # the forest spans enough buckets
+        compute.apply_forest_deltas(s, {top.id: -top.forest_voi / 2, low.id: -low.forest_voi / 2}, overlap=3)
+    with session_scope(url) as s:
+        assert s.get(Proposition, top.id).forest_voi == pytest.approx(top.forest_voi / 2, abs=1e-15)
+        assert s.get(Proposition, low.id).forest_voi == low.forest_voi
+        compute.apply_forest_deltas(s, {low.id: -low.forest_voi / 2}, overlap=3, increases_only=False)
+    with session_scope(url) as s:
+        assert s.get(Proposition, low.id).forest_voi == pytest.approx(low.forest_voi / 2, abs=1e-15)

@@ -351,6 +351,7 @@ def _stmt(name: str):
     return _stmts[name]
 
 
+TOP_BUCKETS = 2  # an answer writes the decreases of rows in this many top buckets (the rest stay bounds)
 _SQLITE_NODES = "UPDATE nodes SET belief = ?, voi = ?, root_if_true = ?, root_if_false = ? WHERE id = ?"
 _SQLITE_DELTAS = ("UPDATE queue_entries SET forest_voi = forest_voi + ?, queue_rank = CASE WHEN forest_voi + ? > 0 "
                   "AND n_answers < ? THEN forest_voi + ? END WHERE proposition_id = ?")
@@ -366,8 +367,10 @@ _PG_NODES = text(
 # The rows are locked in id order (the lock order) by the CTE, which runs to its end before or in step
 # with the UPDATE (one statement: one round trip where a SELECT ... FOR UPDATE and the UPDATE took two).
 _PG_DELTAS = text(
-    "WITH locked AS MATERIALIZED (SELECT proposition_id AS id FROM queue_entries "
-    "WHERE proposition_id = ANY(CAST(:ids AS integer[])) ORDER BY proposition_id FOR NO KEY UPDATE) "
+    # the increases, and the decreases of rows in the queue's top buckets (bucket >= :floor)
+    "WITH locked AS MATERIALIZED (SELECT q.proposition_id AS id FROM queue_entries AS q "
+    "JOIN unnest(CAST(:ids AS integer[]), CAST(:d AS double precision[])) AS w(id, d) ON q.proposition_id = w.id "
+    "WHERE w.d > 0 OR q.queue_bucket >= :floor ORDER BY q.proposition_id FOR NO KEY UPDATE OF q) "
     "UPDATE queue_entries AS p SET forest_voi = p.forest_voi + v.d, "
     "queue_rank = CASE WHEN p.forest_voi + v.d > 0 AND p.n_answers < :overlap THEN p.forest_voi + v.d END, "
     # an unchanged bucket leaves the row's index entries alone (HOT, given the page's free space)
@@ -498,25 +501,36 @@ def recompute_trees(session: Session, tree_ids: Iterable[int], *, cause: str = "
 
 def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int | None = None,
                         skip: Iterable[int] = (), *, increases_only: bool = True) -> None:
-    """Add each proposition's forest-VoI increase (from ``recompute_trees``; decreases are left for the
-    queue's readers, ``top_exact``, unless ``increases_only`` is False: a bound lowered by the same
-    change as its exact value stays a bound) and re-rank it in the queue: on SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
+    """Add each proposition's forest-VoI increase (from ``recompute_trees``) and re-rank it in the queue.
+    Decreases are added to rows in the queue's TOP_BUCKETS top buckets, and to all rows when
+    ``increases_only`` is False (a bound lowered by the same change as its exact value stays a bound);
+    the others are left for the queue's readers (``top_exact``).  On SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
     changed), on PostgreSQL one UPDATE for all of them that locks them in id order first (the lock order)."""
     skip = set(skip)
-    # Only the increases: a queue row's forest VoI is an upper bound (see "the queue's bounds" below).
-    items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip and (d > 0.0 or not increases_only)]
+    items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip and d != 0.0]
     if not items:
         return
     if overlap is None:
         overlap = int(queue_settings(session)["queue.overlap"])
+    # A queue row's forest VoI is an upper bound (see "the queue's bounds" below): the increases are
+    # written, and the decreases only of rows in the top TOP_BUCKETS buckets, which every read sorts.
+    floor = -_OFFSET - 1  # every bucket
+    if increases_only:
+        top = session.scalar(select(func.max(queue_entries.c.queue_bucket)))
+        floor = top - TOP_BUCKETS + 1 if top is not None else _OFFSET
     if session.get_bind().dialect.name == "postgresql":
         for i in range(0, len(items), 10 * CHUNK):
             part = items[i:i + 10 * CHUNK]
-            session.execute(_PG_DELTAS, {"ids": _pg_array(pid for pid, _ in part),
-                                         "d": _pg_array(d for _, d in part), "overlap": overlap})
+            session.execute(_PG_DELTAS, {"ids": _pg_array(pid for pid, _ in part), "d": _pg_array(d for _, d in part),
+                                         "overlap": overlap, "floor": floor})
         return
     conn = session.connection()
-    conn.exec_driver_sql(_SQLITE_DELTAS, [(d, d, overlap, d, pid) for pid, d in items])
+    up = [(d, d, overlap, d, pid) for pid, d in items if d > 0.0]
+    down = [(d, d, overlap, d, pid, floor) for pid, d in items if d < 0.0]
+    if up:  # (an empty parameter list would run the statement once, without parameters)
+        conn.exec_driver_sql(_SQLITE_DELTAS, up)
+    if down:
+        conn.exec_driver_sql(_SQLITE_DELTAS + " AND queue_bucket >= ?", down)
     conn.exec_driver_sql(_SQLITE_BUCKETS, [(pid,) for pid, _ in items])
 
 
@@ -587,11 +601,11 @@ def _refresh_statements() -> dict:
 # -- the queue's bounds (issue 15) -----------------------------------------------------------------------
 # A queue row's forest_voi is an upper bound on the proposition's exact forest VoI (Σ priority × node VoI
 # over its live trees; the nodes always hold the exact numbers).  An answer moves ~400 forest VoIs at 1M
-# nodes, about two thirds of them down.  It writes only the increases: a third of the scattered queue rows
-# (SQLite: 451 -> 144 WAL pages per answer, bench/queue_writes.py).  A decrease waits until its row reaches
-# the top of the queue: readers of the top (``top_exact``) compute the exact values of the rows they pass,
-# serve by those, and write them back (``tighten``).  Recounts (``refresh_propositions``: new trees, answer
-# counts, settings) write exact values.
+# nodes, about two thirds of them down.  It writes the increases, and the decreases only of rows in the
+# queue's top TOP_BUCKETS buckets (which every read sorts: stale bounds there would grow it): about a third
+# of the scattered queue rows.  The other decreases wait until their row reaches the top: readers of the
+# top (``top_exact``) compute the exact values of the rows they pass, serve by those, and write them back
+# (``tighten``).  Recounts (``refresh_propositions``: new trees, answer counts, settings) write exact values.
 
 STALE_REL = 1e-9  # a bound above exact by more than this (relative, plus 1e-12) is rewritten when read
 
@@ -629,7 +643,7 @@ def top_exact(session: Session, conditions: Sequence = (), k: int = 1
     Reads the queue in its order (by bound), a page at a time, until the k-th best exact value found is at
     least the bound of the last row read: every row not read has a bound, and so an exact value, below it."""
     q = queue_entries.c
-    page = k  # most rows at the top are exact (a read finds 0.12 stale rows on average): one page, usually
+    page = k + 8  # most rows at the top are exact: one page, usually
     found: list[tuple[float, int]] = []
     stale_rows: list[tuple[int, float, float]] = []
     after = None

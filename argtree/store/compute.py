@@ -32,8 +32,8 @@ from ..voi import voi_arrays
 from .models import Annotator, Label, Node, RootBelief, Setting, Tree, queue_entries, utcnow
 
 __all__ = ["label_evidence", "TreeState", "compute_tree", "recompute_trees", "refresh_propositions",
-           "apply_forest_deltas", "exact_forest_voi", "top_exact", "tighten", "queue_rank", "rank_bucket", "bucket_of", "set_rank", "ranked_open", "QUEUE_ORDER",
-           "queue_settings", "lock_trees", "lock_proposition",
+           "apply_forest_deltas", "exact_forest_voi", "top_exact", "tighten", "queue_rank", "rank_bucket", "bucket_of",
+           "set_rank", "ranked_open", "QUEUE_ORDER", "queue_settings", "lock_trees", "lock_proposition",
            "DEFAULTS"]
 
 DEFAULTS = {"queue.overlap": 1, "queue.lease_seconds": 900, "queue.metric": "shift",
@@ -504,8 +504,9 @@ def apply_forest_deltas(session: Session, deltas: dict[int, float], overlap: int
     """Add each proposition's forest-VoI increase (from ``recompute_trees``) and re-rank it in the queue.
     Decreases are added to rows in the queue's TOP_BUCKETS top buckets, and to all rows when
     ``increases_only`` is False (a bound lowered by the same change as its exact value stays a bound);
-    the others are left for the queue's readers (``top_exact``).  On SQLite one primary-key UPDATE per proposition (one prepared statement; then the bucket where it
-    changed), on PostgreSQL one UPDATE for all of them that locks them in id order first (the lock order)."""
+    the others are left for the queue's readers (``top_exact``).  On SQLite one primary-key UPDATE per
+    proposition (one prepared statement; then the bucket where it changed), on PostgreSQL one UPDATE for
+    all of them that locks them in id order first (the lock order)."""
     skip = set(skip)
     items = [(pid, d) for pid, d in sorted(deltas.items()) if pid not in skip and d != 0.0]
     if not items:

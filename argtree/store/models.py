@@ -73,10 +73,10 @@ class Proposition(Base):
     proposition): the ORM reads and writes both as one object; statements on the queue alone
     (``argtree.store.compute``) use ``queue_entries``.
 
-    ``forest_voi`` is an upper bound on the sum over the live trees holding it of tree priority x node VoI
-    (the nodes hold the exact numbers): answers write only the increases they cause, and the queue's
-    readers (``compute.top_exact``) serve by the exact sums and write back the stale bounds they pass
-    (issue 15).  ``queue_rank`` is ``forest_voi`` while the proposition still needs answers
+    ``forest_voi`` is an upper bound on the sum over the live trees holding it of tree priority x node
+    VoI (the nodes hold the exact numbers): answers write the increases they cause and, only in the
+    queue's top buckets, the decreases; the queue's readers (``compute.top_exact``) serve by the exact
+    sums and write back the stale bounds they pass (issue 15).  ``queue_rank`` is ``forest_voi`` while the proposition still needs answers
     (``n_answers`` < the overlap setting and VoI > 0), else NULL.  ``queue_bucket`` is
     ``floor(8 ln queue_rank)`` (``compute.rank_bucket``), and only it is indexed: the queue scans the
     index from the top bucket down and orders each bucket by ``queue_rank``, which gives exactly the

@@ -2,8 +2,9 @@
 
 ``next_question`` hands an annotator the open proposition with the highest
 forest-wide VoI (exact: computed from the nodes for the rows at the queue's top,
-whose stored values are upper bounds, ``compute.top_exact``) that they have not answered and that is not already held, under
-a lease, by as many others as the overlap setting allows.  ``submit_label`` is
+whose stored values are upper bounds, ``compute.top_exact``) that they have not
+answered and that is not already held, under a lease, by as many others as the
+overlap setting allows.  ``submit_label`` is
 idempotent by (annotator, request id) and recomputes only the trees that
 contain the proposition.  Both run in the caller's transaction; the answer is
 durable once it commits (``session_scope`` commits on exit).

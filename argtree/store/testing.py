@@ -182,7 +182,7 @@ def check_consistency(url: str, overlap: int | None = None) -> dict:
             (Label.value.is_not(None)) | (Label.probability.is_not(None)) | Label.ill_posed)
             .group_by(Label.proposition_id)).all())
         for p in s.scalars(select(Proposition)):
-            # the row holds an upper bound (issue 15: answers write only the increases)
+            # the row holds an upper bound (issue 15: answers write the decreases on the queue's top only)
             worst["forest_voi"] = max(worst["forest_voi"], forest.get(p.id, 0.0) - p.forest_voi)
             n = counts.get(p.id, 0)
             assert n <= overlap, f"proposition {p.id} has {n} answers, overlap is {overlap}"

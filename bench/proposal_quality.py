@@ -51,6 +51,7 @@ import argparse
 import hashlib
 import json
 import math
+import random
 import sys
 import time
 from pathlib import Path
@@ -366,6 +367,65 @@ def loop_summary(files: list[Path], labels: dict, rejudge: bool = True) -> list[
     return out
 
 
+def _accepted(loop_files: list[Path]) -> list[dict]:
+    """The questions the loops accepted (their LABEL.loop.jsonl rows without a rejection)."""
+    rows = [json.loads(line) for f in loop_files for line in Path(f).read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    return [r for r in rows if "rejected" not in r]
+
+
+def cmd_pool(args) -> None:
+    """A blind labeling sheet: the loops' accepted (topic, question) pairs, pooled, without model names, each
+    pair once, shuffled by a seed; "answerable" left null for the labeler."""
+    pairs = sorted({(r["topic"], r["question"]) for r in _accepted(args.loops)})
+    random.Random(args.seed).shuffle(pairs)
+    with open(args.out, "w", encoding="utf-8") as f:
+        for k, (topic, question) in enumerate(pairs):
+            f.write(json.dumps({"id": k, "topic": topic, "question": question, "answerable": None, "why": ""}) + "\n")
+    print(f"{len(pairs)} pairs -> {args.out}")
+
+
+def cmd_unpool(args) -> None:
+    """The labeled sheet back to per-model labels (labels*.jsonl rows) for every loop's accepted question."""
+    sheet = {}
+    for line in Path(args.sheet).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if not isinstance(rec.get("answerable"), bool):
+                raise SystemExit(f"sheet row {rec.get('id')}: 'answerable' must be true or false, got "
+                                 f"{rec.get('answerable')!r}: label every row first")
+            sheet[(rec["topic"], rec["question"])] = rec
+    with open(args.out, "w", encoding="utf-8") as f:
+        for r in _accepted(args.loops):
+            lab = sheet[(r["topic"], r["question"])]
+            f.write(json.dumps({"model": r["model"], "set": r["set"], "topic": r["topic"], "question": r["question"],
+                                "answerable": lab["answerable"], "why": lab["why"]}) + "\n")
+    print(f"labels -> {args.out}")
+
+
+def agreement(a: dict, b: dict) -> dict:
+    """Two labelers' agreement on the keys both labeled: share agreeing (Wilson 95%) and Cohen's kappa."""
+    keys = sorted(set(a) & set(b))
+    n = len(keys)
+    same = sum(a[k] == b[k] for k in keys)
+    pa, pb = sum(a[k] for k in keys) / n, sum(b[k] for k in keys) / n
+    chance = pa * pb + (1 - pa) * (1 - pb)
+    kappa = (same / n - chance) / (1 - chance) if chance < 1 else 1.0
+    return {"n": n, "agree": same, "agree_ci": wilson(same, n), "kappa": kappa,
+            "yes_a": sum(a[k] for k in keys), "yes_b": sum(b[k] for k in keys)}
+
+
+def cmd_agree(args) -> None:
+    def load(path):
+        out = {}
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                out[(rec["model"], rec["topic"], rec["question"])] = bool(rec["answerable"])
+        return out
+    print(json.dumps(agreement(load(args.a), load(args.b)), indent=1))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -414,8 +474,20 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--as-run", action="store_true", help="the guards' verdicts as stored by the run (default: "
                    "judge the stored proposals again with the current guards)")
+    o = sub.add_parser("pool", help="a blind labeling sheet from loops' accepted questions (no model names)")
+    o.add_argument("loops", nargs="+", type=Path, help="LABEL.loop.jsonl files")
+    o.add_argument("--out", required=True)
+    o.add_argument("--seed", type=int, default=0)
+    u = sub.add_parser("unpool", help="a labeled sheet back to labels*.jsonl rows, per model")
+    u.add_argument("sheet")
+    u.add_argument("--loops", nargs="+", type=Path, required=True)
+    u.add_argument("--out", required=True)
+    g = sub.add_parser("agree", help="two labelers' agreement (share, Wilson 95%%, Cohen's kappa)")
+    g.add_argument("a")
+    g.add_argument("b")
     args = ap.parse_args()
-    {"export": cmd_export, "run": cmd_run, "report": cmd_report}[args.cmd](args)
+    {"export": cmd_export, "run": cmd_run, "report": cmd_report, "pool": cmd_pool, "unpool": cmd_unpool,
+     "agree": cmd_agree}[args.cmd](args)
 
 
 if __name__ == "__main__":

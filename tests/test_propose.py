@@ -705,3 +705,44 @@ def test_export_described_repeat_weights_up_only_the_term_with_description_recor
     assert len(twice) == len(records) + kinds.count("desc")
     assert [r for r in twice if not described(r)] == [r for r in records if not described(r)]
     assert [r for r in twice if described(r)] == [r for r in records if described(r) for _ in range(2)]
+
+
+def test_blind_pool_hides_models_and_unpool_gives_every_model_its_labels(tmp_path):
+    """Run 7: ``pool`` writes each accepted (topic, question) once, with no model name, in a seeded order;
+    ``unpool`` refuses an unlabeled sheet and gives each loop's accepted questions the sheet's label;
+    ``agreement`` counts agreeing keys and computes Cohen's kappa."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import argparse
+
+    from proposal_quality import agreement, cmd_pool, cmd_unpool
+
+    def loop(name, questions):
+        path = tmp_path / f"{name}.loop.jsonl"
+        rows = [{"model": name, "set": "topics", "topic": "kettles", "question": q, "i": i} for i, q in enumerate(questions)]
+        rows.append({"model": name, "set": "topics", "topic": "kettles", "question": "Kettle?", "rejected": "yes/no"})
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+
+    a = loop("model-a", ["Do kettles boil water?", "Are kettles blue?"])
+    b = loop("model-b", ["Do kettles boil water?", "Can kettles fly?"])
+    sheet = tmp_path / "sheet.jsonl"
+    cmd_pool(argparse.Namespace(loops=[a, b], out=str(sheet), seed=3))
+    rows = [json.loads(x) for x in sheet.read_text().splitlines()]
+    assert sorted(r["question"] for r in rows) == ["Are kettles blue?", "Can kettles fly?", "Do kettles boil water?"]
+    assert all("model" not in json.dumps(r) for r in rows) and all(r["answerable"] is None for r in rows)
+    out = tmp_path / "labels.jsonl"
+    with pytest.raises(SystemExit, match="label every row"):
+        cmd_unpool(argparse.Namespace(sheet=str(sheet), loops=[a, b], out=str(out)))
+    for r in rows:
+        r["answerable"] = r["question"] != "Are kettles blue?"
+    sheet.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cmd_unpool(argparse.Namespace(sheet=str(sheet), loops=[a, b], out=str(out)))
+    labels = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(x["model"], x["question"], x["answerable"]) for x in labels] == [
+        ("model-a", "Do kettles boil water?", True), ("model-a", "Are kettles blue?", False),
+        ("model-b", "Do kettles boil water?", True), ("model-b", "Can kettles fly?", True)]
+    x = {1: True, 2: True, 3: False, 4: False}
+    y = {1: True, 2: False, 3: False, 4: False, 5: True}
+    g = agreement(x, y)
+    assert (g["n"], g["agree"]) == (4, 3)
+    assert g["kappa"] == pytest.approx((0.75 - 0.5) / 0.5)  # chance = 0.5*0.25 + 0.5*0.75

@@ -568,14 +568,9 @@ def _refresh_statements() -> dict:
     global _refresh
     if _refresh is not None:
         return _refresh
-    n, t, q, lab = Node.__table__, Tree.__table__, queue_entries, Label.__table__
+    n, q, lab = Node.__table__, queue_entries, Label.__table__
     src = queue_entries.alias("src")
-    # Per node, its tree's weight by primary key (NULL when archived, which SUM skips): a join here let
-    # PostgreSQL hash all trees once per proposition.
-    weight = (select(t.c.priority).where(t.c.id == n.c.tree_id, t.c.status != "archived")
-              .correlate(n).scalar_subquery())
-    fv = (select(func.coalesce(func.sum(weight * n.c.voi), 0.0)).select_from(n)
-          .where(n.c.proposition_id == src.c.proposition_id).correlate(src).scalar_subquery())
+    fv = forest_voi_sum(src.c.proposition_id)
     answers = (select(func.count()).select_from(lab)
                .where(lab.c.proposition_id == src.c.proposition_id, lab.c.retracted_at.is_(None),
                       lab.c.reliability.is_(None),
@@ -611,14 +606,27 @@ def _refresh_statements() -> dict:
 STALE_REL = 1e-9  # a bound above exact by more than this (relative, plus 1e-12) is rewritten when read
 
 
+def forest_voi_sum(proposition_id):
+    """The exact forest VoI of the proposition ``proposition_id`` (a column of the enclosing query's table,
+    which the sum is correlated to): Σ priority × node VoI over its nodes in live trees, 0.0 when none.
+    The one definition of the sum, for the recount (``refresh_propositions``) and the queue's readers
+    (``exact_forest_voi``)."""
+    n, t = Node.__table__, Tree.__table__
+    # Per node, its tree's weight by primary key (NULL when archived, which SUM skips): a join here let
+    # PostgreSQL hash all trees once per proposition in the recount.
+    weight = (select(t.c.priority).where(t.c.id == n.c.tree_id, t.c.status != "archived")
+              .correlate(n).scalar_subquery())
+    return (select(func.coalesce(func.sum(weight * n.c.voi), 0.0)).select_from(n)
+            .where(n.c.proposition_id == proposition_id).correlate(proposition_id.table).scalar_subquery())
+
+
 def exact_forest_voi(session: Session, proposition_ids: Iterable[int]) -> dict[int, float]:
     """The exact forest VoI (Σ priority × node VoI over live trees) of each proposition, 0.0 when none."""
     global _exact_stmt
     if _exact_stmt is None:  # built once: on the read path of every question, its construction cost ~1 ms
-        n, t = Node.__table__, Tree.__table__
-        _exact_stmt = (select(n.c.proposition_id, func.sum(t.c.priority * n.c.voi)).join(t, t.c.id == n.c.tree_id)
-                       .where(n.c.proposition_id.in_(bindparam("pids", expanding=True)), t.c.status != "archived")
-                       .group_by(n.c.proposition_id))
+        q = queue_entries.c
+        _exact_stmt = (select(q.proposition_id, forest_voi_sum(q.proposition_id))
+                       .where(q.proposition_id.in_(bindparam("pids", expanding=True))))
     ids = sorted(set(proposition_ids))
     out = dict.fromkeys(ids, 0.0)
     conn = session.connection()

@@ -310,6 +310,7 @@ def _question(session: Session, pid: int, expires: datetime) -> Question | None:
         chain.append(ChainLink(n.id, n.local_id, t, n.belief, stance(n.parent_id, n.p_if_true, n.p_if_false)))
     node = rows[0][0]
     return Question(
+        # forest_voi: compute.forest_voi_sum's sum, over the occurrences read here
         proposition_id=pid, text=text, forest_voi=sum(o[2] for o in occ), tree_id=tree_id, node_id=node_id,
         question=question, chain=tuple(chain), voi=node.voi, belief=node.belief,
         model_credence=node.model_credence, rationale=node.rationale, model_output=node.model_output,

@@ -407,6 +407,8 @@ def agreement(a: dict, b: dict) -> dict:
     """Two labelers' agreement on the keys both labeled: share agreeing (Wilson 95%) and Cohen's kappa."""
     keys = sorted(set(a) & set(b))
     n = len(keys)
+    if not n:
+        raise SystemExit("the two label files share no (model, topic, question): nothing to compare")
     same = sum(a[k] == b[k] for k in keys)
     pa, pb = sum(a[k] for k in keys) / n, sum(b[k] for k in keys) / n
     chance = pa * pb + (1 - pa) * (1 - pb)

@@ -746,3 +746,5 @@ def test_blind_pool_hides_models_and_unpool_gives_every_model_its_labels(tmp_pat
     g = agreement(x, y)
     assert (g["n"], g["agree"]) == (4, 3)
     assert g["kappa"] == pytest.approx((0.75 - 0.5) / 0.5)  # chance = 0.5*0.25 + 0.5*0.75
+    with pytest.raises(SystemExit, match="share no"):
+        agreement({1: True}, {2: True})

@@ -282,6 +282,17 @@ def rejudge(rows: list[dict]) -> list[dict]:
     return out
 
 
+def load_labels(paths) -> dict[tuple[str, str, str], bool]:
+    """Hand labels (labels*.jsonl rows) by (model, topic, question); a later file overrides an earlier one."""
+    labels = {}
+    for lab_path in map(Path, paths):
+        for line in lab_path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                labels[(rec["model"], rec["topic"], rec["question"])] = bool(rec["answerable"])
+    return labels
+
+
 def cmd_report(args) -> None:
     files = [Path(f) for f in args.files] or sorted(p for p in RESULTS.glob("*.jsonl")
                                                     if not p.name.startswith("labels") and not p.name.endswith(".loop.jsonl"))
@@ -294,12 +305,7 @@ def cmd_report(args) -> None:
         if meta.exists():
             m = json.loads(meta.read_text(encoding="utf-8"))
             calls[m["label"]] = m["calls"]
-    labels = {}
-    for lab_path in map(Path, args.labels or [str(RESULTS / "labels.jsonl")]):
-        for line in lab_path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                labels[(rec["model"], rec["topic"], rec["question"])] = bool(rec["answerable"])
+    labels = load_labels(args.labels or [str(RESULTS / "labels.jsonl")])
     summary = summarize(rows, labels, calls)
     print("| model | set | topics (usable answers) | proposals | pass the guards | yes/no | with a negation "
           "| answerable (by hand) | answerable among those that pass |")
@@ -395,11 +401,16 @@ def cmd_unpool(args) -> None:
                 raise SystemExit(f"sheet row {rec.get('id')}: 'answerable' must be true or false, got "
                                  f"{rec.get('answerable')!r}: label every row first")
             sheet[(rec["topic"], rec["question"])] = rec
+    out = []
+    for r in _accepted(args.loops):
+        lab = sheet.get((r["topic"], r["question"]))
+        if lab is None:  # checked before anything is written
+            raise SystemExit(f"{r['model']}: {r['question']!r} ({r['topic']}) is not on the sheet: "
+                             "pool the same loop files again")
+        out.append({"model": r["model"], "set": r["set"], "topic": r["topic"], "question": r["question"],
+                    "answerable": lab["answerable"], "why": lab["why"]})
     with open(args.out, "w", encoding="utf-8") as f:
-        for r in _accepted(args.loops):
-            lab = sheet[(r["topic"], r["question"])]
-            f.write(json.dumps({"model": r["model"], "set": r["set"], "topic": r["topic"], "question": r["question"],
-                                "answerable": lab["answerable"], "why": lab["why"]}) + "\n")
+        f.writelines(json.dumps(rec) + "\n" for rec in out)
     print(f"labels -> {args.out}")
 
 
@@ -418,14 +429,7 @@ def agreement(a: dict, b: dict) -> dict:
 
 
 def cmd_agree(args) -> None:
-    def load(path):
-        out = {}
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                out[(rec["model"], rec["topic"], rec["question"])] = bool(rec["answerable"])
-        return out
-    print(json.dumps(agreement(load(args.a), load(args.b)), indent=1))
+    print(json.dumps(agreement(load_labels([args.a]), load_labels([args.b])), indent=1))
 
 
 def main() -> None:

@@ -748,3 +748,7 @@ def test_blind_pool_hides_models_and_unpool_gives_every_model_its_labels(tmp_pat
     assert g["kappa"] == pytest.approx((0.75 - 0.5) / 0.5)  # chance = 0.5*0.25 + 0.5*0.75
     with pytest.raises(SystemExit, match="share no"):
         agreement({1: True}, {2: True})
+    c = loop("model-c", ["Are kettles heavy?"])  # a loop the sheet was not pooled from: refused, nothing written
+    with pytest.raises(SystemExit, match="not on the sheet"):
+        cmd_unpool(argparse.Namespace(sheet=str(sheet), loops=[a, c], out=str(tmp_path / "c.jsonl")))
+    assert not (tmp_path / "c.jsonl").exists()
